@@ -1,0 +1,97 @@
+/* The wire event: the one definition of what the BPF programs send to user space.
+ *
+ * tracer/wire.py decodes exactly this layout; tests/test_wire_layout.py compiles
+ * this header with the host C compiler and fails if any size or offset drifts
+ * from the Python side. Change both together.
+ *
+ * Every event is a pt_header followed by the payload of its kind. Exec events
+ * end in a variable-length tail (filename, then argv as NUL-separated bytes).
+ * All fields are naturally aligned, so the BPF target and x86_64/aarch64 hosts
+ * agree on the layout without packing.
+ */
+#ifndef PROCTRACE_EVENT_H
+#define PROCTRACE_EVENT_H
+
+#define PT_COMM_LEN 16
+/* Upper bound on an exec'd filename carried in an event. */
+#define PT_FILENAME_MAX 512
+
+enum pt_kind {
+    PT_FORK = 1,
+    PT_EXEC = 2,
+    PT_EXIT = 3,
+    PT_SIGNAL = 4,
+    PT_REAP = 5,
+};
+
+/* Bits in pt_exec.flags */
+#define PT_EXEC_ARGV_TRUNCATED (1u << 0)
+#define PT_EXEC_FILENAME_TRUNCATED (1u << 1)
+#define PT_EXEC_ARGV_UNREADABLE (1u << 2)
+
+/* pt_signal.stage */
+#define PT_SIGNAL_GENERATE 1
+#define PT_SIGNAL_DELIVER 2
+
+struct pt_header {
+    __u64 ts_ns;          /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+    __u64 start_ns;       /* the process's start (group leader's start_time) */
+    __u32 kind;           /* enum pt_kind */
+    __u32 pid;            /* task (thread) id of the task the event is about */
+    __u32 tgid;           /* process id */
+    __u32 ppid;           /* real parent's process id */
+    __u32 uid;
+    __u32 cpu;
+    char comm[PT_COMM_LEN];
+};
+
+struct pt_fork {
+    struct pt_header h;   /* the parent (the forking task) */
+    __u64 clone_flags;
+    __u32 child_pid;
+    __u32 child_tgid;
+    __u32 child_ppid;     /* differs from h.tgid with CLONE_PARENT */
+    __u32 _pad;
+};
+
+struct pt_exec {
+    struct pt_header h;   /* the task after exec (or the task whose exec failed) */
+    __s32 err;            /* 0, or the positive errno of a failed exec */
+    __u32 old_pid;        /* the thread id that called exec, if not the leader */
+    __u32 flags;          /* PT_EXEC_* */
+    __u32 filename_len;   /* bytes of filename at the start of the tail, no NUL */
+    __u32 argv_len;       /* bytes of argv after the filename, NUL-separated */
+    __u32 _pad;
+    /* char tail[filename_len + argv_len] */
+};
+
+struct pt_exit {
+    struct pt_header h;   /* the exiting task */
+    __u64 task_start_ns;  /* the exiting task's own start_time */
+    __u32 status;         /* wait status: task exit_code, or the group's if a group exit */
+    __u32 task_exit_code; /* this task's own exit_code */
+    __u8 group_dead;      /* the last thread of the process: the process ended */
+    __u8 _pad[7];
+};
+
+struct pt_signal {
+    struct pt_header h;   /* generate: the sender; deliver: the receiver */
+    __s32 signo;
+    __s32 code;           /* si_code */
+    __u32 target_pid;     /* generate: the target task; deliver: the receiver */
+    __s32 result;         /* generate: TRACE_SIGNAL_* (0 delivered, 1 ignored, ...) */
+    __u64 handler;        /* deliver: sa_handler (0 default, 1 ignore, else a handler) */
+    __u32 group_exit_signo; /* deliver: the signal behind a group exit, else 0 */
+    __u8 stage;           /* PT_SIGNAL_GENERATE or PT_SIGNAL_DELIVER */
+    __u8 group;           /* generate: sent to the whole process */
+    __u8 _pad[2];
+    char target_comm[PT_COMM_LEN];
+};
+
+struct pt_reap {
+    struct pt_header h;   /* the reaper */
+    __u32 reaped_pid;
+    __u32 status;         /* the wait status the reaper collected */
+};
+
+#endif

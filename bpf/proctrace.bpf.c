@@ -1,0 +1,537 @@
+/* proctrace's kernel side: one event per fork, exec, exit, signal and reap.
+ *
+ * bcc compiles this at run time. tracer/bpf_source.py puts a prelude in front of
+ * it that defines, for the running kernel:
+ *   KOFF_<struct>_<member>    byte offsets read from the kernel's own BTF, so
+ *                             no struct is ever read through headers that may
+ *                             not match the kernel;
+ *   TP_<event>__<field>       tracepoint field offsets read from tracefs format
+ *                             files, with TP_<event>__<field>_DATALOC set to 1
+ *                             where the field is a __data_loc string;
+ *   PT_RINGBUF, PT_BUFFER_PAGES, PT_ARGV_MAX, PT_FOLLOW, PT_HAVE_* switches.
+ * Then bpf/event.h, the wire format.
+ */
+
+#define SIGNAL_GROUP_EXIT 0x00000004 /* include/linux/sched/signal.h, stable since 2.6 */
+#define PF_EXITING 0x00000004
+#define SIGCHLD_NR 17
+#define WNOWAIT_FLAG 0x01000000
+#define WUNTRACED_FLAG 0x00000002
+#define WCONTINUED_FLAG 0x00000008
+
+#define TP_FIELD(args, type, ev, f) (*(type *)((char *)(args) + TP_##ev##__##f))
+/* A string field of a tracepoint: a __data_loc on newer kernels, char[] on older. */
+#define TP_STR(args, ev, f)                                                              \
+    (TP_##ev##__##f##_DATALOC ? (char *)(args) + (TP_FIELD(args, u32, ev, f) & 0xffff) \
+                              : (char *)(args) + TP_##ev##__##f)
+
+#define KREAD(dst, base, off) \
+    bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)((char *)(base) + (off)))
+
+#ifdef PT_RINGBUF
+BPF_RINGBUF_OUTPUT(events, PT_BUFFER_PAGES);
+#else
+BPF_PERF_OUTPUT(events);
+#endif
+
+/* Events that could not be submitted, per CPU: exact, unlike the perf lost callback. */
+BPF_PERCPU_ARRAY(lost_events, u64, 1);
+
+/* Scratch space for building the largest event (exec) off the 512-byte stack. */
+#define PT_EXEC_MAX (sizeof(struct pt_exec) + PT_FILENAME_MAX + PT_ARGV_MAX)
+struct exec_scratch {
+    u8 buf[PT_EXEC_MAX];
+};
+BPF_PERCPU_ARRAY(exec_buf, struct exec_scratch, 1);
+
+/* Syscall arguments saved at entry, read at exit (failed execs, reaps). */
+struct saved_args {
+    u64 ptr;      /* execve: filename; wait4: stat_addr; waitid: infop */
+    u64 argv;     /* execve: argv */
+    u64 options;  /* wait4/waitid options */
+};
+BPF_HASH(saved_args_by_tid, u32, struct saved_args, 16384);
+
+#ifdef PT_FOLLOW
+/* Tasks whose events we want: the traced command and everything it forks.
+ * Keys are task ids; a process's tgid is its leader's task id. */
+BPF_TABLE("lru_hash", u32, u8, followed, PT_FOLLOW_MAX);
+#endif
+
+static __always_inline int is_followed(u32 id)
+{
+#ifdef PT_FOLLOW
+    return followed.lookup(&id) != 0;
+#else
+    return 1;
+#endif
+}
+
+static __always_inline void count_lost(void)
+{
+    int zero = 0;
+    u64 *n = lost_events.lookup(&zero);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void submit(void *ctx, void *data, u32 size)
+{
+    int err;
+#ifdef PT_RINGBUF
+    /* No wake-up per event: user space drains the buffer on a short timer. */
+    err = events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP);
+#else
+    err = events.perf_submit(ctx, data, size);
+#endif
+    if (err < 0)
+        count_lost();
+}
+
+static __always_inline void fill_header(struct pt_header *h, u32 kind, void *task)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    void *parent = 0;
+    void *leader = 0;
+
+    h->ts_ns = bpf_ktime_get_ns();
+    h->kind = kind;
+    h->pid = (u32)id;
+    h->tgid = id >> 32;
+    h->uid = (u32)bpf_get_current_uid_gid();
+    h->cpu = bpf_get_smp_processor_id();
+    h->ppid = 0;
+    h->start_ns = 0;
+    KREAD(parent, task, KOFF_task_struct_real_parent);
+    if (parent)
+        KREAD(h->ppid, parent, KOFF_task_struct_tgid);
+    KREAD(leader, task, KOFF_task_struct_group_leader);
+    if (leader)
+        KREAD(h->start_ns, leader, KOFF_task_struct_start_time);
+    bpf_get_current_comm(&h->comm, sizeof(h->comm));
+}
+
+/* clone flags, from task_newtask, for the sched_process_fork that follows it. */
+BPF_HASH(clone_flags_by_tid, u32, u64, 16384);
+
+TRACEPOINT_PROBE(task, task_newtask)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    u64 flags = TP_FIELD(args, u64, task_newtask, clone_flags);
+    clone_flags_by_tid.update(&tid, &flags);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    void *task = (void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id;
+    u32 child = TP_FIELD(args, u32, sched_process_fork, child_pid);
+    struct pt_fork ev = {};
+    u64 *flags;
+
+    flags = clone_flags_by_tid.lookup(&tid);
+    if (flags) {
+        ev.clone_flags = *flags;
+        clone_flags_by_tid.delete(&tid);
+    }
+#ifdef PT_FOLLOW
+    if (!is_followed(id >> 32) && !is_followed(tid))
+        return 0;
+    u8 one = 1;
+    followed.update(&child, &one);
+#endif
+    fill_header(&ev.h, PT_FORK, task);
+    ev.child_pid = child;
+    /* CLONE_THREAD: a task of the same process; otherwise a new process. */
+    ev.child_tgid = (ev.clone_flags & 0x00010000) ? ev.h.tgid : child;
+    /* CLONE_PARENT or CLONE_THREAD give the child the forker's own parent. */
+    ev.child_ppid = (ev.clone_flags & (0x00008000 | 0x00010000)) ? ev.h.ppid : ev.h.tgid;
+    submit(args, &ev, sizeof(ev));
+    return 0;
+}
+
+/* Copy a user-space argument area [start, end) into the event's argv tail. */
+static __always_inline void read_argv(struct pt_exec *ev, u8 *tail, u64 start, u64 end)
+{
+    u64 len = end > start ? end - start : 0;
+    u32 off = ev->filename_len;
+
+    if (len > PT_ARGV_MAX) {
+        len = PT_ARGV_MAX;
+        ev->flags |= PT_EXEC_ARGV_TRUNCATED;
+    }
+    if (off > PT_FILENAME_MAX)
+        off = PT_FILENAME_MAX;
+    if (len && bpf_probe_read_user(tail + off, len, (void *)start) == 0)
+        ev->argv_len = len;
+    else if (len)
+        ev->flags |= PT_EXEC_ARGV_UNREADABLE;
+}
+
+/* The verifier must see the size of a variable-length event bounded by its buffer. */
+static __always_inline void submit_exec(void *ctx, struct pt_exec *ev)
+{
+    u32 size = sizeof(*ev) + ev->filename_len + ev->argv_len;
+    if (size > PT_EXEC_MAX)
+        size = PT_EXEC_MAX;
+    asm volatile("" : "+r"(size)); /* keep clang from dropping the bound */
+    if (size > PT_EXEC_MAX)
+        return;
+    submit(ctx, ev, size);
+}
+
+static __always_inline u32 filename_len(int n)
+{
+    /* *_str helpers count the NUL; a full buffer means the name was cut. */
+    return n > 0 ? n - 1 : 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    void *task = (void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    int zero = 0;
+    struct pt_exec *ev;
+    u8 *tail;
+    void *mm = 0;
+    u64 arg_start = 0, arg_end = 0;
+    int n;
+
+    if (!is_followed(id >> 32))
+        return 0;
+    ev = (struct pt_exec *)exec_buf.lookup(&zero);
+    if (!ev)
+        return 0;
+    tail = (u8 *)(ev + 1);
+    fill_header(&ev->h, PT_EXEC, task);
+    ev->err = 0;
+    ev->old_pid = TP_FIELD(args, u32, sched_process_exec, old_pid);
+    ev->flags = 0;
+    ev->argv_len = 0;
+    ev->_pad = 0;
+    n = bpf_probe_read_kernel_str(tail, PT_FILENAME_MAX, TP_STR(args, sched_process_exec, filename));
+    ev->filename_len = filename_len(n);
+    if (n >= PT_FILENAME_MAX)
+        ev->flags |= PT_EXEC_FILENAME_TRUNCATED;
+    /* argv lives in the new image between mm->arg_start and arg_end; the kernel
+     * has just written it there, so the pages are resident. */
+    KREAD(mm, task, KOFF_task_struct_mm);
+    if (mm) {
+        KREAD(arg_start, mm, KOFF_mm_struct_arg_start);
+        KREAD(arg_end, mm, KOFF_mm_struct_arg_end);
+        read_argv(ev, tail, arg_start, arg_end);
+    }
+    submit_exec(args, ev);
+    return 0;
+}
+
+#ifdef PT_HAVE_EXEC_SYSCALLS
+static __always_inline int save_exec_args(u64 filename, u64 argv)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct saved_args a = {.ptr = filename, .argv = argv};
+    saved_args_by_tid.update(&tid, &a);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return save_exec_args(TP_FIELD(args, u64, sys_enter_execve, filename),
+                          TP_FIELD(args, u64, sys_enter_execve, argv));
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return save_exec_args(TP_FIELD(args, u64, sys_enter_execveat, filename),
+                          TP_FIELD(args, u64, sys_enter_execveat, argv));
+}
+
+/* Up to this many arguments of a failed exec are read through argv's pointers. */
+#define PT_FAILED_ARGC_MAX 16
+#define PT_FAILED_ARG_MAX 256
+
+static __always_inline int exec_failed(void *ctx, long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id;
+    struct saved_args *a = saved_args_by_tid.lookup(&tid);
+    struct saved_args saved;
+    int zero = 0;
+    struct pt_exec *ev;
+    u8 *tail;
+    u32 off;
+    int n;
+
+    if (!a)
+        return 0;
+    saved = *a;
+    saved_args_by_tid.delete(&tid);
+    /* A successful exec also returns here, in the new image, with 0. */
+    if (ret >= 0 || !is_followed(id >> 32))
+        return 0;
+    ev = (struct pt_exec *)exec_buf.lookup(&zero);
+    if (!ev)
+        return 0;
+    tail = (u8 *)(ev + 1);
+    fill_header(&ev->h, PT_EXEC, (void *)bpf_get_current_task());
+    ev->err = -ret;
+    ev->old_pid = tid;
+    ev->flags = 0;
+    ev->argv_len = 0;
+    ev->_pad = 0;
+    n = bpf_probe_read_user_str(tail, PT_FILENAME_MAX, (void *)saved.ptr);
+    ev->filename_len = filename_len(n);
+    if (n >= PT_FILENAME_MAX)
+        ev->flags |= PT_EXEC_FILENAME_TRUNCATED;
+    /* The old image is still in place: read argv through its pointers. */
+    off = ev->filename_len;
+#pragma unroll
+    for (int i = 0; i < PT_FAILED_ARGC_MAX; i++) {
+        u64 p = 0;
+        if (bpf_probe_read_user(&p, sizeof(p), (void *)(saved.argv + i * sizeof(u64))) || !p)
+            break;
+        if (off > PT_FILENAME_MAX + PT_ARGV_MAX - PT_FAILED_ARG_MAX) {
+            ev->flags |= PT_EXEC_ARGV_TRUNCATED;
+            break;
+        }
+        n = bpf_probe_read_user_str(tail + off, PT_FAILED_ARG_MAX, (void *)p);
+        if (n <= 0) {
+            ev->flags |= PT_EXEC_ARGV_UNREADABLE;
+            break;
+        }
+        if (n == PT_FAILED_ARG_MAX)
+            ev->flags |= PT_EXEC_ARGV_TRUNCATED;
+        off += n;
+        if (i == PT_FAILED_ARGC_MAX - 1)
+            ev->flags |= PT_EXEC_ARGV_TRUNCATED;
+    }
+    ev->argv_len = off - ev->filename_len;
+    submit_exec(ctx, ev);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    return exec_failed(args, TP_FIELD(args, long, sys_exit_execve, ret));
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    return exec_failed(args, TP_FIELD(args, long, sys_exit_execveat, ret));
+}
+#endif /* PT_HAVE_EXEC_SYSCALLS */
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    void *task = (void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    void *signal = 0;
+    void *leader = 0;
+    u32 sig_flags = 0;
+    int group_exit_code = 0;
+    int leader_code = 0;
+    struct pt_exit ev = {};
+
+    if (!is_followed(id >> 32) && !is_followed((u32)id))
+        return 0;
+    fill_header(&ev.h, PT_EXIT, task);
+    KREAD(ev.task_start_ns, task, KOFF_task_struct_start_time);
+    KREAD(ev.task_exit_code, task, KOFF_task_struct_exit_code);
+    KREAD(signal, task, KOFF_task_struct_signal);
+#ifdef TP_sched_process_exit__group_dead
+    ev.group_dead = TP_FIELD(args, u8, sched_process_exit, group_dead);
+#else
+    {
+        /* Older kernels: do_exit decremented signal->live before this point. */
+        int live = 1;
+        if (signal)
+            KREAD(live, signal, KOFF_signal_struct_live);
+        ev.group_dead = live == 0;
+    }
+#endif
+    ev.status = ev.task_exit_code;
+    if (ev.group_dead) {
+        /* What the parent's wait() will see (wait_task_zombie): the group's
+         * code after a group exit, else the leader's own exit code. */
+        if (signal) {
+            KREAD(sig_flags, signal, KOFF_signal_struct_flags);
+            KREAD(group_exit_code, signal, KOFF_signal_struct_group_exit_code);
+        }
+        KREAD(leader, task, KOFF_task_struct_group_leader);
+        if (leader)
+            KREAD(leader_code, leader, KOFF_task_struct_exit_code);
+        ev.status = (sig_flags & SIGNAL_GROUP_EXIT) ? group_exit_code : leader_code;
+    }
+    submit(args, &ev, sizeof(ev));
+#ifdef PT_FOLLOW
+    /* A thread is gone for good; a process stays followed until it is reaped. */
+    if (!ev.group_dead && ev.h.pid != ev.h.tgid) {
+        u32 tid = ev.h.pid;
+        followed.delete(&tid);
+    }
+#endif
+    return 0;
+}
+
+TRACEPOINT_PROBE(signal, signal_generate)
+{
+    void *task = (void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    int sig = TP_FIELD(args, int, signal_generate, sig);
+    u32 target = TP_FIELD(args, u32, signal_generate, pid);
+    u32 task_flags = 0;
+    struct pt_signal ev = {};
+
+    /* The SIGCHLD an exiting child sends its parent is implied by its exit event. */
+    if (sig == SIGCHLD_NR) {
+        KREAD(task_flags, task, KOFF_task_struct_flags);
+        if (task_flags & PF_EXITING)
+            return 0;
+    }
+    if (!is_followed(id >> 32) && !is_followed(target))
+        return 0;
+    fill_header(&ev.h, PT_SIGNAL, task);
+    ev.stage = PT_SIGNAL_GENERATE;
+    ev.signo = sig;
+    ev.code = TP_FIELD(args, int, signal_generate, code);
+    ev.target_pid = target;
+    ev.group = TP_FIELD(args, int, signal_generate, group) != 0;
+    ev.result = TP_FIELD(args, int, signal_generate, result);
+    bpf_probe_read_kernel_str(&ev.target_comm, sizeof(ev.target_comm),
+                              TP_STR(args, signal_generate, comm));
+    submit(args, &ev, sizeof(ev));
+    return 0;
+}
+
+TRACEPOINT_PROBE(signal, signal_deliver)
+{
+    void *task = (void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    void *signal = 0;
+    u32 sig_flags = 0;
+    int group_exit_code = 0;
+    struct pt_signal ev = {};
+
+    if (!is_followed(id >> 32))
+        return 0;
+    fill_header(&ev.h, PT_SIGNAL, task);
+    ev.stage = PT_SIGNAL_DELIVER;
+    ev.signo = TP_FIELD(args, int, signal_deliver, sig);
+    ev.code = TP_FIELD(args, int, signal_deliver, code);
+    ev.handler = TP_FIELD(args, u64, signal_deliver, sa_handler);
+    ev.target_pid = ev.h.pid;
+    /* A fatal signal turns into a group exit and the kernel then delivers
+     * SIGKILL to every thread; keep the signal that really caused it. */
+    KREAD(signal, task, KOFF_task_struct_signal);
+    if (signal) {
+        KREAD(sig_flags, signal, KOFF_signal_struct_flags);
+        if (sig_flags & SIGNAL_GROUP_EXIT) {
+            KREAD(group_exit_code, signal, KOFF_signal_struct_group_exit_code);
+            ev.group_exit_signo = group_exit_code & 0x7f;
+        }
+    }
+    __builtin_memcpy(&ev.target_comm, &ev.h.comm, sizeof(ev.target_comm));
+    submit(args, &ev, sizeof(ev));
+    return 0;
+}
+
+#ifdef PT_HAVE_WAIT_SYSCALLS
+static __always_inline int save_wait_args(u64 ptr, u64 options)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct saved_args a = {.ptr = ptr, .options = options};
+    saved_args_by_tid.update(&tid, &a);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_wait4)
+{
+    return save_wait_args(TP_FIELD(args, u64, sys_enter_wait4, stat_addr),
+                          TP_FIELD(args, u64, sys_enter_wait4, options));
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_waitid)
+{
+    return save_wait_args(TP_FIELD(args, u64, sys_enter_waitid, infop),
+                          TP_FIELD(args, u64, sys_enter_waitid, options));
+}
+
+static __always_inline void emit_reap(void *ctx, u32 reaped, u32 status)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct pt_reap ev = {};
+
+    if (!is_followed(id >> 32) && !is_followed(reaped))
+        return;
+    fill_header(&ev.h, PT_REAP, (void *)bpf_get_current_task());
+    ev.reaped_pid = reaped;
+    ev.status = status;
+    submit(ctx, &ev, sizeof(ev));
+#ifdef PT_FOLLOW
+    followed.delete(&reaped);
+#endif
+}
+
+static __always_inline struct saved_args *take_saved(struct saved_args *copy)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct saved_args *a = saved_args_by_tid.lookup(&tid);
+    if (!a)
+        return 0;
+    *copy = *a;
+    saved_args_by_tid.delete(&tid);
+    return copy;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_wait4)
+{
+    long ret = TP_FIELD(args, long, sys_exit_wait4, ret);
+    struct saved_args copy;
+    int status = 0;
+
+    if (!take_saved(&copy) || ret <= 0)
+        return 0;
+    if (copy.ptr) {
+        if (bpf_probe_read_user(&status, sizeof(status), (void *)copy.ptr))
+            return 0;
+        /* A stopped or continued child is reported, not reaped. */
+        if ((status & 0xff) == 0x7f || status == 0xffff)
+            return 0;
+    } else if (copy.options & (WUNTRACED_FLAG | WCONTINUED_FLAG)) {
+        return 0; /* cannot tell a stop report from a reap without the status */
+    }
+    emit_reap(args, (u32)ret, status);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_waitid)
+{
+    long ret = TP_FIELD(args, long, sys_exit_waitid, ret);
+    struct saved_args copy;
+    /* siginfo for SIGCHLD: si_code at 8, si_pid at 16, si_status at 24. */
+    int si[7] = {};
+    u32 status;
+
+    if (!take_saved(&copy) || ret != 0 || !copy.ptr || (copy.options & WNOWAIT_FLAG))
+        return 0;
+    if (bpf_probe_read_user(&si, sizeof(si), (void *)copy.ptr) || si[4] == 0)
+        return 0;
+    switch (si[2]) {
+    case 1: /* CLD_EXITED */
+        status = (si[6] & 0xff) << 8;
+        break;
+    case 2: /* CLD_KILLED */
+        status = si[6] & 0x7f;
+        break;
+    case 3: /* CLD_DUMPED */
+        status = (si[6] & 0x7f) | 0x80;
+        break;
+    default: /* stopped, continued, trapped: not a reap */
+        return 0;
+    }
+    emit_reap(args, si[4], status);
+    return 0;
+}
+#endif /* PT_HAVE_WAIT_SYSCALLS */

@@ -1,0 +1,108 @@
+"""Assembles the BPF C program for the running kernel.
+
+The C in bpf/ never names a struct member or a tracepoint field offset directly;
+this module defines them as macros from BTF and the tracefs format files, then
+appends the wire header and the program. Pure: it takes the facts as arguments,
+so the text can be built and checked without root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracer.tpformat import FormatError, TracepointFormat
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+if not (BPF_DIR / "proctrace.bpf.c").exists():  # installed as a wheel: shipped as package data
+    BPF_DIR = Path(__file__).resolve().parent / "bpf"
+
+# Tracepoint fields the program reads, per (category, event). Fields marked
+# optional are used where the kernel has them.
+REQUIRED_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("task", "task_newtask"): ("clone_flags",),
+    ("sched", "sched_process_fork"): ("child_pid",),
+    ("sched", "sched_process_exec"): ("filename", "old_pid"),
+    ("sched", "sched_process_exit"): (),
+    ("signal", "signal_generate"): ("sig", "code", "pid", "group", "result", "comm"),
+    ("signal", "signal_deliver"): ("sig", "code", "sa_handler"),
+}
+OPTIONAL_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("sched", "sched_process_exit"): ("group_dead",),
+}
+# Syscall tracepoints, in groups that are used all together or not at all.
+EXEC_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("syscalls", "sys_enter_execve"): ("filename", "argv"),
+    ("syscalls", "sys_enter_execveat"): ("filename", "argv"),
+    ("syscalls", "sys_exit_execve"): ("ret",),
+    ("syscalls", "sys_exit_execveat"): ("ret",),
+}
+WAIT_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("syscalls", "sys_enter_wait4"): ("stat_addr", "options"),
+    ("syscalls", "sys_enter_waitid"): ("infop", "options"),
+    ("syscalls", "sys_exit_wait4"): ("ret",),
+    ("syscalls", "sys_exit_waitid"): ("ret",),
+}
+
+ARGV_MAX_DEFAULT = 4096
+ARGV_MAX_LIMIT = 28 * 1024  # a per-CPU map value holds at most 32 KiB
+
+
+@dataclass(frozen=True)
+class ProgramOptions:
+    ring_buffer: bool = True
+    buffer_pages: int = 1024  # ring buffer: total; perf buffer: per CPU
+    argv_max: int = ARGV_MAX_DEFAULT
+    follow: bool = False  # only tasks seeded into the `followed` map, and their descendants
+    follow_max: int = 65536
+
+
+def field_macros(fmt: TracepointFormat, names: tuple[str, ...], required: bool = True) -> list[str]:
+    lines = []
+    for name in names:
+        if name not in fmt.fields:
+            if required:
+                raise FormatError(f"tracepoint {fmt.category}:{fmt.event} has no field {name!r}")
+            continue
+        f = fmt.fields[name]
+        lines.append(f"#define TP_{fmt.event}__{name} {f.offset}")
+        lines.append(f"#define TP_{fmt.event}__{name}_DATALOC {int(f.data_loc)}")
+    return lines
+
+
+def build_source(
+    offsets: dict[str, int],
+    formats: dict[tuple[str, str], TracepointFormat],
+    options: ProgramOptions,
+) -> str:
+    """The complete C text. `formats` holds every tracepoint the kernel has that
+    we use; missing syscall tracepoints switch their hooks off."""
+    if not 64 <= options.argv_max <= ARGV_MAX_LIMIT:
+        raise ValueError(f"argv limit must be between 64 and {ARGV_MAX_LIMIT} bytes")
+    lines = ["/* Generated for the running kernel by tracer/bpf_source.py */"]
+    lines += [f"#define {name} {off}" for name, off in sorted(offsets.items())]
+    for key, names in REQUIRED_FIELDS.items():
+        if key not in formats:
+            raise FormatError(f"tracepoint {key[0]}:{key[1]} does not exist on this kernel")
+        lines += field_macros(formats[key], names)
+    for key, names in OPTIONAL_FIELDS.items():
+        lines += field_macros(formats[key], names, required=False)
+    for switch, group in (("PT_HAVE_EXEC_SYSCALLS", EXEC_SYSCALLS), ("PT_HAVE_WAIT_SYSCALLS", WAIT_SYSCALLS)):
+        if all(key in formats for key in group):
+            lines.append(f"#define {switch} 1")
+            for key, names in group.items():
+                lines += field_macros(formats[key], names)
+    if options.ring_buffer:
+        lines.append("#define PT_RINGBUF 1")
+    lines.append(f"#define PT_BUFFER_PAGES {options.buffer_pages}")
+    lines.append(f"#define PT_ARGV_MAX {options.argv_max}")
+    if options.follow:
+        lines.append("#define PT_FOLLOW 1")
+        lines.append(f"#define PT_FOLLOW_MAX {options.follow_max}")
+    lines.append((BPF_DIR / "event.h").read_text())
+    lines.append((BPF_DIR / "proctrace.bpf.c").read_text())
+    return "\n".join(lines) + "\n"
+
+
+def tracepoints_used() -> list[tuple[str, str]]:
+    return [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS]

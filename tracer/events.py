@@ -1,0 +1,180 @@
+"""The event records: what one fork, exec, exit, signal or reap says.
+
+Strings from the kernel (command names, file names, arguments) stay `bytes`
+here: they are whatever a process chose, not necessarily UTF-8. Renderers and
+the JSON encoder decide how to show them.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import signal as signal_mod
+from dataclasses import dataclass, field
+
+CLONE_VM = 0x00000100
+CLONE_VFORK = 0x00004000
+CLONE_PARENT = 0x00008000
+CLONE_THREAD = 0x00010000
+
+SIGNAL_GENERATE = 1
+SIGNAL_DELIVER = 2
+
+# signal_generate's result (include/trace/events/signal.h, enum trace_signal_deliver)
+SIGNAL_RESULTS = {0: "delivered", 1: "ignored", 2: "already_pending", 3: "overflow_fail", 4: "lose_info"}
+
+# si_codes for which the task generating the signal is its sender (include/uapi/asm-generic/siginfo.h)
+SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
+_SENDER_CODES = frozenset({SI_USER, SI_QUEUE, SI_TKILL})
+
+_SIGNAL_NAMES: dict[int, str] = {}
+for _name in dir(signal_mod):
+    if _name.startswith("SIG") and not _name.startswith("SIG_") and _name not in ("SIGIOT", "SIGPOLL", "SIGCLD"):
+        _SIGNAL_NAMES.setdefault(int(getattr(signal_mod, _name)), _name)
+
+
+def signal_name(signo: int) -> str:
+    """SIGTERM for 15; SIGRTMIN+3 for real-time signals; SIG<n> for the unknown."""
+    name = _SIGNAL_NAMES.get(signo)
+    if name:
+        return name
+    rtmin, rtmax = int(signal_mod.SIGRTMIN), int(signal_mod.SIGRTMAX)
+    if rtmin < signo < rtmax:
+        return f"SIGRTMIN+{signo - rtmin}"
+    return f"SIG{signo}"
+
+
+def errno_name(err: int) -> str:
+    return errno_mod.errorcode.get(err, f"E{err}")
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStatus:
+    """A decoded wait(2) status: exited with a code, or killed by a signal."""
+
+    raw: int
+
+    @property
+    def signo(self) -> int:
+        return self.raw & 0x7F
+
+    @property
+    def exit_code(self) -> int | None:
+        return (self.raw >> 8) & 0xFF if self.signo == 0 else None
+
+    @property
+    def signal(self) -> str | None:
+        return signal_name(self.signo) if self.signo else None
+
+    @property
+    def core_dumped(self) -> bool:
+        return bool(self.raw & 0x80) and self.signo != 0
+
+    def shell_code(self) -> int:
+        """The code a shell reports: the exit code, or 128 + the signal number."""
+        return self.exit_code if self.exit_code is not None else 128 + self.signo
+
+    def describe(self) -> str:
+        if self.exit_code is not None:
+            return f"exit {self.exit_code}"
+        text = f"killed by {self.signal}"
+        return text + " (core dumped)" if self.core_dumped else text
+
+
+@dataclass(slots=True)
+class Event:
+    """Fields every event has. `pid` is the task (thread) id, `tgid` the process id."""
+
+    ts_ns: int
+    pid: int
+    tgid: int
+    ppid: int
+    uid: int
+    comm: bytes
+    start_ns: int  # the process's start time (monotonic ns): with tgid, its identity
+    cpu: int
+
+    kind = "event"
+
+
+@dataclass(slots=True)
+class ForkEvent(Event):
+    child_pid: int = 0
+    child_tgid: int = 0
+    child_ppid: int = 0
+    clone_flags: int = 0
+
+    kind = "fork"
+
+    @property
+    def thread(self) -> bool:
+        return bool(self.clone_flags & CLONE_THREAD)
+
+
+@dataclass(slots=True)
+class ExecEvent(Event):
+    filename: bytes = b""
+    argv: list[bytes] = field(default_factory=list)
+    argv_truncated: bool = False
+    filename_truncated: bool = False
+    argv_unreadable: bool = False
+    errno: int = 0  # 0 on success
+    old_pid: int = 0  # the thread that called exec
+
+    kind = "exec"
+
+    @property
+    def failed(self) -> bool:
+        return self.errno != 0
+
+
+@dataclass(slots=True)
+class ExitEvent(Event):
+    status: WaitStatus = WaitStatus(0)
+    task_exit_code: int = 0
+    process_exit: bool = False  # the last task of the process: the process ended
+    task_start_ns: int = 0
+
+    kind = "exit"
+
+    @property
+    def lifetime_ns(self) -> int:
+        start = self.start_ns if self.process_exit else self.task_start_ns
+        return max(0, self.ts_ns - start)
+
+
+@dataclass(slots=True)
+class SignalEvent(Event):
+    stage: int = SIGNAL_GENERATE
+    signo: int = 0
+    code: int = 0
+    target_pid: int = 0
+    target_comm: bytes = b""
+    result: int = 0
+    group: bool = False
+    handler: int = 0
+    group_exit_signo: int = 0
+
+    kind = "signal"
+
+    @property
+    def sender_pid(self) -> int | None:
+        """Known when a task sent it (kill, tgkill, sigqueue), or for SIGCHLD from
+        a child; kernel-made signals (timers, faults) have no sending task."""
+        if self.stage == SIGNAL_GENERATE and (self.code in _SENDER_CODES or self.signo == signal_mod.SIGCHLD):
+            return self.pid
+        return None
+
+    @property
+    def signal(self) -> str:
+        return signal_name(self.signo)
+
+
+@dataclass(slots=True)
+class ReapEvent(Event):
+    reaped_pid: int = 0
+    status: WaitStatus = WaitStatus(0)
+
+    kind = "reap"
+
+
+EVENT_KINDS = ("fork", "exec", "exit", "signal", "reap")

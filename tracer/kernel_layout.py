@@ -1,0 +1,74 @@
+"""The kernel struct offsets proctrace reads, taken from the running kernel's BTF.
+
+Parsing vmlinux BTF costs ~0.2 s, so the answer is cached per kernel build
+(release + build string + BTF size): a different kernel never reuses offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+from tracer.btf import Btf, BtfError
+
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+CACHE_DIR = Path(os.environ.get("PROCTRACE_CACHE_DIR", "/var/cache/proctrace"))
+
+# (struct, member): every kernel struct member the BPF programs read.
+MEMBERS: tuple[tuple[str, str], ...] = (
+    ("task_struct", "real_parent"),
+    ("task_struct", "group_leader"),
+    ("task_struct", "tgid"),
+    ("task_struct", "start_time"),
+    ("task_struct", "exit_code"),
+    ("task_struct", "mm"),
+    ("task_struct", "signal"),
+    ("task_struct", "flags"),
+    ("mm_struct", "arg_start"),
+    ("mm_struct", "arg_end"),
+    ("signal_struct", "flags"),
+    ("signal_struct", "group_exit_code"),
+    ("signal_struct", "live"),
+)
+
+
+def macro_name(struct: str, member: str) -> str:
+    return f"KOFF_{struct}_{member}"
+
+
+def offsets_from_btf(btf: Btf) -> dict[str, int]:
+    return {macro_name(s, m): btf.offsetof(s, m) for s, m in MEMBERS}
+
+
+def _build_key(btf_path: Path) -> str:
+    uname = platform.uname()
+    st = btf_path.stat()
+    raw = f"{uname.release}|{uname.version}|{st.st_size}|{len(MEMBERS)}|{MEMBERS}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def kernel_offsets(btf_path: Path = VMLINUX_BTF, cache_dir: Path | None = CACHE_DIR) -> dict[str, int]:
+    """Offsets for the running kernel, from the cache when this build was seen before."""
+    if not btf_path.exists():
+        raise BtfError(f"{btf_path} is missing: this kernel was built without BTF (CONFIG_DEBUG_INFO_BTF)")
+    cache_file = cache_dir / f"offsets-{_build_key(btf_path)}.json" if cache_dir else None
+    if cache_file is not None:
+        try:
+            cached = json.loads(cache_file.read_text())
+            if set(cached) == {macro_name(s, m) for s, m in MEMBERS}:
+                return {k: int(v) for k, v in cached.items()}
+        except (OSError, ValueError):
+            pass
+    offsets = offsets_from_btf(Btf.from_file(btf_path))
+    if cache_file is not None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(offsets))
+            tmp.replace(cache_file)
+        except OSError:
+            pass  # a read-only cache only costs the 0.2 s parse next time
+    return offsets
