@@ -75,7 +75,7 @@ static __always_inline void count_lost(void)
         __sync_fetch_and_add(n, 1);
 }
 
-static __always_inline void submit(void *ctx, void *data, u32 size)
+static __always_inline void submit(void *ctx, void *data, u64 size)
 {
     int err;
 #ifdef PT_RINGBUF
@@ -173,7 +173,7 @@ static __always_inline void read_argv(struct pt_exec *ev, u8 *tail, u64 start, u
 /* The verifier must see the size of a variable-length event bounded by its buffer. */
 static __always_inline void submit_exec(void *ctx, struct pt_exec *ev)
 {
-    u32 size = sizeof(*ev) + ev->filename_len + ev->argv_len;
+    u64 size = sizeof(*ev) + (u64)ev->filename_len + ev->argv_len;
     if (size > PT_EXEC_MAX)
         size = PT_EXEC_MAX;
     asm volatile("" : "+r"(size)); /* keep clang from dropping the bound */

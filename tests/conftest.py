@@ -1,0 +1,39 @@
+"""Shared test set-up: the live BPF tests need root, bcc, a header tree and tracefs.
+
+Outside CI a machine without them skips the live tests with the reason. With
+PROCTRACE_REQUIRE_LIVE=1 (scripts/test sets it when CI=true) they fail instead:
+a suite whose live tests all skipped has tested nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def live_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "live BPF tests need root"
+    from tracer.bcc_import import load_bcc
+    from tracer.prereqs import PrereqError, ensure_live_ready
+
+    try:
+        ensure_live_ready()
+        load_bcc()
+    except PrereqError as exc:
+        return str(exc)
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    live_items = [item for item in items if "live" in item.keywords]
+    if not live_items:
+        return
+    reason = live_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("PROCTRACE_REQUIRE_LIVE") == "1":
+        raise pytest.UsageError(f"live BPF tests are required here but cannot run: {reason}")
+    for item in live_items:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -1,0 +1,67 @@
+"""Run the real proctrace command line against workloads it starts itself.
+
+Every live test uses run-a-command mode, so it sees only the processes it
+started: other processes on the machine never enter its results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOADS = ROOT / "tests" / "workloads"
+
+
+@dataclass
+class Trace:
+    events: list[dict[str, Any]]
+    returncode: int
+    stderr: str
+    stdout: str
+
+    def of_type(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())]
+
+    def execs_of(self, filename_suffix: str) -> list[dict[str, Any]]:
+        return [e for e in self.of_type("exec") if e["filename"].endswith(filename_suffix)]
+
+    def process_exit(self, tgid: int) -> dict[str, Any]:
+        exits = self.of_type("exit", tgid=tgid, process_exit=True)
+        assert len(exits) == 1, f"expected one process exit for {tgid}, got {exits}"
+        return exits[0]
+
+
+def run_proctrace(
+    tmp_path: Path, command: list[str], *options: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> Trace:
+    out = tmp_path / "events.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tracer", "--json", "-o", str(out), *options, "--", *command],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    lines = out.read_text().splitlines() if out.exists() else []
+    return Trace([json.loads(line) for line in lines], proc.returncode, proc.stderr, proc.stdout)
+
+
+@pytest.fixture
+def trace(tmp_path: Path):
+    def _trace(command: list[str], *options: str, **kw: Any) -> Trace:
+        return run_proctrace(tmp_path, command, *options, **kw)
+
+    return _trace
+
+
+def workload(name: str) -> list[str]:
+    return [sys.executable, str(WORKLOADS / name)]

@@ -1,0 +1,215 @@
+"""The command line: parse options, start the live session, map failures to messages.
+
+The options are a contract that users and scripts rely on: extend, don't break.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import TextIO
+
+from tracer import __version__
+from tracer.bpf_source import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
+from tracer.btf import BtfError
+from tracer.clock import Clock
+from tracer.command import CommandError, HeldCommand, sudo_identity
+from tracer.output import JsonSink, PrettySink, Sink
+from tracer.tpformat import FormatError
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+EPILOG = """\
+examples:
+  sudo proctrace                          stream every fork, exec, exit, signal and reap
+  sudo proctrace --json | jq .            one JSON object per event
+  sudo proctrace -o trace.txt -- make -j2 trace a command and its descendants
+  sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
+  proctrace --doctor                      check that live tracing will work here
+"""
+
+
+def parse_size(text: str) -> int:
+    """'4M', '256K', '65536' -> bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = 1
+    if t and t[-1] in units:
+        mult, t = units[t[-1]], t[:-1]
+    try:
+        value = int(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 4M or 256K)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
+    return value
+
+
+def argv_limit(text: str) -> int:
+    value = parse_size(text)
+    if not 64 <= value <= ARGV_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be between 64 and {ARGV_MAX_LIMIT} bytes")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="proctrace",
+        usage="proctrace [OPTIONS] [-- COMMAND [ARG...]]",
+        description="Trace the Linux process lifecycle live: every fork, exec, exit, signal and reap.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per event per line (schema in README)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the event stream to FILE instead of stdout")
+    p.add_argument(
+        "--buffer",
+        choices=("ring", "perf"),
+        help="kernel-to-user transport (default: ring where the kernel has it, else perf)",
+    )
+    p.add_argument(
+        "--buffer-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="kernel buffer size: ring buffer total (default 4M), perf buffer per CPU (default 1M)",
+    )
+    p.add_argument(
+        "--argv-max",
+        type=argv_limit,
+        default=ARGV_MAX_DEFAULT,
+        metavar="BYTES",
+        help=f"argument bytes read per exec; longer lists are cut and flagged (default {ARGV_MAX_DEFAULT})",
+    )
+    p.add_argument(
+        "--color", choices=("auto", "always", "never"), default="auto", help="colour the stream (default: auto)"
+    )
+    p.add_argument("--as-root", action="store_true", help="with -- COMMAND under sudo: run COMMAND as root")
+    p.add_argument("--doctor", action="store_true", help="check each prerequisite of live tracing and exit")
+    p.add_argument("--version", action="version", version=f"proctrace {__version__}")
+    return p
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, None
+
+
+def buffer_pages(size: int | None, ring: bool) -> int:
+    """Buffer size in pages; a ring buffer needs a power of two."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    if size is None:
+        size = (4 << 20) if ring else (1 << 20)
+    pages = max(1, size // page)
+    return 1 << (pages - 1).bit_length()
+
+
+def open_output(path: str | None) -> TextIO:
+    if path is None:
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8", errors="surrogateescape", buffering=1 << 16)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def make_sink(args: argparse.Namespace, stream: TextIO, clock: Clock) -> Sink:
+    if args.json:
+        return JsonSink(stream, clock)
+    tty = stream.isatty()
+    color = args.color == "always" or (args.color == "auto" and tty and "NO_COLOR" not in os.environ)
+    return PrettySink(stream, clock, color=color, tty=tty)
+
+
+def run(args: argparse.Namespace, command: list[str] | None) -> int:
+    # Imported here so that --help, --version and argument errors never pay for them.
+    from tracer.bcc_import import load_bcc
+    from tracer.live import StopFlag, run_live
+    from tracer.prereqs import ensure_live_ready
+    from tracer.probe import Probe, ring_buffer_supported
+
+    ensure_live_ready()
+    bcc = load_bcc()
+    ring = ring_buffer_supported() if args.buffer is None else args.buffer == "ring"
+    options = ProgramOptions(
+        ring_buffer=ring,
+        buffer_pages=buffer_pages(args.buffer_size, ring),
+        argv_max=args.argv_max,
+        follow=command is not None,
+    )
+    held = None
+    if command is not None:
+        identity = None if args.as_root else sudo_identity(os.environ)
+        held = HeldCommand(command, identity)
+    stop = StopFlag()
+    try:
+        probe = Probe(bcc, options)
+    except BaseException:
+        if held:
+            held.abandon()
+        raise
+    stream = open_output(args.output)
+    clock = Clock()
+    sink = make_sink(args, stream, clock)
+    what = f"{command[0]} and its descendants" if command else "every process"
+    transport = "ring buffer" if ring else "perf buffer"
+    print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    try:
+        if held is not None:
+            probe.follow(held.pid)
+            held.release()
+            # Ctrl-C reaches the command through the terminal; we keep tracing until it exits.
+            totals = run_live(probe, sink, stop, done=lambda: held.poll() is not None)
+        else:
+            totals = run_live(probe, sink, stop)
+    finally:
+        sink.close()
+        if stream is not sys.stdout:
+            stream.close()
+        probe.close()
+    print(f"proctrace: {totals.events} events, {totals.lost} lost", file=sys.stderr)
+    if held is not None and held.status is not None:
+        status = held.status
+        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tracer.prereqs import PrereqError
+    from tracer.probe import ProbeError
+
+    raw = sys.argv[1:] if argv is None else argv
+    own, command = split_command(raw)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(own)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)} (a command to run goes after --)")
+    if command is not None and not command:
+        parser.error("no command after --")
+    if args.doctor:
+        from tracer.doctor import run_doctor
+
+        return run_doctor(sys.stdout)
+    try:
+        return run(args, command)
+    except CommandError as exc:
+        print(f"proctrace: {exc}", file=sys.stderr)
+        return 127
+    except (PrereqError, ProbeError, BtfError, FormatError) as exc:
+        print(f"proctrace: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # The reader went away (`proctrace | head -1`): stop quietly, as cat would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

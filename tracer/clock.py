@@ -1,0 +1,33 @@
+"""Kernel timestamps to wall-clock time.
+
+BPF stamps events with bpf_ktime_get_ns(), CLOCK_MONOTONIC. The offset to
+CLOCK_REALTIME is taken once per session, so every event's wall time is
+consistent with every other's even if the system clock is stepped later.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+
+class Clock:
+    def __init__(self, realtime_minus_monotonic_ns: int | None = None) -> None:
+        if realtime_minus_monotonic_ns is None:
+            realtime_minus_monotonic_ns = time.time_ns() - time.monotonic_ns()
+        self.offset_ns = realtime_minus_monotonic_ns
+        self._iso_second = -1
+        self._iso_prefix = ""
+
+    def wall_ns(self, ts_ns: int) -> int:
+        return ts_ns + self.offset_ns
+
+    def iso(self, ts_ns: int) -> str:
+        """ISO 8601 UTC with microseconds; the formatted second is cached, since
+        consecutive events almost always share it."""
+        wall = ts_ns + self.offset_ns
+        second, frac = divmod(wall, 1_000_000_000)
+        if second != self._iso_second:
+            self._iso_second = second
+            self._iso_prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._iso_prefix}.{frac // 1000:06d}Z"

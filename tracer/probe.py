@@ -1,0 +1,95 @@
+"""The one module that touches bcc: compile, attach, drain the buffer, count losses.
+
+Everything it hands on is raw wire bytes; decoding and all that follows is pure
+Python shared with replay.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from types import ModuleType
+
+from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
+from tracer.kernel_layout import kernel_offsets
+from tracer.tpformat import FormatError, TracepointFormat, read_format
+
+
+class ProbeError(Exception):
+    """The BPF programs could not be compiled, loaded or attached."""
+
+
+def read_formats() -> dict[tuple[str, str], TracepointFormat]:
+    """Format files of every tracepoint we use that this kernel has."""
+    formats = {}
+    optional = set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS)
+    for key in tracepoints_used():
+        try:
+            formats[key] = read_format(*key)
+        except FormatError:
+            if key not in optional:
+                raise
+    return formats
+
+
+class Probe:
+    """Loaded BPF programs and their output buffer.
+
+    `drain()` returns the raw events that arrived since the last call. Events
+    are consumed in batches on the caller's timer, never one wake-up per event.
+    """
+
+    def __init__(self, bcc: ModuleType, options: ProgramOptions) -> None:
+        self.options = options
+        self._batch: list[bytes] = []
+        source = build_source(kernel_offsets(), read_formats(), options)
+        try:
+            self._bpf = bcc.BPF(text=source.encode())
+        except Exception as exc:  # bcc raises bare Exception for compile/load failures
+            raise ProbeError(f"the BPF program did not load: {exc}") from exc
+        string_at = ctypes.string_at
+        batch = self._batch
+
+        if options.ring_buffer:
+
+            def on_ring(_ctx: object, data: int, size: int) -> int:
+                batch.append(string_at(data, size))
+                return 0  # bcc's ring buffer callback must return an int
+
+            self._bpf["events"].open_ring_buffer(on_ring)
+            self._consume = self._bpf.ring_buffer_consume
+        else:
+
+            def on_perf(_cpu: int, data: int, size: int) -> None:
+                batch.append(string_at(data, size))
+
+            # A wake-up every few dozen events at most: we drain on a timer anyway.
+            self._bpf["events"].open_perf_buffer(on_perf, page_cnt=options.buffer_pages, wakeup_events=64)
+            self._consume = self._bpf.perf_buffer_consume
+        self._lost = self._bpf["lost_events"]
+
+    def follow(self, pid: int) -> None:
+        """Trace task `pid` and everything it forks from now on (follow mode only)."""
+        table = self._bpf["followed"]
+        table[table.Key(pid)] = table.Leaf(1)
+
+    def drain(self) -> list[bytes]:
+        self._consume()
+        if not self._batch:
+            return []
+        out = self._batch[:]
+        self._batch.clear()
+        return out
+
+    def lost(self) -> int:
+        """Events the BPF programs could not submit, summed over CPUs: exact."""
+        return sum(int(v) for v in self._lost[self._lost.Key(0)])
+
+    def close(self) -> None:
+        self._bpf.cleanup()
+
+
+def ring_buffer_supported() -> bool:
+    """BPF ring buffers arrived in Linux 5.8."""
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    return (major, minor) >= (5, 8)
