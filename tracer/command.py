@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 from dataclasses import dataclass
 
 
@@ -73,21 +74,17 @@ class HeldCommand:
         go_r, go_w = os.pipe()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
-        if pid == 0:  # child
-            os.close(go_w)
-            os.close(err_r)
+        if pid == 0:  # child: never returns into the tracer's code
+            code = 127
             try:
-                if identity is not None:
-                    os.setgroups(identity.groups)
-                    os.setgid(identity.gid)
-                    os.setuid(identity.uid)
-                if os.read(go_r, 1) != b"g":
-                    os._exit(125)  # the tracer gave up before starting us
-                os.close(go_r)
-                os.execve(self.path, argv, env)
+                os.close(go_w)
+                os.close(err_r)
+                self._child(go_r, argv, env, identity)
             except OSError as exc:
                 os.write(err_w, f"{exc.errno}".encode())
-            os._exit(127)
+            except BaseException:
+                code = 126
+            os._exit(code)
         os.close(go_r)
         os.close(err_w)
         self.pid = pid
@@ -95,9 +92,26 @@ class HeldCommand:
         self._err = err_r
         self.status: int | None = None
 
+    def _child(self, go_r: int, argv: list[str], env: dict[str, str], identity: Identity | None) -> None:
+        # Python ignores SIGPIPE and handles SIGINT itself; COMMAND must start
+        # with the dispositions a shell would give it.
+        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(signo, signal.SIG_DFL)
+        if identity is not None:
+            os.setgroups(identity.groups)
+            os.setgid(identity.gid)
+            os.setuid(identity.uid)
+        if os.read(go_r, 1) != b"g":
+            os._exit(125)  # the tracer gave up before starting us
+        os.close(go_r)
+        os.execve(self.path, argv, env)
+
     def release(self) -> None:
         """Let the child exec; raises CommandError if the exec failed."""
-        os.write(self._go, b"g")
+        try:
+            os.write(self._go, b"g")
+        except BrokenPipeError:
+            pass  # it died while held (Ctrl-C reached it): poll() reports how
         os.close(self._go)
         self._go = -1
         err = os.read(self._err, 16)

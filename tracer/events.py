@@ -43,8 +43,30 @@ def signal_name(signo: int) -> str:
     return f"SIG{signo}"
 
 
+def signal_number(name: str) -> int:
+    """The inverse of signal_name."""
+    for signo, known in _SIGNAL_NAMES.items():
+        if known == name:
+            return signo
+    if name.startswith("SIGRTMIN+"):
+        return int(signal_mod.SIGRTMIN) + int(name[9:])
+    if name.startswith("SIG") and name[3:].isdigit():
+        return int(name[3:])
+    raise ValueError(f"unknown signal name {name!r}")
+
+
 def errno_name(err: int) -> str:
     return errno_mod.errorcode.get(err, f"E{err}")
+
+
+def errno_number(name: str) -> int:
+    """The inverse of errno_name."""
+    value = getattr(errno_mod, name, None)
+    if isinstance(value, int):
+        return value
+    if name.startswith("E") and name[1:].isdigit():
+        return int(name[1:])
+    raise ValueError(f"unknown errno name {name!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,7 @@
 
 Batching is the main lever on overhead: waking Python for every event cost
 ~15 us/event and slowed a fork storm by ~20%; draining every 20 ms costs a few
-us/event. Perf-buffer batches are sorted by timestamp, since each CPU has its
-own buffer.
+us/event. Events are released in timestamp order (tracer/ordering.py).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tracer.events import Event, ExitEvent, ForkEvent
+from tracer.ordering import Reorderer
 from tracer.output import Sink
 from tracer.probe import Probe
 from tracer.wire import DecodeError, decode
@@ -65,7 +65,7 @@ def run_live(
     """
     totals = Totals()
     live = count_processes() if live_processes is None else live_processes
-    sort = not probe.options.ring_buffer
+    reorder = Reorderer()
     last_status = time.monotonic()
     window_events = 0
     finishing = False
@@ -74,17 +74,18 @@ def run_live(
             finishing = True
         else:
             time.sleep(DRAIN_INTERVAL_S)
-        raw = probe.drain()
-        if raw:
-            events: list[Event] = []
-            for buf in raw:
-                try:
-                    events.append(decode(buf))
-                except DecodeError as exc:
-                    totals.undecodable += 1
-                    print(f"proctrace: skipped an undecodable event: {exc}", file=sys.stderr)
-            if sort:
-                events.sort(key=lambda e: e.ts_ns)
+        drained_at = time.monotonic_ns()
+        decoded: list[Event] = []
+        for buf in probe.drain():
+            try:
+                decoded.append(decode(buf))
+            except DecodeError as exc:
+                totals.undecodable += 1
+                print(f"proctrace: skipped an undecodable event: {exc}", file=sys.stderr)
+        events = reorder.push(decoded, drained_at)
+        if finishing:
+            events += reorder.flush()
+        if events:
             for ev in events:
                 if isinstance(ev, ForkEvent):
                     live += not ev.thread
