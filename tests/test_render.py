@@ -1,0 +1,618 @@
+"""The pretty stream renderer: exact lines per event kind, colours, the escaping of
+hostile strings, durations, and the terminal sink's status line. No root needed."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from rich.cells import cell_len
+
+from tracer.events import (
+    CLONE_PARENT,
+    CLONE_THREAD,
+    CLONE_VFORK,
+    CLONE_VM,
+    SIGNAL_DELIVER,
+    SIGNAL_GENERATE,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    ReapEvent,
+    SignalEvent,
+    WaitStatus,
+)
+from tracer.render import (
+    DETAIL_MAX,
+    StreamRenderer,
+    TerminalSink,
+    ansi_codes,
+    escape_bytes,
+    format_duration,
+    shell_quote,
+    status_text,
+)
+
+EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+BOOT_OFFSET_NS = EPOCH_S * 1_000_000_000 - 100_000_000_000  # monotonic 100 s is EPOCH_S
+TS = 100_000_000_000 + 1_234_567_000  # 22:13:21.234567 UTC
+PREFIX = "22:13:21.234567"
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def wall_ns(ts_ns: int) -> int:
+    return ts_ns + BOOT_OFFSET_NS
+
+
+def plain() -> StreamRenderer:
+    return StreamRenderer(wall_ns, color=False)
+
+
+def common(**overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "ts_ns": TS,
+        "pid": 1234,
+        "tgid": 1234,
+        "ppid": 1000,
+        "uid": 1000,
+        "comm": b"bash",
+        "start_ns": 100_000_000_000,
+        "cpu": 0,
+    }
+    fields.update(overrides)
+    return fields
+
+
+def row(kind: str, detail: str, pid: str = "1234   ", comm: str = "bash           ") -> str:
+    return f"{PREFIX} {kind:<6} {pid} 1000    {comm} {detail}"
+
+
+# ---------------------------------------------------------------------------
+# Lines, one test per behaviour, exact strings in plain mode
+
+
+def test_header_names_every_column():
+    assert plain().header() == "TIME            KIND   PID     PPID    COMM            DETAIL"
+
+
+def test_time_column_is_local_wall_clock_with_microseconds(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    line = plain().line(ReapEvent(**common(ts_ns=100_000_000_000 + 5_000), reaped_pid=1))
+    assert line.startswith("03:43:20.000005 reap ")
+
+
+def test_fork_of_a_process_names_the_child():
+    ev = ForkEvent(**common(), child_pid=1235, child_tgid=1235, child_ppid=1234)
+    assert plain().line(ev) == row("fork", "process 1235")
+
+
+def test_fork_of_a_thread_shows_tgid_and_tid_of_the_forker():
+    ev = ForkEvent(
+        **common(pid=1236),
+        child_pid=1237,
+        child_tgid=1234,
+        child_ppid=1000,
+        clone_flags=CLONE_THREAD | CLONE_VM,
+    )
+    assert plain().line(ev) == row("fork", "thread 1237", pid="1234/1236")
+
+
+def test_fork_with_clone_parent_names_the_childs_other_parent():
+    ev = ForkEvent(**common(), child_pid=1235, child_tgid=1235, child_ppid=1000, clone_flags=CLONE_PARENT)
+    assert plain().line(ev) == row("fork", "process 1235 (ppid 1000)")
+
+
+def test_vfork_is_noted():
+    ev = ForkEvent(**common(), child_pid=1235, child_tgid=1235, child_ppid=1234, clone_flags=CLONE_VFORK | CLONE_VM)
+    assert plain().line(ev) == row("fork", "process 1235 (vfork)")
+
+
+def test_exec_shows_filename_then_shell_quoted_argv():
+    ev = ExecEvent(**common(), filename=b"/usr/bin/ls", argv=[b"ls", b"-l", b"my file", b"it's", b""])
+    assert plain().line(ev) == row("exec", "/usr/bin/ls ls -l 'my file' 'it'\"'\"'s' ''")
+
+
+def test_exec_with_kernel_truncated_argv_is_marked():
+    ev = ExecEvent(**common(), filename=b"/bin/echo", argv=[b"echo", b"aaa"], argv_truncated=True)
+    assert plain().line(ev) == row("exec", "/bin/echo echo aaa …(truncated)")
+
+
+def test_exec_with_truncated_filename_is_marked():
+    ev = ExecEvent(**common(), filename=b"/very/long", argv=[b"x"], filename_truncated=True)
+    assert plain().line(ev) == row("exec", "/very/long…(truncated) x")
+
+
+def test_exec_with_unreadable_argv_says_so():
+    ev = ExecEvent(**common(), filename=b"/bin/true", argv=[], argv_unreadable=True)
+    assert plain().line(ev) == row("exec", "/bin/true (argv unreadable)")
+
+
+def test_failed_exec_names_the_errno_and_is_red():
+    ev = ExecEvent(**common(), filename=b"/no/such", argv=[b"such", b"-v"], errno=2, old_pid=1234)
+    assert plain().line(ev) == row("exec", "FAILED ENOENT /no/such such -v")
+    red, reset = ansi_codes()["exec_failed"]
+    colored = StreamRenderer(wall_ns, color=True).line(ev)
+    assert colored.endswith(f"{red}FAILED ENOENT /no/such such -v{reset}")
+
+
+def test_exec_by_a_non_leader_thread_names_the_thread():
+    ev = ExecEvent(**common(), filename=b"/bin/true", argv=[b"true"], old_pid=1240)
+    assert plain().line(ev) == row("exec", "/bin/true true (from thread 1240)")
+
+
+def test_process_exit_shows_status_and_lifetime():
+    ev = ExitEvent(**common(), status=WaitStatus(7 << 8), task_exit_code=7 << 8, process_exit=True)
+    assert plain().line(ev) == row("exit", "process exit 7 after 1.23s")
+
+
+def test_thread_exit_uses_the_threads_own_start():
+    ev = ExitEvent(**common(pid=1240), status=WaitStatus(0), process_exit=False, task_start_ns=TS - 1_200_000)
+    assert plain().line(ev) == row("exit", "thread exit 0 after 1.2ms", pid="1234/1240")
+
+
+def test_exit_killed_by_signal_with_core_dump():
+    ev = ExitEvent(**common(), status=WaitStatus(11 | 0x80), process_exit=True)
+    assert plain().line(ev) == row("exit", "process killed by SIGSEGV (core dumped) after 1.23s")
+
+
+def test_exit_without_a_known_start_has_no_lifetime():
+    ev = ExitEvent(**common(start_ns=0), status=WaitStatus(0), process_exit=True)
+    assert plain().line(ev) == row("exit", "process exit 0")
+
+
+def test_exit_colour_is_green_for_zero_and_red_otherwise():
+    codes = ansi_codes()
+    renderer = StreamRenderer(wall_ns, color=True)
+    ok = renderer.line(ExitEvent(**common(), status=WaitStatus(0), process_exit=True))
+    bad = renderer.line(ExitEvent(**common(), status=WaitStatus(1 << 8), process_exit=True))
+    killed = renderer.line(ExitEvent(**common(), status=WaitStatus(15), process_exit=True))
+    assert codes["exit_ok"][0] in ok and codes["exit_bad"][0] not in ok
+    assert codes["exit_bad"][0] in bad
+    assert codes["exit_bad"][0] in killed
+
+
+def test_signal_generate_names_signal_target_and_target_comm():
+    ev = SignalEvent(
+        **common(), stage=SIGNAL_GENERATE, signo=15, code=0, target_pid=1240, target_comm=b"sleep", group=True
+    )
+    assert plain().line(ev) == row("signal", "SIGTERM -> 1240 (sleep)")
+
+
+def test_signal_generate_to_one_thread_says_thread():
+    ev = SignalEvent(**common(), stage=SIGNAL_GENERATE, signo=10, code=-6, target_pid=1241, target_comm=b"worker")
+    assert plain().line(ev) == row("signal", "SIGUSR1 -> thread 1241 (worker)")
+
+
+def test_signal_generate_shows_result_when_not_delivered():
+    ev = SignalEvent(
+        **common(), stage=SIGNAL_GENERATE, signo=1, target_pid=1240, target_comm=b"nohup", group=True, result=1
+    )
+    pending = SignalEvent(
+        **common(), stage=SIGNAL_GENERATE, signo=2, target_pid=1240, target_comm=b"x", group=True, result=2
+    )
+    assert plain().line(ev) == row("signal", "SIGHUP -> 1240 (nohup) ignored")
+    assert plain().line(pending) == row("signal", "SIGINT -> 1240 (x) already pending")
+
+
+def test_kernel_generated_signal_says_it_has_no_sending_task():
+    ev = SignalEvent(**common(), stage=SIGNAL_GENERATE, signo=11, code=1, target_pid=1234, target_comm=b"bash")
+    assert plain().line(ev) == row("signal", "SIGSEGV -> thread 1234 (bash) from kernel")
+
+
+@pytest.mark.parametrize(
+    ("signo", "handler", "detail"),
+    [
+        (19, 0, "SIGSTOP delivered, default action"),
+        (2, 1, "SIGINT delivered, ignored"),
+        (10, 0x401136, "SIGUSR1 delivered to handler"),
+    ],
+)
+def test_signal_deliver_names_the_disposition(signo: int, handler: int, detail: str):
+    ev = SignalEvent(**common(), stage=SIGNAL_DELIVER, signo=signo, handler=handler, target_pid=1234)
+    assert plain().line(ev) == row("signal", detail)
+
+
+def test_group_exit_sigkill_names_the_signal_that_caused_it():
+    ev = SignalEvent(**common(), stage=SIGNAL_DELIVER, signo=9, group_exit_signo=15, target_pid=1234)
+    assert plain().line(ev) == row("signal", "SIGKILL (group exit by SIGTERM) delivered")
+
+
+def test_group_exit_by_sigkill_itself_is_not_called_a_cause_of_itself():
+    ev = SignalEvent(**common(), stage=SIGNAL_DELIVER, signo=9, group_exit_signo=9, target_pid=1234)
+    assert plain().line(ev) == row("signal", "SIGKILL delivered (group exit)")
+
+
+def test_reap_names_the_reaped_pid_and_its_status():
+    ev = ReapEvent(**common(), reaped_pid=1235, status=WaitStatus(7 << 8))
+    killed = ReapEvent(**common(), reaped_pid=1236, status=WaitStatus(9))
+    assert plain().line(ev) == row("reap", "reaped 1235 (exit 7)")
+    assert plain().line(killed) == row("reap", "reaped 1236 (killed by SIGKILL)")
+
+
+def test_lines_have_no_trailing_newline():
+    assert "\n" not in plain().line(ReapEvent(**common(), reaped_pid=1))
+
+
+# ---------------------------------------------------------------------------
+# Colour
+
+
+def sample_events() -> list:
+    return [
+        ForkEvent(**common(), child_pid=1235, child_tgid=1235, child_ppid=1234),
+        ExecEvent(**common(), filename=b"/bin/ls", argv=[b"ls"]),
+        ExecEvent(**common(), filename=b"/x", argv=[b"x"], errno=13),
+        ExitEvent(**common(), status=WaitStatus(0), process_exit=True),
+        ExitEvent(**common(), status=WaitStatus(15), process_exit=True),
+        SignalEvent(**common(), stage=SIGNAL_GENERATE, signo=15, target_pid=9, group=True),
+        SignalEvent(**common(), stage=SIGNAL_DELIVER, signo=9, group_exit_signo=15, target_pid=9),
+        ReapEvent(**common(), reaped_pid=1235),
+        hostile_exec(),
+    ]
+
+
+def strip_our_codes(text: str) -> str:
+    for on, off in ansi_codes().values():
+        for code in (on, off):
+            if code:
+                text = text.replace(code, "")
+    return text
+
+
+def test_colour_lines_differ_from_plain_only_by_our_ansi_codes():
+    colored, uncolored = StreamRenderer(wall_ns, color=True), plain()
+    for ev in sample_events():
+        line = colored.line(ev)
+        assert "\x1b[" in line
+        assert strip_our_codes(line) == uncolored.line(ev)
+
+
+def test_every_colour_code_is_a_plain_sgr_sequence():
+    for on, off in ansi_codes().values():
+        for code in (on, off):
+            assert code == "" or re.fullmatch(r"\x1b\[[0-9;]*m", code)
+
+
+def test_colour_kinds_are_distinct():
+    codes = ansi_codes()
+    roles = ["fork", "exec", "exec_failed", "exit_ok", "signal_generate", "signal_deliver"]
+    assert len({codes[role][0] for role in roles}) == len(roles)
+
+
+def test_colour_header_is_styled_and_otherwise_the_plain_header():
+    header = StreamRenderer(wall_ns, color=True).header()
+    assert header != plain().header()
+    assert strip_our_codes(header) == plain().header()
+
+
+# ---------------------------------------------------------------------------
+# Hostile strings
+
+
+def hostile_exec() -> ExecEvent:
+    return ExecEvent(
+        **common(comm=b"\x1b[2J\x1b]0;t\x07"),
+        filename=b"/tmp/\x1b]0;title\x07",
+        argv=[b"[red]x[/]", b"[link=http://x]y", b"a\rb\nc\td", b"\xff\xfe", "\u202eevil".encode()],
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (b"\x1b[2J", "\\x1b[2J"),
+        (b"\x1b]0;title\x07", "\\x1b]0;title\\x07"),
+        (b"[red]x[/]", "[red]x[/]"),
+        (b"[link=http://x]y", "[link=http://x]y"),
+        (b"a\rb", "a\\rb"),
+        (b"a\nb", "a\\nb"),
+        (b"a\tb", "a\\tb"),
+        (b"\x00\x01\x7f", "\\x00\\x01\\x7f"),
+        (b"back\\slash", "back\\\\slash"),
+        (b"\xff\xfe", "\\xff\\xfe"),
+        (b"caf\xc3", "caf\\xc3"),  # a UTF-8 sequence cut short
+        (b"\xed\xa0\x80", "\\xed\\xa0\\x80"),  # an encoded surrogate is not UTF-8
+        (b"\x9b2J", "\\x9b2J"),  # the 8-bit CSI byte, not UTF-8 on its own
+        ("\u0085\u009b".encode(), "\\u0085\\u009b"),  # C1 controls as code points
+        ("\u202eevil".encode(), "\\u202eevil"),
+        ("a\u200bb\ufeff".encode(), "a\\u200bb\\ufeff"),  # zero-width space, BOM
+        ("x\u2028y\u00a0z".encode(), "x\\u2028y\\u00a0z"),  # line separator, no-break space
+        ("\U000e0001".encode(), "\\U000e0001"),  # a tag character (format, outside the BMP)
+        ("é\x1b".encode(), "é\\x1b"),
+        ("héllo wörld 日本 🙂".encode(), "héllo wörld 日本 🙂"),
+        (b"", ""),
+        (b"plain ascii", "plain ascii"),
+    ],
+)
+def test_escape_bytes_shows_hostile_bytes_as_visible_escapes(raw: bytes, shown: str):
+    assert escape_bytes(raw) == shown
+
+
+def unescape(text: str) -> bytes:
+    """The inverse of escape_bytes: a test that the escaping loses nothing."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c != "\\":
+            out += c.encode()
+            i += 1
+            continue
+        tag = text[i + 1]
+        if tag in "\\ntr":
+            out += {"\\": b"\\", "n": b"\n", "t": b"\t", "r": b"\r"}[tag]
+            i += 2
+        elif tag == "x":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        elif tag == "u":
+            out += chr(int(text[i + 2 : i + 6], 16)).encode()
+            i += 6
+        else:
+            assert tag == "U"
+            out += chr(int(text[i + 2 : i + 10], 16)).encode()
+            i += 10
+    return bytes(out)
+
+
+utf8_soup = st.lists(
+    st.one_of(st.binary(max_size=8), st.text(max_size=8).map(lambda s: s.encode("utf-8", "surrogatepass")))
+).map(b"".join)
+
+
+@given(utf8_soup)
+def test_escaped_text_is_all_printable_and_loses_nothing(raw: bytes):
+    shown = escape_bytes(raw)
+    assert shown.isprintable()
+    assert unescape(shown) == raw
+
+
+def test_every_single_byte_is_escaped_safely():
+    for byte in range(256):
+        shown = escape_bytes(bytes([byte]))
+        assert shown.isprintable()
+        assert unescape(shown) == bytes([byte])
+
+
+def test_hostile_strings_in_a_line_are_escaped_and_markup_is_literal():
+    line = plain().line(hostile_exec())
+    assert line == row(
+        "exec",
+        "$'/tmp/\\x1b]0;title\\x07' '[red]x[/]' '[link=http://x]y' $'a\\rb\\nc\\td' $'\\xff\\xfe' $'\\u202eevil'",
+        comm="\\x1b[2J\\x1b]0;t\\x07",
+    )
+
+
+def test_hostile_strings_in_colour_mode_bring_no_escape_sequence_of_their_own():
+    line = StreamRenderer(wall_ns, color=True).line(hostile_exec())
+    rest = strip_our_codes(line)
+    assert "\x1b" not in rest
+    assert rest.isprintable()
+    assert "[red]x[/]" in rest and "[link=http://x]y" in rest
+
+
+def test_hostile_target_comm_of_a_signal_is_escaped():
+    ev = SignalEvent(**common(), stage=SIGNAL_GENERATE, signo=15, target_pid=9, target_comm=b"\x1b[31mred", group=True)
+    assert plain().line(ev) == row("signal", "SIGTERM -> 9 (\\x1b[31mred)")
+
+
+def test_every_line_is_printable_text():
+    renderer = plain()
+    for ev in sample_events():
+        assert renderer.line(ev).isprintable()
+
+
+# ---------------------------------------------------------------------------
+# Shell quoting
+
+
+@pytest.mark.parametrize(
+    ("raw", "quoted"),
+    [
+        (b"", "''"),
+        (b"-l", "-l"),
+        (b"--color=auto", "--color=auto"),
+        (b"/usr/bin/x", "/usr/bin/x"),
+        (b"my file", "'my file'"),
+        (b"it's", "'it'\"'\"'s'"),
+        (b"$HOME", "'$HOME'"),
+        (b"a\nb", "$'a\\nb'"),
+        (b"it's\n", "$'it\\'s\\n'"),
+        (b"a\\b", "$'a\\\\b'"),
+        ("é".encode(), "'é'"),
+    ],
+)
+def test_shell_quote_makes_spaces_and_quotes_visible(raw: bytes, quoted: str):
+    assert shell_quote(raw) == quoted
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_shell_quoted_arguments_paste_back_into_bash_as_the_same_bytes():
+    samples = [b"", b"it's", b"a b", b"a\nb\tc\rd", b"\x1b[2J", b"\xff\xfe", "\u202eé日".encode(), b"\\x41", b"$(x)"]
+    rng = random.Random(7)  # and arbitrary bytes (an argument cannot hold a NUL)
+    samples += [bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 24))) for _ in range(200)]
+    script = "".join(f"printf '%s\\0' {shell_quote(raw)}; " for raw in samples)
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, check=True, env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"}
+    ).stdout
+    assert out.split(b"\0")[:-1] == samples
+
+
+# ---------------------------------------------------------------------------
+# Long values
+
+
+def test_very_long_argument_is_cut_with_a_count_of_what_is_hidden():
+    ev = ExecEvent(**common(), filename=b"/bin/echo", argv=[b"echo", b"x" * 100_000])
+    detail = plain().line(ev).removeprefix(row("exec", ""))
+    shown = DETAIL_MAX - len("/bin/echo echo ")
+    assert detail == "/bin/echo echo " + "x" * shown + f"…(+{100_000 - shown} bytes)"
+
+
+def test_many_arguments_are_cut_at_the_display_maximum():
+    argv = [b"arg%d" % i for i in range(5000)]
+    ev = ExecEvent(**common(), filename=b"/bin/echo", argv=argv)
+    detail = plain().line(ev).removeprefix(row("exec", ""))
+    assert len(detail) <= DETAIL_MAX + 40
+    shown, marker = detail.split("…")
+    words = shown.split(" ")[1:]
+    partial = words[-1]
+    shown_full = len(words) - 1
+    hidden_args = len(argv) - shown_full - 1
+    hidden_bytes = len(argv[shown_full]) - len(partial) + sum(len(a) for a in argv[shown_full + 1 :])
+    assert words[:-1] == [a.decode() for a in argv[:shown_full]]
+    assert marker == f"(+{hidden_bytes} bytes, {hidden_args} more args)"
+
+
+def test_cut_of_a_long_argument_never_splits_a_utf8_character_or_an_escape():
+    for raw in ("é" * 5000).encode(), b"\x1b" * 5000:
+        ev = ExecEvent(**common(), filename=b"/bin/echo", argv=[raw])
+        detail = plain().line(ev).split("/bin/echo ", 1)[1]
+        quoted, marker = detail.split("…(+")
+        assert quoted.startswith(("'", "$'")) and quoted.endswith("'")
+        assert unescape(quoted.removeprefix("$").strip("'")) == raw[: len(raw) - int(marker.split()[0])]
+        assert len(detail) <= DETAIL_MAX + 20
+
+
+def test_width_cuts_each_line_to_that_many_cells():
+    renderer = StreamRenderer(wall_ns, color=False, width=80)
+    long_exec = ExecEvent(**common(), filename="/日本/語".encode(), argv=[b"x" * 200])
+    short = ReapEvent(**common(), reaped_pid=1)
+    line = renderer.line(long_exec)
+    assert cell_len(line) == 80 and line.endswith("…")
+    assert line.startswith(row("exec", "'/日本/語' xxx"))
+    assert renderer.line(short) == plain().line(short)
+    assert cell_len(renderer.header()) <= 80
+
+
+def test_width_in_colour_mode_counts_only_visible_cells():
+    renderer = StreamRenderer(wall_ns, color=True, width=70)
+    line = renderer.line(ExecEvent(**common(), filename=b"/bin/echo", argv=[b"y" * 200]))
+    assert cell_len(strip_our_codes(line)) == 70
+
+
+# ---------------------------------------------------------------------------
+# Durations and status
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (-5, "0ns"),
+        (0, "0ns"),
+        (850, "850ns"),
+        (12_345, "12.3µs"),
+        (999_949, "999.9µs"),
+        (999_950, "1.0ms"),
+        (1_234_567, "1.2ms"),
+        (999_999_999, "1.00s"),
+        (3_400_000_000, "3.40s"),
+        (59_994_999_999, "59.99s"),
+        (59_995_000_000, "1m00s"),
+        (125_000_000_000, "2m05s"),
+        (3_599_600_000_000, "1h00m"),
+        ((4 * 3600 + 7 * 60) * 1_000_000_000, "4h07m"),
+        ((3 * 86400 + 2 * 3600) * 1_000_000_000, "3d02h"),
+    ],
+)
+def test_format_duration_is_short_and_human(ns: int, text: str):
+    assert format_duration(ns) == text
+
+
+def test_status_text_reads_rate_live_and_lost():
+    assert status_text(1234.4, 56, 0) == "1234 events/s · 56 live · 0 lost"
+
+
+class RecordingStream:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def fileno(self) -> int:
+        raise OSError("not a real terminal")
+
+
+def test_sink_off_a_tty_writes_each_batch_plainly_in_one_write():
+    stream = RecordingStream()
+    sink = TerminalSink(stream, tty=False)  # type: ignore[arg-type]
+    sink.set_status("10 events/s")
+    sink.write_lines(["a", "b"])
+    sink.write_lines([])
+    sink.close()
+    assert stream.writes == ["a\nb\n"]
+
+
+def test_sink_on_a_tty_keeps_the_status_line_at_the_bottom():
+    stream = RecordingStream()
+    sink = TerminalSink(stream, tty=True)  # type: ignore[arg-type]
+    sink.write_lines(["first"])
+    sink.set_status("10 events/s")
+    sink.write_lines(["a", "b"])
+    sink.close()
+    assert stream.writes == [
+        "first\n",
+        "\r\x1b[K10 events/s",
+        "\r\x1b[Ka\nb\n10 events/s",
+        "\r\x1b[K",
+    ]
+
+
+def test_sink_status_line_never_wraps_and_carries_no_control_characters():
+    stream = RecordingStream()
+    sink = TerminalSink(stream, tty=True, width=20)  # type: ignore[arg-type]
+    sink.set_status("x\x1b[2J" + "y" * 40)
+    status = stream.writes[-1].removeprefix("\r\x1b[K")
+    assert status == "x\\x1b[2Jyyyyyyyyyy…"
+    assert len(status) == 19
+
+
+def test_sink_writes_nothing_for_an_empty_batch():
+    stream = RecordingStream()
+    sink = TerminalSink(stream, tty=True)  # type: ignore[arg-type]
+    sink.set_status("s")
+    sink.write_lines([])
+    assert stream.writes == ["\r\x1b[Ks"]
+
+
+# ---------------------------------------------------------------------------
+# Memory
+
+
+def test_renderer_caches_stay_bounded_over_a_long_trace():
+    renderer = plain()
+    for i in range(20_000):
+        renderer.line(
+            ExecEvent(**common(pid=i + 1, tgid=i + 1, ppid=i, comm=b"c%d" % i), filename=b"/f%d" % i, argv=[b"a%d" % i])
+        )
+    caches = [value for value in vars(renderer).values() if isinstance(value, dict)]
+    assert len(caches) >= 4
+    assert all(len(cache) <= 4096 for cache in caches)
+
+
+def test_wide_characters_in_comm_keep_the_columns_aligned():
+    line = plain().line(ReapEvent(**common(comm="日本語".encode()), reaped_pid=1))
+    assert line == row("reap", "reaped 1 (exit 0)", comm="日本語" + " " * 9)
+    assert cell_len(line) == cell_len(plain().line(ReapEvent(**common(), reaped_pid=1)))
