@@ -50,7 +50,7 @@ struct pt_fork {
     __u64 clone_flags;
     __u32 child_pid;
     __u32 child_tgid;
-    __u32 child_ppid;     /* differs from h.tgid with CLONE_PARENT */
+    __u32 child_ppid;     /* the forker's parent for a thread or with CLONE_PARENT */
     __u32 _pad;
 };
 

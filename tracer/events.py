@@ -180,10 +180,11 @@ class SignalEvent(Event):
 
     @property
     def sender_pid(self) -> int | None:
-        """Known when a task sent it (kill, tgkill, sigqueue), or for SIGCHLD from
-        a child; kernel-made signals (timers, faults) have no sending task."""
+        """The sending process, known when a task sent it (kill, tgkill, sigqueue)
+        or for SIGCHLD from a child; kernel-made signals (timers, faults) have
+        no sending task. The sending thread is the event's `pid`."""
         if self.stage == SIGNAL_GENERATE and (self.code in _SENDER_CODES or self.signo == signal_mod.SIGCHLD):
-            return self.pid
+            return self.tgid
         return None
 
     @property
