@@ -1,0 +1,271 @@
+"""tracer/bpf_source.py: the prelude it writes for a kernel, and agreement between the
+names the C program uses and the names the Python side defines."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tracer import bpf_source
+from tracer.bpf_source import (
+    ARGV_MAX_LIMIT,
+    EXEC_SYSCALLS,
+    OPTIONAL_FIELDS,
+    REQUIRED_FIELDS,
+    WAIT_SYSCALLS,
+    ProgramOptions,
+    build_source,
+    field_macros,
+    tracepoints_used,
+)
+from tracer.kernel_layout import MEMBERS, macro_name
+from tracer.tpformat import Field, FormatError, TracepointFormat, parse_format
+
+FORMATS = Path(__file__).parent / "data" / "formats"
+PROGRAM = bpf_source.BPF_DIR / "proctrace.bpf.c"
+ALL_KEYS = [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS]
+# Distinct, recognisable values: a swapped pair would show.
+FAKE_OFFSETS = {macro_name(s, m): 1000 + 8 * i for i, (s, m) in enumerate(MEMBERS)}
+
+
+def formats(kernel: str, drop: tuple[tuple[str, str], ...] = ()) -> dict[tuple[str, str], TracepointFormat]:
+    out = {}
+    for category, event in ALL_KEYS:
+        if (category, event) in drop:
+            continue
+        text = (FORMATS / kernel / f"{event}.format").read_text()
+        out[(category, event)] = parse_format(category, event, text)
+    return out
+
+
+def prelude(source: str) -> str:
+    """The generated part: everything before bpf/event.h."""
+    return source[: source.index("#ifndef PROCTRACE_EVENT_H")]
+
+
+def defines(source: str) -> dict[str, str]:
+    return dict(re.findall(r"^#define (\w+) (.*)$", prelude(source), re.M))
+
+
+def build(kernel: str = "6.18", drop: tuple[tuple[str, str], ...] = (), **options) -> dict[str, str]:
+    return defines(build_source(FAKE_OFFSETS, formats(kernel, drop), ProgramOptions(**options)))
+
+
+def test_every_kernel_offset_is_defined_with_its_value() -> None:
+    d = build()
+    for name, off in FAKE_OFFSETS.items():
+        assert d[name] == str(off)
+
+
+def test_group_dead_is_defined_only_where_the_kernel_has_it() -> None:
+    assert build("6.18")["TP_sched_process_exit__group_dead"] == "32"
+    assert "TP_sched_process_exit__group_dead" not in build("5.15")
+    assert "TP_sched_process_exit__group_dead_DATALOC" not in build("5.15")
+
+
+def test_fork_comm_dataloc_is_1_on_new_kernels_and_0_on_old() -> None:
+    new = formats("6.18")[("sched", "sched_process_fork")]
+    old = formats("5.15")[("sched", "sched_process_fork")]
+    names = ("parent_comm", "child_comm")
+    assert field_macros(new, names) == [
+        "#define TP_sched_process_fork__parent_comm 8",
+        "#define TP_sched_process_fork__parent_comm_DATALOC 1",
+        "#define TP_sched_process_fork__child_comm 16",
+        "#define TP_sched_process_fork__child_comm_DATALOC 1",
+    ]
+    assert field_macros(old, names) == [
+        "#define TP_sched_process_fork__parent_comm 8",
+        "#define TP_sched_process_fork__parent_comm_DATALOC 0",
+        "#define TP_sched_process_fork__child_comm 28",
+        "#define TP_sched_process_fork__child_comm_DATALOC 0",
+    ]
+
+
+def test_signal_generate_comm_dataloc_follows_the_format() -> None:
+    # signal_generate's comm is still char[16] on 6.18; should it become a
+    # __data_loc string, the program must be told to follow the offset.
+    assert build("6.18")["TP_signal_generate__comm_DATALOC"] == "0"
+    assert build("5.15")["TP_signal_generate__comm_DATALOC"] == "0"
+    fmts = formats("6.18")
+    sg = fmts[("signal", "signal_generate")]
+    fields = dict(sg.fields, comm=Field("comm", "__data_loc char[]", 20, 4, True))
+    fmts[("signal", "signal_generate")] = replace(sg, fields=fields)
+    d = defines(build_source(FAKE_OFFSETS, fmts, ProgramOptions()))
+    assert (d["TP_signal_generate__comm"], d["TP_signal_generate__comm_DATALOC"]) == ("20", "1")
+
+
+def test_exec_filename_is_a_data_loc_on_both_kernels() -> None:
+    for kernel in ("6.18", "5.15"):
+        d = build(kernel)
+        assert (d["TP_sched_process_exec__filename"], d["TP_sched_process_exec__filename_DATALOC"]) == ("8", "1")
+
+
+def test_tracepoint_offsets_come_from_the_format_files() -> None:
+    new, old = build("6.18"), build("5.15")
+    assert new["TP_sched_process_fork__child_pid"] == "20"
+    assert old["TP_sched_process_fork__child_pid"] == "44"
+    assert new["TP_task_newtask__clone_flags"] == "32"
+    assert new["TP_signal_deliver__sa_handler"] == "24"
+    assert new["TP_sys_enter_execveat__argv"] == "32"
+    assert new["TP_sys_enter_waitid__infop"] == "32"
+
+
+def test_exec_syscall_hooks_are_on_when_all_four_tracepoints_exist() -> None:
+    d = build()
+    assert d["PT_HAVE_EXEC_SYSCALLS"] == "1"
+    assert d["TP_sys_exit_execveat__ret"] == "16"
+
+
+@pytest.mark.parametrize("missing", list(EXEC_SYSCALLS), ids=lambda k: k[1])
+def test_exec_syscall_hooks_are_off_when_any_tracepoint_is_missing(missing: tuple[str, str]) -> None:
+    d = build(drop=(missing,))
+    assert "PT_HAVE_EXEC_SYSCALLS" not in d
+    assert not [name for name in d if re.match(r"TP_sys_(enter|exit)_execve", name)]
+    assert d["PT_HAVE_WAIT_SYSCALLS"] == "1"  # the other group does not depend on this one
+
+
+@pytest.mark.parametrize("missing", list(WAIT_SYSCALLS), ids=lambda k: k[1])
+def test_wait_syscall_hooks_are_off_when_any_tracepoint_is_missing(missing: tuple[str, str]) -> None:
+    d = build(drop=(missing,))
+    assert "PT_HAVE_WAIT_SYSCALLS" not in d
+    assert not [name for name in d if re.match(r"TP_sys_(enter|exit)_wait", name)]
+    assert d["PT_HAVE_EXEC_SYSCALLS"] == "1"
+
+
+def test_ring_buffer_option_switches_pt_ringbuf() -> None:
+    assert build(ring_buffer=True)["PT_RINGBUF"] == "1"
+    assert "PT_RINGBUF" not in build(ring_buffer=False)
+
+
+def test_buffer_pages_and_argv_max_are_passed_through() -> None:
+    d = build(buffer_pages=64, argv_max=8192)
+    assert (d["PT_BUFFER_PAGES"], d["PT_ARGV_MAX"]) == ("64", "8192")
+
+
+def test_follow_mode_defines_follow_and_its_map_size() -> None:
+    d = build(follow=True, follow_max=4096)
+    assert (d["PT_FOLLOW"], d["PT_FOLLOW_MAX"]) == ("1", "4096")
+    assert "PT_FOLLOW" not in build(follow=False)
+
+
+@pytest.mark.parametrize("argv_max", [0, 63, ARGV_MAX_LIMIT + 1, -1])
+def test_argv_max_out_of_range_raises_value_error(argv_max: int) -> None:
+    with pytest.raises(ValueError, match="argv limit"):
+        build(argv_max=argv_max)
+
+
+@pytest.mark.parametrize("argv_max", [64, ARGV_MAX_LIMIT])
+def test_argv_max_at_the_limits_is_accepted(argv_max: int) -> None:
+    assert build(argv_max=argv_max)["PT_ARGV_MAX"] == str(argv_max)
+
+
+@pytest.mark.parametrize("missing", list(REQUIRED_FIELDS), ids=lambda k: k[1])
+def test_missing_required_tracepoint_raises_naming_it(missing: tuple[str, str]) -> None:
+    with pytest.raises(FormatError, match=f"{missing[0]}:{missing[1]} does not exist"):
+        build(drop=(missing,))
+
+
+def test_missing_required_field_raises_naming_it() -> None:
+    fmts = formats("6.18")
+    key = ("sched", "sched_process_exec")
+    fields = {k: v for k, v in fmts[key].fields.items() if k != "old_pid"}
+    fmts[key] = replace(fmts[key], fields=fields)
+    with pytest.raises(FormatError, match=r"sched:sched_process_exec has no field 'old_pid'"):
+        build_source(FAKE_OFFSETS, fmts, ProgramOptions())
+
+
+def test_missing_field_of_a_present_syscall_group_raises() -> None:
+    # A group is used whole: a tracepoint that exists without its field is an error, not "off".
+    fmts = formats("6.18")
+    key = ("syscalls", "sys_enter_wait4")
+    fmts[key] = replace(fmts[key], fields={k: v for k, v in fmts[key].fields.items() if k != "options"})
+    with pytest.raises(FormatError, match="options"):
+        build_source(FAKE_OFFSETS, fmts, ProgramOptions())
+
+
+def test_source_is_prelude_then_wire_header_then_program() -> None:
+    src = build_source(FAKE_OFFSETS, formats("6.18"), ProgramOptions())
+    header = (bpf_source.BPF_DIR / "event.h").read_text()
+    program = PROGRAM.read_text()
+    assert src.index(header) < src.index(program)
+    assert src.index("#define PT_ARGV_MAX") < src.index(header)
+    assert src.rstrip().endswith(program.rstrip())
+
+
+def test_tracepoints_used_lists_every_hooked_tracepoint_once() -> None:
+    used = tracepoints_used()
+    assert len(used) == len(set(used))
+    assert set(used) == set(REQUIRED_FIELDS) | set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS)
+
+
+# --- C and Python agree -------------------------------------------------------------
+
+
+def program_code() -> str:
+    """The C program without comments and without its own #define bodies, which name
+    macro parameters (ev, f) rather than real events and fields."""
+    text = PROGRAM.read_text()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    text = re.sub(r"^#define(?:[^\n]*\\\n)*[^\n]*$", " ", text, flags=re.M)
+    return text
+
+
+def tp_uses(code: str) -> set[tuple[str, str]]:
+    """(event, field) for every TP_FIELD/TP_STR use and every TP_<event>__<field> token."""
+    uses = set(re.findall(r"\bTP_FIELD\(\s*\w+\s*,\s*[^,()]+?\s*,\s*(\w+)\s*,\s*(\w+)\s*\)", code))
+    uses |= set(re.findall(r"\bTP_STR\(\s*\w+\s*,\s*(\w+)\s*,\s*(\w+)\s*\)", code))
+    for event, field in re.findall(r"\bTP_([a-z0-9_]+?)__([a-z0-9_]+)\b", code):
+        uses.add((event, field.removesuffix("_DATALOC")))
+    return uses
+
+
+def test_program_parser_sees_the_uses_it_must_check() -> None:
+    # Guards the regexes below: if they matched nothing, the agreement tests would pass vacuously.
+    code = program_code()
+    assert ("task_newtask", "clone_flags") in tp_uses(code)
+    assert ("signal_generate", "comm") in tp_uses(code)  # through TP_STR
+    assert ("sched_process_exit", "group_dead") in tp_uses(code)  # through #ifdef
+    assert "KOFF_task_struct_real_parent" in re.findall(r"\bKOFF_\w+", code)
+
+
+def test_every_koff_macro_in_the_program_is_a_member_kernel_layout_reads() -> None:
+    used = set(re.findall(r"\bKOFF_\w+", program_code()))
+    defined = {macro_name(s, m) for s, m in MEMBERS}
+    assert used - defined == set()
+
+
+def test_every_member_kernel_layout_reads_is_used_by_the_program() -> None:
+    # An unused member still has to exist in the kernel's BTF, or startup fails for nothing.
+    used = set(re.findall(r"\bKOFF_\w+", program_code()))
+    assert {macro_name(s, m) for s, m in MEMBERS} - used == set()
+
+
+def test_every_tracepoint_field_in_the_program_is_declared_in_python() -> None:
+    declared: dict[str, set[str]] = {}
+    for table in (REQUIRED_FIELDS, OPTIONAL_FIELDS, EXEC_SYSCALLS, WAIT_SYSCALLS):
+        for (_category, event), names in table.items():
+            declared.setdefault(event, set()).update(names)
+    undeclared = {(ev, f) for ev, f in tp_uses(program_code()) if f not in declared.get(ev, set())}
+    assert undeclared == set()
+
+
+def test_every_tracepoint_probe_in_the_program_is_in_tracepoints_used() -> None:
+    probes = set(re.findall(r"TRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)", program_code()))
+    assert probes == set(tracepoints_used())
+
+
+def test_every_tp_macro_the_program_needs_is_defined_for_a_new_kernel() -> None:
+    d = build("6.18", follow=True)
+    code = program_code()
+    missing = []
+    for event, field in tp_uses(code):
+        if (event, field) == ("sched_process_exit", "group_dead"):
+            continue  # optional: the program tests it with #ifdef
+        for name in (f"TP_{event}__{field}", f"TP_{event}__{field}_DATALOC"):
+            if name not in d:
+                missing.append(name)
+    assert missing == []

@@ -1,0 +1,352 @@
+"""tracer/jsonout.py (one JSON object per event) and tracer/clock.py (monotonic to wall time)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tracer.clock import Clock
+from tracer.events import (
+    CLONE_THREAD,
+    CLONE_VM,
+    SIGNAL_DELIVER,
+    SIGNAL_GENERATE,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    ReapEvent,
+    SignalEvent,
+    WaitStatus,
+)
+from tracer.jsonout import event_dict, event_from_dict, event_json
+
+SEC = 1_000_000_000
+# 1_700_000_000 s after the epoch is 2023-11-14T22:13:20Z.
+WALL_2023 = 1_700_000_000 * SEC
+CLOCK = Clock(realtime_minus_monotonic_ns=WALL_2023)
+
+# The schema in README.md, "JSON schema".
+COMMON = ("type", "ts_ns", "time", "pid", "tgid", "ppid", "comm", "uid", "start_ns", "cpu")
+KIND_KEYS = {
+    "fork": ("child_pid", "child_tgid", "child_ppid", "thread", "clone_flags"),
+    "exec": ("filename", "argv", "argv_truncated", "filename_truncated", "argv_unreadable", "errno", "old_pid"),
+    "exit": ("exit_code", "signal", "core_dumped", "status", "process_exit", "lifetime_ns"),
+    "signal": ("signal", "signo", "stage", "target_pid", "target_comm", "sender_pid", "code", "result", "group"),
+    "reap": ("reaped_pid", "exit_code", "signal", "core_dumped", "status"),
+}
+DELIVER_KEYS = (
+    "signal",
+    "signo",
+    "stage",
+    "target_pid",
+    "target_comm",
+    "sender_pid",
+    "code",
+    "handler",
+    "group_exit_signal",
+)
+
+
+def base(**kw):
+    fields = dict(ts_ns=2 * SEC + 250_000_000, pid=300, tgid=300, ppid=1, uid=1000, comm=b"sh", start_ns=SEC, cpu=0)
+    fields.update(kw)
+    return fields
+
+
+def sample_events():
+    return {
+        "fork": ForkEvent(**base(), child_pid=301, child_tgid=301, child_ppid=300, clone_flags=0),
+        "exec": ExecEvent(**base(), filename=b"/bin/ls", argv=[b"ls", b"-l"], old_pid=300),
+        "exit": ExitEvent(**base(), status=WaitStatus(0x0100), process_exit=True, task_start_ns=SEC),
+        "signal": SignalEvent(**base(), stage=SIGNAL_GENERATE, signo=15, code=0, target_pid=301),
+        "reap": ReapEvent(**base(), reaped_pid=301, status=WaitStatus(0x0100)),
+    }
+
+
+@pytest.mark.parametrize("kind", list(KIND_KEYS))
+def test_every_kind_has_exactly_the_documented_keys(kind: str) -> None:
+    d = json.loads(event_json(sample_events()[kind], CLOCK))
+    assert sorted(d) == sorted({*COMMON, *KIND_KEYS[kind]})
+    assert d["type"] == kind
+
+
+def test_delivered_signal_has_exactly_the_documented_keys() -> None:
+    ev = SignalEvent(**base(), stage=SIGNAL_DELIVER, signo=9, target_pid=300, group_exit_signo=11)
+    assert sorted(event_dict(ev, CLOCK)) == sorted({*COMMON, *DELIVER_KEYS})
+
+
+@pytest.mark.parametrize("kind", list(KIND_KEYS))
+def test_output_is_one_line_of_printable_ascii_json(kind: str) -> None:
+    line = event_json(sample_events()[kind], CLOCK)
+    assert "\n" not in line
+    assert all(0x20 <= ord(c) < 0x7F for c in line)
+    assert isinstance(json.loads(line), dict)
+
+
+def test_common_values() -> None:
+    d = json.loads(event_json(sample_events()["reap"], CLOCK))
+    assert (d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"]) == (
+        2 * SEC + 250_000_000,
+        300,
+        300,
+        1,
+        1000,
+        "sh",
+    )
+    assert d["time"] == "2023-11-14T22:13:22.250000Z"
+
+
+def test_fork_values() -> None:
+    d = event_dict(
+        ForkEvent(**base(), child_pid=302, child_tgid=300, child_ppid=1, clone_flags=CLONE_THREAD | CLONE_VM), CLOCK
+    )
+    assert (d["child_pid"], d["child_tgid"], d["thread"]) == (302, 300, True)
+    assert event_dict(sample_events()["fork"], CLOCK)["thread"] is False
+
+
+def test_successful_exec_has_null_errno() -> None:
+    d = json.loads(event_json(sample_events()["exec"], CLOCK))
+    assert d["errno"] is None
+    assert (d["filename"], d["argv"], d["argv_truncated"]) == ("/bin/ls", ["ls", "-l"], False)
+
+
+def test_failed_exec_names_its_errno() -> None:
+    ev = ExecEvent(**base(), filename=b"/nope", argv=[b"nope"], errno=2, old_pid=300)
+    assert json.loads(event_json(ev, CLOCK))["errno"] == "ENOENT"
+
+
+def test_exec_old_pid_is_null_unless_another_thread_called_exec() -> None:
+    assert event_dict(ExecEvent(**base(), old_pid=300), CLOCK)["old_pid"] is None
+    assert event_dict(ExecEvent(**base(), old_pid=305), CLOCK)["old_pid"] == 305
+
+
+def test_exit_with_code() -> None:
+    d = json.loads(event_json(sample_events()["exit"], CLOCK))
+    assert (d["exit_code"], d["signal"], d["core_dumped"], d["status"]) == (1, None, False, 0x0100)
+    assert (d["process_exit"], d["lifetime_ns"]) == (True, SEC + 250_000_000)
+
+
+def test_exit_killed_by_signal_with_core() -> None:
+    ev = ExitEvent(**base(), status=WaitStatus(0x86), process_exit=False, task_start_ns=2 * SEC)
+    d = json.loads(event_json(ev, CLOCK))
+    assert (d["exit_code"], d["signal"], d["core_dumped"], d["status"]) == (None, "SIGABRT", True, 0x86)
+    assert (d["process_exit"], d["lifetime_ns"]) == (False, 250_000_000)
+
+
+def test_generated_signal_values() -> None:
+    d = json.loads(event_json(sample_events()["signal"], CLOCK))
+    assert (d["signal"], d["signo"], d["target_pid"], d["sender_pid"]) == ("SIGTERM", 15, 301, 300)
+    assert (d["stage"], d["result"]) == ("generate", "delivered")
+
+
+def test_sender_pid_is_the_sending_process_and_pid_the_sending_thread() -> None:
+    ev = SignalEvent(**base(pid=305, tgid=300), stage=SIGNAL_GENERATE, signo=10, code=-6, target_pid=301)
+    d = json.loads(event_json(ev, CLOCK))
+    assert (d["pid"], d["sender_pid"]) == (305, 300)
+
+
+def test_delivered_signal_has_no_sender_and_names_the_handler() -> None:
+    ev = SignalEvent(**base(), stage=SIGNAL_DELIVER, signo=15, code=0, target_pid=300, handler=1)
+    d = json.loads(event_json(ev, CLOCK))
+    assert (d["stage"], d["sender_pid"], d["handler"]) == ("deliver", None, "ignore")
+
+
+def test_reap_values() -> None:
+    d = json.loads(event_json(ReapEvent(**base(), reaped_pid=301, status=WaitStatus(9)), CLOCK))
+    assert (d["reaped_pid"], d["exit_code"], d["signal"]) == (301, None, "SIGKILL")
+
+
+def test_control_characters_in_strings_are_escaped() -> None:
+    ev = ExecEvent(**base(comm=b"a\x1bb"), filename=b"/tmp/x\ny", argv=[b"a\tb", b"\r", b"\x00\x7f", b"\x1b[31m"])
+    line = event_json(ev, CLOCK)
+    assert all(0x20 <= ord(c) < 0x7F for c in line)
+    d = json.loads(line)
+    assert (d["comm"], d["filename"], d["argv"]) == ("a\x1bb", "/tmp/x\ny", ["a\tb", "\r", "\x00\x7f", "\x1b[31m"])
+
+
+def test_invalid_utf8_appears_as_surrogate_escapes() -> None:
+    line = event_json(ExecEvent(**base(), filename=b"/tmp/\xff"), CLOCK)
+    assert "\\udcff" in line
+    assert json.loads(line)["filename"] == "/tmp/\udcff"
+
+
+def test_valid_utf8_is_decoded_not_escaped_bytewise() -> None:
+    d = json.loads(event_json(ExecEvent(**base(), argv=["caf\u00e9".encode()]), CLOCK))
+    assert d["argv"] == ["caf\u00e9"]
+
+
+def back(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+@given(st.binary(max_size=16), st.binary(max_size=64), st.lists(st.binary(max_size=32), max_size=6))
+def test_any_bytes_in_comm_filename_and_argv_survive_the_json_round_trip(comm, filename, argv) -> None:
+    line = event_json(ExecEvent(**base(comm=comm), filename=filename, argv=argv), CLOCK)
+    assert all(0x20 <= ord(c) < 0x7F for c in line)
+    d = json.loads(line)
+    assert back(d["comm"]) == comm
+    assert back(d["filename"]) == filename
+    assert [back(a) for a in d["argv"]] == argv
+
+
+@given(st.binary(max_size=16))
+def test_any_bytes_in_a_signal_target_comm_survive(tcomm: bytes) -> None:
+    ev = SignalEvent(**base(), stage=SIGNAL_GENERATE, signo=15, target_comm=tcomm)
+    assert back(json.loads(event_json(ev, CLOCK))["target_comm"]) == tcomm
+
+
+# --- reading events back (event_from_dict) ----------------------------------------
+
+u32 = st.integers(0, 2**32 - 1)
+s32 = st.integers(-(2**31), 2**31 - 1)
+u64 = st.integers(0, 2**64 - 1)
+common = st.fixed_dictionaries(
+    {
+        "ts_ns": st.integers(0, 2**63 - 1),
+        "pid": u32,
+        "tgid": u32,
+        "ppid": u32,
+        "uid": u32,
+        "comm": st.binary(max_size=16),
+        "start_ns": st.integers(0, 2**63 - 1),
+        "cpu": st.integers(0, 4095),
+    }
+)
+kernel_events = st.one_of(
+    st.builds(
+        lambda c, flen, argv, flags, err, old: ExecEvent(
+            **c,
+            filename=flen,
+            argv=argv,
+            argv_truncated=flags[0],
+            filename_truncated=flags[1],
+            argv_unreadable=flags[2],
+            errno=err,
+            old_pid=old,
+        ),
+        common,
+        st.binary(max_size=40),
+        st.lists(st.binary(max_size=20), max_size=5),
+        st.tuples(st.booleans(), st.booleans(), st.booleans()),
+        st.integers(0, 4095),
+        u32,
+    ),
+    st.builds(
+        lambda c, a, b, p, f: ForkEvent(**c, child_pid=a, child_tgid=b, child_ppid=p, clone_flags=f),
+        common,
+        u32,
+        u32,
+        u32,
+        u64,
+    ),
+    st.builds(
+        lambda c, raw, code, pe, tstart: ExitEvent(
+            **c, status=WaitStatus(raw), task_exit_code=code, process_exit=pe, task_start_ns=tstart
+        ),
+        common,
+        u32,
+        u32,
+        st.booleans(),
+        st.integers(0, 2**63 - 1),
+    ),
+    st.builds(
+        lambda c, stage, signo, code, tgt, tcomm, res, grp, handler, gsig: SignalEvent(
+            **c,
+            stage=stage,
+            signo=signo,
+            code=code,
+            target_pid=tgt,
+            target_comm=tcomm,
+            result=res,
+            group=grp,
+            handler=handler,
+            group_exit_signo=gsig,
+        ),
+        common,
+        st.sampled_from([SIGNAL_GENERATE, SIGNAL_DELIVER]),
+        s32,
+        s32,
+        u32,
+        st.binary(max_size=16),
+        st.integers(0, 4),
+        st.booleans(),
+        u64,
+        st.integers(0, 127),
+    ),
+    st.builds(lambda c, p, raw: ReapEvent(**c, reaped_pid=p, status=WaitStatus(raw)), common, u32, u32),
+)
+
+
+@given(kernel_events)
+def test_json_read_back_gives_the_same_json(ev) -> None:
+    line = event_json(ev, CLOCK)
+    again = event_from_dict(json.loads(line))
+    assert type(again) is type(ev)
+    assert event_json(again, CLOCK) == line
+
+
+def test_read_back_keeps_the_bytes_of_strings() -> None:
+    ev = ExecEvent(**base(comm=b"\xffsh"), filename=b"/tmp/\x80", argv=[b"a\nb", b"\xc3"])
+    again = event_from_dict(json.loads(event_json(ev, CLOCK)))
+    assert (again.comm, again.filename, again.argv) == (b"\xffsh", b"/tmp/\x80", [b"a\nb", b"\xc3"])
+
+
+def test_unknown_signal_result_survives_the_read_back() -> None:
+    # event_dict writes a result it has no name for as its number ("7"), so a newer
+    # kernel's value is not lost; reading it back must not turn it into "delivered".
+    ev = SignalEvent(**base(), stage=SIGNAL_GENERATE, signo=15, target_pid=301, result=7)
+    line = event_json(ev, CLOCK)
+    assert json.loads(line)["result"] == "7"
+    assert json.loads(event_json(event_from_dict(json.loads(line)), CLOCK))["result"] == "7"
+
+
+def test_reading_back_an_unknown_type_raises() -> None:
+    d = event_dict(sample_events()["reap"], CLOCK)
+    d["type"] = "teleport"
+    with pytest.raises(ValueError, match="teleport"):
+        event_from_dict(d)
+
+
+# --- Clock ---------------------------------------------------------------------------
+
+
+def test_iso_with_a_fixed_offset() -> None:
+    assert Clock(WALL_2023).iso(123_456_789) == "2023-11-14T22:13:20.123456Z"
+
+
+def test_iso_truncates_to_microseconds_without_rounding_into_the_next_second() -> None:
+    assert Clock(WALL_2023).iso(999_999_999) == "2023-11-14T22:13:20.999999Z"
+    assert Clock(WALL_2023).iso(999) == "2023-11-14T22:13:20.000000Z"
+
+
+def test_iso_adds_the_offset_to_the_monotonic_time() -> None:
+    clock = Clock(WALL_2023 - 100 * SEC)
+    assert clock.iso(100 * SEC) == "2023-11-14T22:13:20.000000Z"
+    assert clock.wall_ns(100 * SEC + 7) == WALL_2023 + 7
+
+
+def test_iso_is_right_when_the_second_changes_between_calls() -> None:
+    # 946684799 s is 1999-12-31T23:59:59Z: crossing it changes every field of the prefix.
+    clock = Clock(946_684_799 * SEC)
+    assert clock.iso(500_000_000) == "1999-12-31T23:59:59.500000Z"
+    assert clock.iso(900_000_000) == "1999-12-31T23:59:59.900000Z"  # same second, cached prefix
+    assert clock.iso(SEC) == "2000-01-01T00:00:00.000000Z"
+    assert clock.iso(SEC + 1_000) == "2000-01-01T00:00:00.000001Z"
+    assert clock.iso(0) == "1999-12-31T23:59:59.000000Z"  # back to an earlier second
+    assert clock.iso(3601 * SEC) == "2000-01-01T01:00:00.000000Z"
+
+
+@given(st.lists(st.integers(0, 10**6 * SEC), min_size=1, max_size=20))
+def test_iso_with_cache_equals_a_fresh_clock_for_any_sequence(stamps: list[int]) -> None:
+    cached = Clock(WALL_2023)
+    for ts in stamps:
+        assert cached.iso(ts) == Clock(WALL_2023).iso(ts)
+
+
+def test_default_offset_maps_monotonic_now_to_wall_now() -> None:
+    clock = Clock()
+    assert abs(clock.wall_ns(time.monotonic_ns()) - time.time_ns()) < SEC

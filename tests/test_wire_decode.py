@@ -1,0 +1,411 @@
+"""tracer/wire.py decoding raw event bytes, and the event records of tracer/events.py."""
+
+from __future__ import annotations
+
+import signal
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tracer import wire
+from tracer.events import (
+    CLONE_PARENT,
+    CLONE_THREAD,
+    CLONE_VFORK,
+    CLONE_VM,
+    SIGNAL_DELIVER,
+    SIGNAL_GENERATE,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    ReapEvent,
+    SignalEvent,
+    WaitStatus,
+    errno_name,
+    signal_name,
+)
+from tracer.wire import DecodeError, decode, split_argv
+
+
+def fmt(name: str) -> str:
+    return wire.LAYOUTS[name][0]
+
+
+def header(
+    kind: int, *, ts=5_000_000_000, start=1_000_000_000, pid=4242, tgid=4240, ppid=1, uid=1000, cpu=3, comm=b"bash"
+):
+    return struct.pack(fmt("pt_header"), ts, start, kind, pid, tgid, ppid, uid, cpu, comm)
+
+
+def exec_event(filename: bytes, argv_area: bytes, *, err=0, old_pid=4242, flags=0, flen=None, alen=None, extra=b""):
+    flen = len(filename) if flen is None else flen
+    alen = len(argv_area) if alen is None else alen
+    body = struct.pack(fmt("pt_exec"), err, old_pid, flags, flen, alen, 0)
+    return header(wire.KIND_EXEC) + body + filename + argv_area + extra
+
+
+def fork_event(clone_flags: int, child_pid=5000, child_tgid=5000, child_ppid=4240) -> bytes:
+    return header(wire.KIND_FORK) + struct.pack(fmt("pt_fork"), clone_flags, child_pid, child_tgid, child_ppid, 0)
+
+
+def exit_event(status: int, *, group_dead: int, task_start=3_000_000_000, task_code=0, **hdr) -> bytes:
+    return header(wire.KIND_EXIT, **hdr) + struct.pack(fmt("pt_exit"), task_start, status, task_code, group_dead)
+
+
+def signal_event(signo=15, code=0, target=777, result=0, handler=0, gsig=0, stage=1, group=1, tcomm=b"sleep"):
+    body = struct.pack(fmt("pt_signal"), signo, code, target, result, handler, gsig, stage, group, tcomm)
+    return header(wire.KIND_SIGNAL) + body
+
+
+def reap_event(reaped: int, status: int) -> bytes:
+    return header(wire.KIND_REAP) + struct.pack(fmt("pt_reap"), reaped, status)
+
+
+# --- header ------------------------------------------------------------------------
+
+
+def test_header_fields_land_in_the_common_event_fields() -> None:
+    ev = decode(reap_event(1, 0))
+    assert (ev.ts_ns, ev.start_ns, ev.pid, ev.tgid, ev.ppid, ev.uid, ev.cpu) == (
+        5_000_000_000,
+        1_000_000_000,
+        4242,
+        4240,
+        1,
+        1000,
+        3,
+    )
+    assert ev.comm == b"bash"
+
+
+def test_comm_stops_at_the_first_nul() -> None:
+    raw = header(wire.KIND_REAP, comm=b"ab\0stale-bytes!") + struct.pack(fmt("pt_reap"), 1, 0)
+    assert decode(raw).comm == b"ab"
+
+
+def test_comm_filling_all_16_bytes_is_kept_whole() -> None:
+    raw = header(wire.KIND_REAP, comm=b"0123456789abcdef") + struct.pack(fmt("pt_reap"), 1, 0)
+    assert decode(raw).comm == b"0123456789abcdef"
+
+
+def test_header_layout_is_56_bytes() -> None:
+    # 2 u64 + 6 u32 + comm[16], no padding: what struct pt_header is in C.
+    assert wire.HEADER_SIZE == 56
+
+
+# --- exec --------------------------------------------------------------------------
+
+AWKWARD_ARGS = [
+    b"printf",
+    b"two words",
+    b"'single' \"double\"",
+    b"line1\nline2\ttab",
+    "caf\u00e9 \u65e5\u672c".encode(),
+    b"\xff\xfe not utf-8 \xc3",
+    b"",
+    b"$HOME `x` \\ *",
+]
+
+
+def test_exec_filename_and_argv_bytes_are_exact() -> None:
+    area = b"".join(a + b"\0" for a in AWKWARD_ARGS)
+    ev = decode(exec_event(b"/usr/bin/printf", area))
+    assert isinstance(ev, ExecEvent)
+    assert ev.filename == b"/usr/bin/printf"
+    assert ev.argv == AWKWARD_ARGS
+
+
+def test_exec_non_utf8_filename_is_kept_as_bytes() -> None:
+    assert decode(exec_event(b"/tmp/\xff\x80x", b"x\0")).filename == b"/tmp/\xff\x80x"
+
+
+def test_exec_with_no_argument_area_has_empty_argv() -> None:
+    ev = decode(exec_event(b"/bin/true", b""))
+    assert ev.argv == []
+    assert ev.filename == b"/bin/true"
+
+
+def test_exec_trailing_empty_argument_is_kept() -> None:
+    # argv = ["a", ""]: the area is "a\0\0"; only the final terminator is dropped.
+    assert decode(exec_event(b"/x", b"a\0\0")).argv == [b"a", b""]
+
+
+def test_exec_cut_argument_area_without_final_nul_keeps_the_partial_argument() -> None:
+    ev = decode(exec_event(b"/x", b"ls\0-l\0/very/lo", flags=wire.EXEC_ARGV_TRUNCATED))
+    assert ev.argv == [b"ls", b"-l", b"/very/lo"]
+    assert ev.argv_truncated
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (0, (False, False, False)),
+        (wire.EXEC_ARGV_TRUNCATED, (True, False, False)),
+        (wire.EXEC_FILENAME_TRUNCATED, (False, True, False)),
+        (wire.EXEC_ARGV_UNREADABLE, (False, False, True)),
+        (7, (True, True, True)),
+    ],
+)
+def test_exec_flags_map_to_their_own_booleans(flags: int, expected: tuple[bool, bool, bool]) -> None:
+    ev = decode(exec_event(b"/x", b"x\0", flags=flags))
+    assert (ev.argv_truncated, ev.filename_truncated, ev.argv_unreadable) == expected
+
+
+def test_exec_flag_bits_match_event_h() -> None:
+    assert (wire.EXEC_ARGV_TRUNCATED, wire.EXEC_FILENAME_TRUNCATED, wire.EXEC_ARGV_UNREADABLE) == (1, 2, 4)
+
+
+def test_failed_exec_carries_errno_and_old_pid() -> None:
+    ev = decode(exec_event(b"/nope", b"nope\0", err=2, old_pid=4243))
+    assert (ev.errno, ev.old_pid, ev.failed) == (2, 4243, True)
+    assert not decode(exec_event(b"/bin/true", b"")).failed
+
+
+def test_exec_ignores_padding_after_its_tail() -> None:
+    # The perf buffer pads samples to 8 bytes; lengths, not the buffer end, bound the tail.
+    ev = decode(exec_event(b"/bin/ls", b"ls\0", extra=b"\0\0\0\xaa\xbb"))
+    assert ev.filename == b"/bin/ls"
+    assert ev.argv == [b"ls"]
+
+
+def test_exec_lengths_past_the_buffer_raise() -> None:
+    with pytest.raises(DecodeError):
+        decode(exec_event(b"/bin/ls", b"ls\0", alen=4))
+
+
+def test_exec_shorter_than_its_fixed_part_raises() -> None:
+    raw = exec_event(b"", b"")
+    with pytest.raises(DecodeError):
+        decode(raw[: wire.HEADER_SIZE + wire.EXEC.size - 1])
+
+
+def test_split_argv_of_empty_area_is_empty_list() -> None:
+    assert split_argv(b"") == []
+    assert split_argv(b"\0") == [b""]  # one empty argument
+
+
+# --- fork --------------------------------------------------------------------------
+
+
+def test_fork_decodes_child_ids_and_flags() -> None:
+    ev = decode(fork_event(CLONE_VM | CLONE_VFORK, child_pid=5001, child_tgid=5001, child_ppid=4240))
+    assert isinstance(ev, ForkEvent)
+    assert (ev.child_pid, ev.child_tgid, ev.child_ppid, ev.clone_flags) == (5001, 5001, 4240, CLONE_VM | CLONE_VFORK)
+
+
+@pytest.mark.parametrize(
+    ("flags", "thread"),
+    [(0, False), (CLONE_VM | CLONE_VFORK, False), (CLONE_PARENT, False), (CLONE_THREAD | CLONE_VM, True)],
+)
+def test_fork_is_a_thread_exactly_when_clone_thread_is_set(flags: int, thread: bool) -> None:
+    assert decode(fork_event(flags)).thread is thread
+
+
+def test_fork_clone_flags_use_all_64_bits() -> None:
+    flags = (1 << 40) | CLONE_THREAD  # clone3 flags beyond 32 bits exist (CLONE_INTO_CGROUP is 1<<33)
+    assert decode(fork_event(flags)).clone_flags == flags
+
+
+# --- exit --------------------------------------------------------------------------
+
+
+def test_exit_decodes_status_task_code_and_group_dead() -> None:
+    ev = decode(exit_event(0x0700, group_dead=1, task_code=0x0300))
+    assert isinstance(ev, ExitEvent)
+    assert ev.status == WaitStatus(0x0700)
+    assert ev.task_exit_code == 0x0300
+    assert ev.process_exit is True
+    assert decode(exit_event(0, group_dead=0)).process_exit is False
+
+
+def test_process_exit_lifetime_counts_from_the_process_start() -> None:
+    ev = decode(exit_event(0, group_dead=1, task_start=3_000, ts=10_000, start=1_000))
+    assert ev.lifetime_ns == 9_000
+
+
+def test_thread_exit_lifetime_counts_from_the_thread_start() -> None:
+    ev = decode(exit_event(0, group_dead=0, task_start=3_000, ts=10_000, start=1_000))
+    assert ev.lifetime_ns == 7_000
+
+
+def test_lifetime_is_never_negative() -> None:
+    ev = decode(exit_event(0, group_dead=1, ts=500, start=1_000))
+    assert ev.lifetime_ns == 0
+
+
+# --- signal and reap ---------------------------------------------------------------
+
+
+def test_signal_decodes_every_field() -> None:
+    raw = signal_event(signo=10, code=-6, target=778, result=2, handler=0x401000, gsig=9, stage=2, group=0)
+    ev = decode(raw)
+    assert isinstance(ev, SignalEvent)
+    assert (ev.signo, ev.code, ev.target_pid, ev.result, ev.handler) == (10, -6, 778, 2, 0x401000)
+    assert (ev.group_exit_signo, ev.stage, ev.group, ev.target_comm) == (9, SIGNAL_DELIVER, False, b"sleep")
+    assert decode(signal_event(group=1)).group is True
+
+
+def test_signal_target_comm_stops_at_nul() -> None:
+    assert decode(signal_event(tcomm=b"ab\0cd")).target_comm == b"ab"
+
+
+def test_reap_decodes_pid_and_wait_status() -> None:
+    ev = decode(reap_event(6000, 0x8B))
+    assert isinstance(ev, ReapEvent)
+    assert ev.reaped_pid == 6000
+    assert ev.status.signal == "SIGSEGV"
+
+
+# --- malformed input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 55])
+def test_buffer_shorter_than_the_header_raises(length: int) -> None:
+    with pytest.raises(DecodeError):
+        decode(reap_event(1, 0)[:length])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        fork_event(0),
+        exit_event(0, group_dead=1),
+        signal_event(),
+        reap_event(1, 0),
+        exec_event(b"", b""),
+    ],
+    ids=["fork", "exit", "signal", "reap", "exec"],
+)
+def test_body_one_byte_short_raises(raw: bytes) -> None:
+    decode(raw)  # whole: fine
+    with pytest.raises(DecodeError):
+        decode(raw[:-1])
+
+
+@pytest.mark.parametrize("kind", [0, 6, 255, 0xFFFFFFFF])
+def test_unknown_kind_raises(kind: int) -> None:
+    with pytest.raises(DecodeError, match=f"unknown event kind {kind}"):
+        decode(header(kind) + b"\0" * 64)
+
+
+def test_decode_error_is_a_value_error() -> None:
+    assert issubclass(DecodeError, ValueError)
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_decode_to_an_event_or_raise_decode_error(raw: bytes) -> None:
+    try:
+        ev = decode(raw)
+    except DecodeError:
+        return
+    assert isinstance(ev, Event)
+
+
+@given(st.integers(0, 7), st.binary(min_size=40, max_size=40), st.binary(max_size=120))
+def test_any_body_behind_a_valid_header_decodes_or_raises_decode_error(kind: int, head: bytes, body: bytes) -> None:
+    # Random bytes rarely form a known kind; this puts every kind in front of random bodies.
+    raw = head[:16] + struct.pack("<I", kind) + head[20:] + b"\0" * 16 + body
+    try:
+        ev = decode(raw)
+    except DecodeError:
+        return
+    assert isinstance(ev, Event)
+    assert ev.kind == ("fork", "exec", "exit", "signal", "reap")[kind - 1]
+
+
+# --- WaitStatus and names ----------------------------------------------------------
+
+
+def test_wait_status_exit_7() -> None:
+    st_ = WaitStatus(0x0700)
+    assert (st_.exit_code, st_.signo, st_.signal, st_.core_dumped) == (7, 0, None, False)
+    assert st_.shell_code() == 7
+    assert st_.describe() == "exit 7"
+
+
+def test_wait_status_killed_by_sigterm() -> None:
+    st_ = WaitStatus(15)
+    assert (st_.exit_code, st_.signal, st_.core_dumped) == (None, "SIGTERM", False)
+    assert st_.describe() == "killed by SIGTERM"
+
+
+def test_wait_status_sigsegv_with_core_dump() -> None:
+    st_ = WaitStatus(0x8B)
+    assert (st_.exit_code, st_.signo, st_.signal, st_.core_dumped) == (None, 11, "SIGSEGV", True)
+    assert st_.describe() == "killed by SIGSEGV (core dumped)"
+
+
+def test_wait_status_zero_is_a_clean_exit() -> None:
+    assert (WaitStatus(0).exit_code, WaitStatus(0).shell_code(), WaitStatus(0).describe()) == (0, 0, "exit 0")
+
+
+def test_wait_status_exit_255_uses_the_whole_byte() -> None:
+    assert WaitStatus(0xFF00).exit_code == 255
+
+
+@pytest.mark.parametrize(("signo", "code"), [(9, 137), (15, 143), (2, 130), (11, 139)])
+def test_shell_code_of_a_signal_death_is_128_plus_the_signal(signo: int, code: int) -> None:
+    assert WaitStatus(signo).shell_code() == code
+    assert WaitStatus(signo | 0x80).shell_code() == code  # a core dump does not change it
+
+
+def test_signal_name_of_realtime_signals_counts_from_sigrtmin() -> None:
+    assert signal_name(int(signal.SIGRTMIN) + 3) == "SIGRTMIN+3"
+    assert signal_name(int(signal.SIGRTMIN)) == "SIGRTMIN"
+    assert signal_name(int(signal.SIGRTMAX)) == "SIGRTMAX"
+
+
+def test_signal_name_prefers_the_standard_name_over_aliases() -> None:
+    assert signal_name(6) == "SIGABRT"  # not SIGIOT
+    assert signal_name(17) == "SIGCHLD"  # not SIGCLD
+    assert signal_name(29) == "SIGIO"  # not SIGPOLL
+
+
+@pytest.mark.parametrize("signo", [0, 200, 65, -1])
+def test_signal_name_of_unknown_numbers_is_sig_and_number(signo: int) -> None:
+    assert signal_name(signo) == f"SIG{signo}"
+
+
+def test_errno_name_known_and_unknown() -> None:
+    assert errno_name(2) == "ENOENT"
+    assert errno_name(13) == "EACCES"
+    assert errno_name(9999) == "E9999"
+
+
+# --- SignalEvent.sender_pid --------------------------------------------------------
+
+
+def sig(stage: int, signo: int, code: int) -> SignalEvent:
+    return SignalEvent(1, 4242, 4240, 1, 0, b"kill", 0, 0, stage=stage, signo=signo, code=code, target_pid=99)
+
+
+@pytest.mark.parametrize("code", [0, -1, -6], ids=["SI_USER", "SI_QUEUE", "SI_TKILL"])
+def test_sender_is_the_generating_process_for_user_sent_signals(code: int) -> None:
+    # The process (tgid 4240), not the thread (pid 4242): the thread is the event's pid.
+    assert sig(SIGNAL_GENERATE, 15, code).sender_pid == 4240
+
+
+def test_sender_is_the_generating_process_for_sigchld() -> None:
+    assert sig(SIGNAL_GENERATE, int(signal.SIGCHLD), 1).sender_pid == 4240  # CLD_EXITED
+
+
+@pytest.mark.parametrize(
+    ("signo", "code"),
+    [(11, 0x80), (14, -2), (11, 1), (10, -4)],
+    ids=["SI_KERNEL", "SI_TIMER", "SEGV_MAPERR", "SI_ASYNCIO"],
+)
+def test_kernel_made_signals_have_no_sender(signo: int, code: int) -> None:
+    assert sig(SIGNAL_GENERATE, signo, code).sender_pid is None
+
+
+def test_delivery_never_names_a_sender() -> None:
+    # At delivery the current task is the receiver, not whoever sent the signal.
+    assert sig(SIGNAL_DELIVER, 15, 0).sender_pid is None
+    assert sig(SIGNAL_DELIVER, int(signal.SIGCHLD), 1).sender_pid is None
+
+
+def test_signal_event_signal_is_the_name() -> None:
+    assert sig(SIGNAL_GENERATE, 9, 0).signal == "SIGKILL"
