@@ -110,7 +110,9 @@ class Btf:
 
     def _string(self, off: int) -> str:
         start = self._strings_start + off
-        end = self._blob.index(b"\0", start, self._strings_end)
+        end = self._blob.find(b"\0", start, self._strings_end)
+        if off < 0 or end < 0:
+            raise BtfError(f"string offset {off} is outside the BTF string section")
         return self._blob[start:end].decode("utf-8", "replace")
 
     def _parse_types(self, type_len: int) -> None:
@@ -123,6 +125,8 @@ class Btf:
         composites = self._composites
         types = self._types
         while pos < end:
+            if pos + 12 > end:
+                raise BtfError(f"BTF type section ends inside a type header at byte {pos}")
             name_off, info, size_or_type = unpack(blob, pos)
             kind = (info >> 24) & 0x1F
             vlen = info & 0xFFFF

@@ -16,7 +16,7 @@ from tracer.bpf_source import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
 from tracer.btf import BtfError
 from tracer.clock import Clock
 from tracer.command import CommandError, HeldCommand, sudo_identity
-from tracer.output import JsonSink, PrettySink, Sink
+from tracer.output import JsonSink, PrettySink, Sink, reader_gone
 from tracer.tpformat import FormatError
 
 EXIT_USAGE = 2
@@ -163,9 +163,11 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
             probe.follow(held.pid)
             held.release()
             # Ctrl-C reaches the command through the terminal; we keep tracing until it exits.
-            totals = run_live(probe, sink, stop, done=lambda: held.poll() is not None)
+            totals = run_live(
+                probe, sink, stop, done=lambda: held.poll() is not None, output_closed=lambda: reader_gone(stream)
+            )
         else:
-            totals = run_live(probe, sink, stop)
+            totals = run_live(probe, sink, stop, output_closed=lambda: reader_gone(stream))
     finally:
         sink.close()
         if stream is not sys.stdout:

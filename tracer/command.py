@@ -8,6 +8,7 @@ who invoked sudo, with that user's groups, unless asked to stay root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -108,23 +109,24 @@ class HeldCommand:
 
     def release(self) -> None:
         """Let the child exec; raises CommandError if the exec failed."""
-        try:
+        # A child that died while held (Ctrl-C reached it) closed the pipe: poll() reports how.
+        with contextlib.suppress(BrokenPipeError):
             os.write(self._go, b"g")
-        except BrokenPipeError:
-            pass  # it died while held (Ctrl-C reached it): poll() reports how
         os.close(self._go)
         self._go = -1
         err = os.read(self._err, 16)
         os.close(self._err)
+        self._err = -1
         if err:
             self.wait()
             raise CommandError(f"cannot run {self.path}: {os.strerror(int(err))}")
 
     def abandon(self) -> None:
         """The tracer failed to start: the child exits without running anything."""
-        if self._go >= 0:
-            os.close(self._go)
-            self._go = -1
+        for fd in (self._go, self._err):
+            if fd >= 0:
+                os.close(fd)
+        self._go = self._err = -1
         self.wait()
 
     def poll(self) -> int | None:

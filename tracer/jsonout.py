@@ -108,6 +108,11 @@ def event_json(ev: Event, clock: Clock) -> str:
     return _encode(event_dict(ev, clock))
 
 
+def _signal_result(name: str) -> int:
+    # event_dict writes a result it has no name for as its number.
+    return _RESULT_VALUES[name] if name in _RESULT_VALUES else int(name)
+
+
 def event_from_dict(d: dict[str, Any]) -> Event:
     """The inverse of event_dict: `event_dict(event_from_dict(d), clock) == d`
     for every d that event_dict produced with the same clock. Raises KeyError,
@@ -162,7 +167,7 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             code=int(d["code"]),
             target_pid=int(d["target_pid"]),
             target_comm=raw_bytes(d["target_comm"]),
-            result=0 if deliver else _RESULT_VALUES.get(d["result"], 0),
+            result=0 if deliver else _signal_result(d["result"]),
             group=False if deliver else bool(d["group"]),
             handler=_HANDLER_VALUES[d["handler"]] if deliver else 0,
             group_exit_signo=signal_number(d["group_exit_signal"]) if deliver and d["group_exit_signal"] else 0,

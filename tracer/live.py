@@ -55,6 +55,7 @@ def run_live(
     sink: Sink,
     stop: StopFlag,
     done: Callable[[], bool] = lambda: False,
+    output_closed: Callable[[], bool] = lambda: False,
     live_processes: int | None = None,
 ) -> Totals:
     """Trace until `stop` is set or `done()` says the traced command has ended.
@@ -100,6 +101,8 @@ def run_live(
             totals.lost = lost
         now = time.monotonic()
         if now - last_status >= STATUS_INTERVAL_S:
+            if output_closed():
+                raise BrokenPipeError("the reader of the output went away")
             rate = window_events / (now - last_status)
             sink.status(f"{rate:,.0f} events/s · {max(live, 0)} live processes · {totals.lost} lost")
             last_status, window_events = now, 0

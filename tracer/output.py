@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import json
+import select
 from typing import Protocol, TextIO
 
 from tracer.clock import Clock
 from tracer.events import Event
 from tracer.jsonout import event_json
+
+
+def reader_gone(stream: TextIO) -> bool:
+    """True when `stream` is a pipe whose reader has closed it. Checked on a
+    timer, so `proctrace | head -1` ends even when no further event comes."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(revents & (select.POLLERR | select.POLLHUP) for _, revents in poller.poll(0))
 
 
 class Sink(Protocol):

@@ -159,7 +159,7 @@ def test_issue_example_inner_code_and_outer_sigterm(trace):
 def test_perf_buffer_gives_the_same_facts(trace):
     t = trace(["sh", "-c", 'sh -c "exit 7"; /bin/true "a b" c'], "--buffer", "perf")
     assert t.returncode == 0
-    outer, inner = t.execs_of("/sh")
+    _outer, inner = t.execs_of("/sh")
     assert t.process_exit(inner["tgid"])["exit_code"] == 7
     assert t.execs_of("/true")[0]["argv"] == ["/bin/true", "a b", "c"]
     assert [e["ts_ns"] for e in t.events] == sorted(e["ts_ns"] for e in t.events)

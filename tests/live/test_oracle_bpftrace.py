@@ -14,7 +14,11 @@ import pytest
 pytestmark = pytest.mark.live
 
 BPFTRACE_PROGRAM = 'tracepoint:sched:sched_process_exit { printf("EXIT %d %d\\n", tid, curtask->exit_code); }'
-WORKLOAD = ["sh", "-c", 'sh -c "exit 7"; sh -c "kill -TERM \\$\\$"; sh -c "exit 255"; sh -c "kill -KILL \\$\\$"; exit 3']
+WORKLOAD = [
+    "sh",
+    "-c",
+    'sh -c "exit 7"; sh -c "kill -TERM \\$\\$"; sh -c "exit 255"; sh -c "kill -KILL \\$\\$"; exit 3',
+]
 
 
 def start_bpftrace() -> subprocess.Popen[str]:

@@ -1,8 +1,7 @@
 """exec of a file that does not exist: the kernel answers ENOENT."""
 
+import contextlib
 import os
 
-try:
+with contextlib.suppress(FileNotFoundError):
     os.execv("/nonexistent/proctrace-test", ["proctrace-test", "arg1"])
-except FileNotFoundError:
-    pass
