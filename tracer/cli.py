@@ -129,12 +129,12 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
     # Imported here so that --help, --version and argument errors never pay for them.
     from tracer.bcc_import import load_bcc
     from tracer.live import StopFlag, run_live
-    from tracer.prereqs import ensure_live_ready
-    from tracer.probe import Probe, ring_buffer_supported
+    from tracer.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
+    from tracer.probe import Probe
 
     ensure_live_ready()
     bcc = load_bcc()
-    ring = ring_buffer_supported() if args.buffer is None else args.buffer == "ring"
+    ring = check_ring_buffer(Host()).status is Status.OK if args.buffer is None else args.buffer == "ring"
     options = ProgramOptions(
         ring_buffer=ring,
         buffer_pages=buffer_pages(args.buffer_size, ring),

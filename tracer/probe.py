@@ -7,7 +7,6 @@ Python shared with replay.
 from __future__ import annotations
 
 import ctypes
-import os
 from types import ModuleType
 
 from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
@@ -88,8 +87,3 @@ class Probe:
     def close(self) -> None:
         self._bpf.cleanup()
 
-
-def ring_buffer_supported() -> bool:
-    """BPF ring buffers arrived in Linux 5.8."""
-    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
-    return (major, minor) >= (5, 8)
