@@ -1,0 +1,800 @@
+"""The process table: each process's whole life, rebuilt from the event stream.
+
+This module owns the model behind the end-of-session views (tracer/views.py):
+who forked a process, what it exec'd, its threads, the signals it got, how it
+ended, who reaped it and when, and what it spawned. It is fed as a Sink, so
+live tracing and replay feed it the same way, and it needs neither root nor bcc.
+
+What shapes it:
+
+* Identity. A process is its pid together with its start time. A pid is only
+  free again once its holder is reaped, so at any moment one process holds a
+  pid; when a new process turns up on a pid, the old holder is retired, never
+  merged with the new one.
+* A fork event is the parent's: it does not carry the child's start time, which
+  the kernel stamps in copy_process shortly *before* the fork tracepoint. The
+  child's record starts at the fork's timestamp, marked inexact, and takes the
+  true start from the child's first own event when that start lies just before
+  the fork.
+* Events come ordered by timestamp (tracer/ordering.py), but nothing here relies
+  on it for correctness of identity: an event for a process nobody announced
+  (its fork lost, or started before the snapshot) creates a record, and a fork
+  that arrives after its child's first events is attached to that child.
+* Nothing is invented. The kernel does not report reparenting: an orphan's new
+  parent is read from the `ppid` of its later events (or from who reaps it),
+  and the moment is its old parent's exit, when the kernel reparents. A task
+  that only acts on a traced process (reaps it, signals it) gets no record of
+  its own: in `-- COMMAND` mode that is proctrace itself reaping the command.
+* Reaps are seen through wait4/waitid only. A child the kernel reaps itself
+  (its parent ignores SIGCHLD) stays a zombie here until its pid is reused.
+* Memory. Finished (reaped) processes stay for the views only up to a horizon;
+  the aggregates of the summary (Aggregates) count every process. Lists kept per
+  process are capped, with a count of what was left out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import signal as signal_mod
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from tracer.events import (
+    SIGNAL_DELIVER,
+    SIGNAL_GENERATE,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    ReapEvent,
+    SignalEvent,
+    WaitStatus,
+    errno_name,
+)
+from tracer.procsnap import ProcInfo
+
+KEEP_FINISHED = 10_000
+"""Finished processes kept for the views; older ones leave the table."""
+
+ITEMS_MAX = 1_000
+"""Entries kept per process in each list (execs, signals, stops, children, comm changes)."""
+
+KEYS_MAX = 10_000
+"""Distinct keys kept per aggregate counter (commands, failures); the rest count as "other"."""
+
+LOSS_WINDOW_NS = 50_000_000
+"""How far before a loss report a lost event may have been stamped: the live loop
+reports losses after each 20 ms drain, and events wait up to 5 ms more in the
+reorder window. Every process alive at any time in the window is marked."""
+
+FORK_START_SLACK_NS = 1_000_000_000
+"""The longest gap accepted between a child's start and its fork event (the time
+copy_process takes, which for a large address space is milliseconds)."""
+
+SNAPSHOT_START_SLACK_NS = 1_000_000_000
+"""/proc start times are boot-time based, in 10 ms clock ticks: an event's exact
+start may differ from the snapshot's by that much."""
+
+TOP_LIFETIMES = 5
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+# Default actions that stop a process; SIGCONT generated to it continues it.
+STOP_SIGNALS = frozenset(
+    int(s) for s in (signal_mod.SIGSTOP, signal_mod.SIGTSTP, signal_mod.SIGTTIN, signal_mod.SIGTTOU)
+)
+SIGCONT = int(signal_mod.SIGCONT)
+_HANDLER_DEFAULT = 0
+
+
+@dataclass(slots=True)
+class ExecRecord:
+    ts_ns: int
+    filename: bytes
+    argv: list[bytes]
+    errno: int = 0  # non-zero: a failed exec, the process image did not change
+    argv_truncated: bool = False
+    filename_truncated: bool = False
+    argv_unreadable: bool = False
+    old_pid: int = 0  # the non-leader thread that called exec, else 0
+
+
+@dataclass(slots=True)
+class SignalRecord:
+    ts_ns: int
+    signo: int
+    stage: int  # SIGNAL_GENERATE or SIGNAL_DELIVER
+    sender_pid: int | None
+    sender_serial: int | None = None  # the sending process's record, when known
+    result: int = 0  # generate: SIGNAL_RESULTS
+    handler: int = 0  # deliver: 0 default, 1 ignore, else a handler
+    group_exit_signo: int = 0  # deliver: the real cause of a teardown SIGKILL
+
+
+@dataclass(slots=True)
+class StopRecord:
+    stopped_ns: int
+    signo: int
+    continued_ns: int | None = None
+
+
+@dataclass(slots=True)
+class Adoption:
+    previous: int  # the parent that died
+    by: int  # the new parent's pid
+    ts_ns: int | None  # the old parent's exit, when it was seen
+    seen_ns: int  # the first event that showed the new parent
+    by_serial: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Process:
+    """One process, from fork (or first sight) to reap."""
+
+    serial: int  # unique in the table: links between records never go stale
+    tgid: int
+    start_ns: int
+    start_exact: bool  # False: the fork's time or the snapshot's, until an event says
+    ppid: int  # the parent now (after any adoption)
+    original_ppid: int
+    comm: bytes
+    uid: int = 0
+    origin_serial: int | None = None  # the parent it was born to, for the tree
+    parent_serial: int | None = None  # the parent now
+    forked_by: int | None = None  # the pid that forked it (differs from ppid with CLONE_PARENT)
+    forked_by_serial: int | None = None
+    forked_ns: int | None = None
+    first_seen_ns: int | None = None
+    pre_existing: bool = False
+    incomplete: bool = False  # events were lost while it was alive
+    seen: bool = False  # any event of the session concerned it
+    inherited_argv: list[bytes] = field(default_factory=list)  # its command line before any exec
+    comms: list[tuple[int, bytes]] = field(default_factory=list)  # (ts_ns, comm) at each change
+    execs: list[ExecRecord] = field(default_factory=list)
+    failed_execs: list[ExecRecord] = field(default_factory=list)
+    signals: list[SignalRecord] = field(default_factory=list)
+    stops: list[StopRecord] = field(default_factory=list)
+    adoptions: list[Adoption] = field(default_factory=list)
+    children: list[int] = field(default_factory=list)  # tgids, the first ITEMS_MAX
+    children_count: int = 0
+    omitted: int = 0  # list entries beyond ITEMS_MAX, not kept
+    live_threads: int = 1
+    max_threads: int = 1
+    threads_created: int = 1
+    tids: set[int] | None = None  # live threads other than the leader
+    live_children: set[int] | None = None  # serials of children not yet reaped
+    leader_exit_ns: int | None = None  # the main thread ended before the process
+    end_ns: int | None = None  # the process exit (its last thread)
+    status: WaitStatus | None = None
+    orphaned_ns: int | None = None  # its parent exited while it was unreaped
+    reaped_ns: int | None = None
+    reaper: int | None = None
+    reaper_serial: int | None = None
+    retired: bool = False  # left the table unreaped: a new process took its pid
+    counted: bool = False  # already in the aggregates
+
+    @property
+    def pid(self) -> int:
+        return self.tgid
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.tgid, self.start_ns)
+
+    @property
+    def exited(self) -> bool:
+        return self.end_ns is not None
+
+    @property
+    def lifetime_ns(self) -> int | None:
+        if self.end_ns is None or not self.start_ns:
+            return None
+        return max(0, self.end_ns - self.start_ns)
+
+    @property
+    def zombie_ns(self) -> int | None:
+        if self.end_ns is None or self.reaped_ns is None:
+            return None
+        return max(0, self.reaped_ns - self.end_ns)
+
+    @property
+    def adopted_by(self) -> int | None:
+        return self.adoptions[-1].by if self.adoptions else None
+
+    @property
+    def adopted_ns(self) -> int | None:
+        return self.adoptions[-1].ts_ns if self.adoptions else None
+
+    @property
+    def threads(self) -> int:
+        """The most threads it had at once, the main thread included."""
+        return self.max_threads
+
+    @property
+    def argv(self) -> list[bytes]:
+        """Its command line: that of its last exec, else the one it was born with."""
+        return self.execs[-1].argv if self.execs else self.inherited_argv
+
+    @property
+    def waiting(self) -> bool:
+        """A zombie: exited and not (yet) reaped."""
+        return self.end_ns is not None and self.reaped_ns is None and not self.retired
+
+
+@dataclass(frozen=True, slots=True)
+class LifetimeEntry:
+    """A finished process, as the summary's longest/shortest lists keep it."""
+
+    lifetime_ns: int
+    tgid: int
+    comm: bytes
+    argv: tuple[bytes, ...]
+    status: WaitStatus | None
+    pre_existing: bool
+
+
+@dataclass(slots=True)
+class CommandCount:
+    processes: int = 0
+    ok: int = 0  # exit 0
+    failed: int = 0  # non-zero exit or killed
+    unknown: int = 0  # gone without its exit being seen
+    running: int = 0  # alive (or a zombie) at the end; filled in by command_counts()
+
+
+class BoundedCounter(Generic[K]):
+    """A Counter with at most `cap` keys: new keys beyond it are counted as `other`,
+    so a process choosing random names cannot grow it without bound."""
+
+    def __init__(self, cap: int = KEYS_MAX) -> None:
+        self.cap = cap
+        self.counts: dict[K, int] = {}
+        self.other = 0
+
+    def add(self, key: K, n: int = 1) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += n
+        elif len(counts) < self.cap:
+            counts[key] = n
+        else:
+            self.other += n
+
+
+class Aggregates:
+    """What the summary reports, counted over every process of the session,
+    including those that have since left the table."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+        self.processes = 0  # counted when they ended, or were seen to be gone
+        self.commands: dict[bytes, CommandCount] = {}
+        self.other_commands = CommandCount()
+        self.nonzero_exits = 0
+        self.signal_deaths = 0
+        self.failed_execs = 0
+        self.failures: BoundedCounter[tuple[str, bytes]] = BoundedCounter()  # (kind, comm or file) -> count
+        self.signals_sent: BoundedCounter[int] = BoundedCounter()  # signo -> count
+        self.signals_from_kernel: BoundedCounter[int] = BoundedCounter()  # signo -> count, no sending task
+        self._longest: list[tuple[int, int, LifetimeEntry]] = []  # min-heap: the smallest of the top
+        self._shortest: list[tuple[int, int, LifetimeEntry]] = []  # min-heap on -lifetime
+        self._seq = 0
+
+    def command(self, comm: bytes) -> CommandCount:
+        found = self.commands.get(comm)
+        if found is None:
+            if len(self.commands) >= KEYS_MAX:
+                return self.other_commands
+            found = self.commands[comm] = CommandCount()
+        return found
+
+    def process_ended(self, rec: Process) -> None:
+        """Count a process once: at its exit, or when it is found gone without one."""
+        rec.counted = True
+        self.processes += 1
+        counts = self.command(rec.comm)
+        counts.processes += 1
+        status = rec.status
+        if status is None:
+            counts.unknown += 1
+        elif status.raw == 0:
+            counts.ok += 1
+        elif status.exit_code is not None:
+            counts.failed += 1
+            self.nonzero_exits += 1
+            self.failures.add((f"exit {status.exit_code}", rec.comm))
+        else:
+            counts.failed += 1
+            self.signal_deaths += 1
+            self.failures.add((status.describe(), rec.comm))
+        lifetime = rec.lifetime_ns
+        if lifetime is not None:
+            self._rank(lifetime, rec)
+
+    def exec_failed(self, ex: ExecRecord) -> None:
+        self.failed_execs += 1
+        self.failures.add((f"exec {errno_name(ex.errno)}", ex.filename))
+
+    def signal_sent(self, signo: int, from_kernel: bool) -> None:
+        self.signals_sent.add(signo)
+        if from_kernel:
+            self.signals_from_kernel.add(signo)
+
+    def _rank(self, lifetime: int, rec: Process) -> None:
+        # Two heaps of TOP_LIFETIMES entries each; an entry is made only when it ranks.
+        longest, shortest = self._longest, self._shortest
+        ranks_long = len(longest) < TOP_LIFETIMES or lifetime > longest[0][0]
+        ranks_short = len(shortest) < TOP_LIFETIMES or -lifetime > shortest[0][0]
+        if not (ranks_long or ranks_short):
+            return
+        self._seq += 1
+        entry = LifetimeEntry(lifetime, rec.tgid, rec.comm, tuple(rec.argv), rec.status, rec.pre_existing)
+        if ranks_long:
+            item = (lifetime, self._seq, entry)
+            if len(longest) < TOP_LIFETIMES:
+                heapq.heappush(longest, item)
+            else:
+                heapq.heapreplace(longest, item)
+        if ranks_short:
+            item = (-lifetime, self._seq, entry)
+            if len(shortest) < TOP_LIFETIMES:
+                heapq.heappush(shortest, item)
+            else:
+                heapq.heapreplace(shortest, item)
+
+    def longest(self) -> list[LifetimeEntry]:
+        return [entry for _, _, entry in sorted(self._longest, key=lambda item: (-item[0], item[1]))]
+
+    def shortest(self) -> list[LifetimeEntry]:
+        return [entry for _, _, entry in sorted(self._shortest, key=lambda item: (-item[0], item[1]))]
+
+
+def _append_capped(rec: Process, items: list[T], item: T) -> None:
+    if len(items) < ITEMS_MAX:
+        items.append(item)
+    else:
+        rec.omitted += 1
+
+
+class ProcessTable:
+    """The live table of processes, fed as a Sink (write, lost, status, close)."""
+
+    def __init__(self, keep_finished: int = KEEP_FINISHED, loss_window_ns: int = LOSS_WINDOW_NS) -> None:
+        self.keep_finished = keep_finished
+        self.loss_window_ns = loss_window_ns
+        self.aggregates = Aggregates()
+        self.lost_total = 0
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self._serial = 0
+        self._live: dict[int, Process] = {}  # tgid -> its holder, until reaped
+        self._by_serial: dict[int, Process] = {}  # every record kept
+        self._finished: deque[Process] = deque()  # in the order they finished
+        self._last_finished: dict[int, Process] = {}  # tgid -> its newest finished holder
+        self._thread_owner: dict[int, Process] = {}  # tid of a live non-leader thread -> process
+        self._loss: tuple[int, int] | None = None  # the latest loss window
+        self._handlers = {
+            ForkEvent: self._fork,
+            ExecEvent: self._exec,
+            ExitEvent: self._exit,
+            SignalEvent: self._signal,
+            ReapEvent: self._reap,
+        }
+
+    # -- the Sink protocol ------------------------------------------------------
+
+    def write(self, events: list[Event]) -> None:
+        if not events:
+            return
+        if self.first_ts is None:
+            self.first_ts = events[0].ts_ns
+        handlers = self._handlers
+        counts = self.aggregates.events
+        last = self.last_ts or 0
+        for ev in events:
+            handler = handlers.get(type(ev))
+            if handler is None:
+                continue
+            counts[ev.kind] = counts.get(ev.kind, 0) + 1
+            handler(ev)
+            if ev.ts_ns > last:
+                last = ev.ts_ns
+        self.last_ts = last
+
+    def lost(self, ts_ns: int, new: int, total: int) -> None:
+        """Mark every process that may have lost an event: alive (or unreaped) at
+        any time in the loss window, or born in it (see _add)."""
+        self.lost_total = max(total, self.lost_total + new)
+        low = ts_ns - self.loss_window_ns
+        self._loss = (low, ts_ns)
+        for rec in self._live.values():
+            rec.incomplete = True
+        for rec in reversed(self._finished):
+            gone = rec.reaped_ns if rec.reaped_ns is not None else rec.end_ns
+            if gone is not None and gone < low:
+                break  # finished in order: the rest ended earlier still
+            rec.incomplete = True
+        if self.last_ts is None or ts_ns > self.last_ts:
+            self.last_ts = ts_ns
+
+    def status(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    # -- seeding ----------------------------------------------------------------
+
+    def seed(self, snapshot: list[ProcInfo]) -> None:
+        """Add the processes that existed before tracing, with their parents,
+        command lines and (approximate) start times."""
+        added = []
+        for info in snapshot:
+            if info.pid in self._live:
+                continue  # already known from an event: that is better evidence
+            rec = self._new(info.pid, info.start_ns, False, info.ppid, info.comm)
+            rec.uid = info.uid
+            rec.pre_existing = True
+            rec.inherited_argv = info.argv
+            rec.live_threads = rec.max_threads = rec.threads_created = max(info.threads, 1)
+            self._add(rec)
+            added.append(rec)
+        for rec in added:
+            parent = self._live.get(rec.ppid)
+            if parent is not None and parent is not rec:
+                rec.origin_serial = rec.parent_serial = parent.serial
+                self._link_child(parent, rec)
+
+    # -- queries ----------------------------------------------------------------
+
+    def processes(self) -> list[Process]:
+        """Every process kept, in order of start."""
+        return sorted(self._by_serial.values(), key=lambda r: (r.start_ns, r.serial))
+
+    def find(self, pid: int) -> list[Process]:
+        """The processes kept that held `pid`, oldest first (more than one after reuse)."""
+        return sorted((r for r in self._by_serial.values() if r.tgid == pid), key=lambda r: (r.start_ns, r.serial))
+
+    def get(self, serial: int | None) -> Process | None:
+        return self._by_serial.get(serial) if serial is not None else None
+
+    def live(self) -> list[Process]:
+        """The processes not yet reaped (running, or zombies)."""
+        return list(self._live.values())
+
+    def children_index(self) -> dict[int, list[Process]]:
+        """serial -> the kept processes born to it, by start."""
+        index: dict[int, list[Process]] = {}
+        for rec in self.processes():
+            if rec.origin_serial is not None and rec.origin_serial in self._by_serial:
+                index.setdefault(rec.origin_serial, []).append(rec)
+        return index
+
+    def roots(self) -> list[Process]:
+        """The kept processes whose parent is not kept: the tops of the tree."""
+        return [r for r in self.processes() if r.origin_serial is None or r.origin_serial not in self._by_serial]
+
+    def subtree(self, roots: Iterable[int]) -> list[Process]:
+        """The processes with pid in `roots` and all their descendants, by start."""
+        wanted = set(roots)
+        index = self.children_index()
+        out: list[Process] = []
+        stack = [r for r in self.processes() if r.tgid in wanted]
+        seen: set[int] = set()
+        while stack:
+            rec = stack.pop()
+            if rec.serial in seen:
+                continue
+            seen.add(rec.serial)
+            out.append(rec)
+            stack.extend(index.get(rec.serial, ()))
+        out.sort(key=lambda r: (r.start_ns, r.serial))
+        return out
+
+    def command_counts(self) -> dict[bytes, CommandCount]:
+        """Processes per command: those counted so far plus those still alive."""
+        counts = {
+            comm: CommandCount(c.processes, c.ok, c.failed, c.unknown) for comm, c in self.aggregates.commands.items()
+        }
+        for rec in self._live.values():
+            if not rec.counted and rec.seen:
+                entry = counts.setdefault(rec.comm, CommandCount())
+                entry.processes += 1
+                entry.running += 1
+        return counts
+
+    def __len__(self) -> int:
+        return len(self._by_serial)
+
+    # -- records ----------------------------------------------------------------
+
+    def _new(self, tgid: int, start_ns: int, exact: bool, ppid: int, comm: bytes) -> Process:
+        self._serial += 1
+        rec = Process(self._serial, tgid, start_ns, exact, ppid, ppid, comm)
+        rec.comms.append((start_ns, comm))
+        return rec
+
+    def _add(self, rec: Process) -> None:
+        self._live[rec.tgid] = rec
+        self._by_serial[rec.serial] = rec
+        loss = self._loss
+        if loss is not None and loss[0] <= rec.start_ns <= loss[1]:
+            rec.incomplete = True  # born in a loss window: some of its events may be gone
+
+    def _link_child(self, parent: Process, child: Process) -> None:
+        parent.children_count += 1
+        _append_capped(parent, parent.children, child.tgid)
+        if parent.end_ns is None and child.reaped_ns is None:
+            if parent.live_children is None:
+                parent.live_children = set()
+            parent.live_children.add(child.serial)
+
+    def _retire(self, rec: Process) -> None:
+        """A new process holds `rec`'s pid: `rec` was reaped (or its exit and reap
+        lost) unseen. Its end stays unknown rather than invented."""
+        rec.retired = True
+        self._finish(rec)
+
+    def _finish(self, rec: Process) -> None:
+        """Take a reaped (or retired) process out of the live table."""
+        if self._live.get(rec.tgid) is rec:
+            del self._live[rec.tgid]
+        self._drop_threads(rec)
+        parent = self._by_serial.get(rec.parent_serial) if rec.parent_serial is not None else None
+        if parent is not None and parent.live_children:
+            parent.live_children.discard(rec.serial)
+        rec.live_children = None
+        if not rec.counted and rec.seen:
+            self.aggregates.process_ended(rec)
+        self._finished.append(rec)
+        self._last_finished[rec.tgid] = rec
+        while len(self._finished) > self.keep_finished:
+            old = self._finished.popleft()
+            del self._by_serial[old.serial]
+            if self._last_finished.get(old.tgid) is old:
+                del self._last_finished[old.tgid]
+
+    def _drop_threads(self, rec: Process) -> None:
+        if rec.tids:
+            owner = self._thread_owner
+            for tid in rec.tids:
+                if owner.get(tid) is rec:
+                    del owner[tid]
+        rec.tids = None
+
+    def _subject(self, ev: Event) -> Process:
+        """The process an event's own task belongs to; created if unknown."""
+        rec = self._resolve(ev, create=True)
+        assert rec is not None
+        return rec
+
+    def _actor(self, ev: Event) -> Process | None:
+        """The process whose task acted on another (reaped it, signalled it), if
+        known: an unknown actor is outside what is traced (in `-- COMMAND` mode,
+        proctrace itself reaps the command), so no record is made for it."""
+        return self._resolve(ev, create=False)
+
+    def _resolve(self, ev: Event, create: bool) -> Process | None:
+        tgid, start = ev.tgid, ev.start_ns
+        rec = self._live.get(tgid)
+        if rec is not None and start and (rec.start_ns != start or not rec.start_exact):
+            if not rec.start_exact and self._starts_as(rec, start):
+                rec.start_ns = start
+                rec.start_exact = True
+            elif rec.start_ns != start:
+                late = self._last_finished.get(tgid)
+                if late is not None and late.start_ns == start:
+                    return late  # a late event of the previous holder
+                # A new process holds the pid: the previous holder's reap (and this
+                # one's fork) happened unseen.
+                self._retire(rec)
+                rec = None
+        elif rec is None:
+            late = self._last_finished.get(tgid)
+            if late is not None and (late.start_ns == start or not start):
+                return late
+        if rec is None:
+            if not create:
+                return None
+            rec = self._new(tgid, start, True, ev.ppid, ev.comm)
+            rec.uid = ev.uid
+            rec.first_seen_ns = ev.ts_ns
+            parent = self._live.get(ev.ppid)
+            if parent is not None:
+                rec.origin_serial = rec.parent_serial = parent.serial
+                self._link_child(parent, rec)
+            self._add(rec)
+        rec.seen = True
+        if ev.ppid != rec.ppid and ev.ppid:
+            self._adopt(rec, ev.ppid, ev.ts_ns)
+        if ev.pid == tgid and ev.comm != rec.comm:
+            rec.comm = ev.comm  # prctl(PR_SET_NAME) on the main thread, or an exec
+            _append_capped(rec, rec.comms, (ev.ts_ns, ev.comm))
+        return rec
+
+    def _starts_as(self, rec: Process, start: int) -> bool:
+        """Whether `start`, an event's exact start time, is that of inexact `rec`."""
+        if rec.forked_ns is not None:
+            return rec.forked_ns - FORK_START_SLACK_NS <= start <= rec.forked_ns
+        if rec.pre_existing:
+            started_before_tracing = self.first_ts is not None and start < self.first_ts
+            return started_before_tracing or start <= rec.start_ns + SNAPSHOT_START_SLACK_NS
+        return False
+
+    def _adopt(self, rec: Process, new_ppid: int, seen_ns: int) -> None:
+        old = self._by_serial.get(rec.parent_serial) if rec.parent_serial is not None else None
+        when = rec.orphaned_ns  # None when the old parent's exit was not seen
+        adopter = self._live.get(new_ppid)
+        rec.adoptions.append(Adoption(rec.ppid, new_ppid, when, seen_ns, adopter.serial if adopter else None))
+        if old is not None and old.live_children:
+            old.live_children.discard(rec.serial)
+        rec.ppid = new_ppid
+        rec.orphaned_ns = None
+        rec.parent_serial = adopter.serial if adopter is not None else None
+        if adopter is not None and adopter.end_ns is None:
+            if adopter.live_children is None:
+                adopter.live_children = set()
+            adopter.live_children.add(rec.serial)
+
+    # -- events -----------------------------------------------------------------
+
+    def _fork(self, ev: ForkEvent) -> None:
+        forker = self._subject(ev)
+        ts = ev.ts_ns
+        if ev.thread:
+            forker.threads_created += 1
+            forker.live_threads += 1
+            if forker.live_threads > forker.max_threads:
+                forker.max_threads = forker.live_threads
+            if forker.tids is None:
+                forker.tids = set()
+            forker.tids.add(ev.child_pid)
+            self._thread_owner[ev.child_pid] = forker
+            return
+        # CLONE_PARENT makes the child a sibling: its parent is the forker's parent.
+        parent = forker if ev.child_ppid == forker.tgid else self._live.get(ev.child_ppid)
+        child = self._live.get(ev.child_tgid)
+        if child is not None and not self._is_fork_of(child, ts):
+            self._retire(child)  # the previous holder of the pid was reaped unseen
+            child = None
+        if child is None:
+            late = self._last_finished.get(ev.child_tgid)
+            if late is not None and self._is_fork_of(late, ts):
+                child = late
+        if child is None:
+            child = self._new(ev.child_tgid, ts, False, ev.child_ppid, ev.comm)
+            child.uid = ev.uid
+            self._add(child)
+        # else: the child's own events came first (a window was exceeded); this
+        # fork is placed on the record they made.
+        child.forked_ns = ts
+        child.forked_by = forker.tgid
+        child.forked_by_serial = forker.serial
+        child.original_ppid = ev.child_ppid
+        child.inherited_argv = forker.argv
+        child.seen = True
+        if parent is not None:
+            child.origin_serial = parent.serial
+            if child.parent_serial is None and child.ppid == parent.tgid:
+                child.parent_serial = parent.serial
+            self._link_child(parent, child)
+
+    def _is_fork_of(self, rec: Process, fork_ts: int) -> bool:
+        """Whether `rec` was made from a child's own events before its fork arrived."""
+        return (
+            rec.forked_ns is None
+            and not rec.pre_existing
+            and rec.start_exact
+            and fork_ts - FORK_START_SLACK_NS <= rec.start_ns <= fork_ts
+        )
+
+    def _exec(self, ev: ExecEvent) -> None:
+        rec = self._subject(ev)
+        record = ExecRecord(
+            ev.ts_ns,
+            ev.filename,
+            ev.argv,
+            ev.errno,
+            ev.argv_truncated,
+            ev.filename_truncated,
+            ev.argv_unreadable,
+            ev.old_pid if ev.old_pid != ev.pid else 0,
+        )
+        if ev.errno:
+            _append_capped(rec, rec.failed_execs, record)
+            self.aggregates.exec_failed(record)
+            return
+        _append_capped(rec, rec.execs, record)
+        if record.old_pid:
+            # A non-leader thread exec'd: the kernel killed every other thread and
+            # gave it the leader's pid. One thread is left.
+            self._drop_threads(rec)
+            rec.live_threads = 1
+
+    def _exit(self, ev: ExitEvent) -> None:
+        rec = self._subject(ev)
+        if rec.end_ns is not None:
+            return  # a duplicate or a stray thread exit after the process ended
+        if not ev.process_exit:
+            if ev.pid == rec.tgid:
+                rec.leader_exit_ns = ev.ts_ns  # the others go on; the process lives
+            elif rec.tids is not None:
+                rec.tids.discard(ev.pid)
+                if self._thread_owner.get(ev.pid) is rec:
+                    del self._thread_owner[ev.pid]
+            rec.live_threads = max(rec.live_threads - 1, 1)
+            return
+        rec.end_ns = ev.ts_ns
+        rec.status = ev.status
+        rec.live_threads = 0
+        self._drop_threads(rec)
+        if rec.live_children:
+            # The kernel reparents them right after this exit; who adopts them is
+            # learnt from their later events.
+            for serial in rec.live_children:
+                child = self._by_serial.get(serial)
+                if child is not None and child.reaped_ns is None:
+                    child.orphaned_ns = ev.ts_ns
+            rec.live_children = None
+        if not rec.counted:
+            self.aggregates.process_ended(rec)
+
+    def _signal(self, ev: SignalEvent) -> None:
+        if ev.stage == SIGNAL_GENERATE:
+            sender = ev.sender_pid
+            # Only with a sender is the event's task the sender: a signal raised in
+            # interrupt context is stamped with whatever task was running.
+            sending = self._actor(ev) if sender is not None and ev.pid else None
+            self.aggregates.signal_sent(ev.signo, from_kernel=sender is None)
+            target = self._thread_owner.get(ev.target_pid) or self._live.get(ev.target_pid)
+            if target is None:
+                return  # outside what is traced: no record is invented for it
+            record = SignalRecord(
+                ev.ts_ns, ev.signo, SIGNAL_GENERATE, sender, sending.serial if sending else None, ev.result
+            )
+            _append_capped(target, target.signals, record)
+            if ev.signo == SIGCONT and target.stops and target.stops[-1].continued_ns is None:
+                target.stops[-1].continued_ns = ev.ts_ns  # SIGCONT resumes at generation
+            return
+        if ev.stage != SIGNAL_DELIVER:
+            return
+        rec = self._subject(ev)
+        _append_capped(
+            rec,
+            rec.signals,
+            SignalRecord(ev.ts_ns, ev.signo, SIGNAL_DELIVER, None, None, 0, ev.handler, ev.group_exit_signo),
+        )
+        stopping = ev.signo in STOP_SIGNALS and ev.handler == _HANDLER_DEFAULT
+        if stopping and (not rec.stops or rec.stops[-1].continued_ns is not None):
+            _append_capped(rec, rec.stops, StopRecord(ev.ts_ns, ev.signo))
+
+    def _reap(self, ev: ReapEvent) -> None:
+        reaper = self._actor(ev)
+        reaper_serial = reaper.serial if reaper is not None else None
+        child = self._live.get(ev.reaped_pid)
+        late = False
+        if child is None:
+            retired = self._last_finished.get(ev.reaped_pid)
+            if retired is not None and retired.retired and retired.end_ns is not None:
+                child, late = retired, True  # the reap arrived after a new holder of its pid
+                child.retired = False
+            else:
+                # Never seen alive: a process from before tracing that the snapshot
+                # missed. Its start is unknown (0); the reap tells how it ended.
+                child = self._new(ev.reaped_pid, 0, False, ev.tgid, b"")
+                child.first_seen_ns = ev.ts_ns
+                child.origin_serial = child.parent_serial = reaper_serial
+                self._add(child)
+        child.seen = True
+        if child.ppid != ev.tgid:
+            self._adopt(child, ev.tgid, ev.ts_ns)
+        if child.status is None:
+            child.status = ev.status  # its exit was not seen; the reaper saw this
+        child.reaped_ns = ev.ts_ns
+        child.reaper = ev.tgid
+        child.reaper_serial = reaper_serial
+        if not late:
+            self._finish(child)

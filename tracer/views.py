@@ -1,0 +1,554 @@
+"""The end-of-session views of the process table: timeline, tree, summary, JSON.
+
+This module owns how a process's life is shown once a session ends (live or,
+later, replayed): per-process timelines, the process tree, the summary tables,
+and the JSON object per process. The facts come from tracer/timeline.py.
+
+Every string a process chose (comm, filename, argv) goes through
+render.escape_bytes, and then into rich.text.Text objects (tree, summary) or
+plain lines (timeline), never into markup: a comm such as "[red]x" is printed
+as those characters, and control bytes as escapes. The consoles are made with
+markup, emoji and highlighting off as a second guard.
+
+Times are shown relative to the first event of the session ("+1.234567s"), or
+as wall-clock time when a Clock is given.
+"""
+
+from __future__ import annotations
+
+import re
+import signal as signal_mod
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from tracer.clock import Clock
+from tracer.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
+from tracer.jsonout import text as json_text
+from tracer.render import DETAIL_MAX, STYLES, TRUNCATED, ansi_codes, escape_bytes, format_duration, shell_quote
+from tracer.timeline import (
+    SIGCONT,
+    CommandCount,
+    ExecRecord,
+    LifetimeEntry,
+    Process,
+    ProcessTable,
+    SignalRecord,
+)
+
+COMMAND_MAX = 200
+"""Characters of a command line shown in the tree and the summary before it is cut."""
+
+SUMMARY_ROWS = 20
+"""Rows per summary table before the rest is folded into one line."""
+
+_SIGKILL = int(signal_mod.SIGKILL)
+_TRAILING_BLANKS = re.compile(r" +$", re.MULTILINE)
+_HANDLERS = {0: "default", 1: "ignore"}  # as in tracer/jsonout.py; a handler's address is not kept
+
+
+@contextmanager
+def _console(stream: TextIO, color: bool, width: int | None) -> Iterator[Console]:
+    """A console whose output reaches `stream` at the end, each line without the
+    trailing blanks rich pads tables and titles with."""
+    console = Console(
+        file=stream,
+        width=width,
+        color_system="standard" if color else None,
+        force_terminal=color,
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
+    with console.capture() as captured:
+        yield console
+    stream.write(_TRAILING_BLANKS.sub("", captured.get()))
+
+
+def _selected(table: ProcessTable, pids: list[int] | None, roots: list[int] | None) -> list[Process]:
+    procs = table.subtree(roots) if roots else table.processes()
+    if pids:
+        wanted = set(pids)
+        procs = [p for p in procs if p.tgid in wanted]
+    return procs
+
+
+# ---------------------------------------------------------------------------
+# Words shared by the views
+
+
+def comm_text(comm: bytes) -> str:
+    """A comm, escaped; "?" when unknown (a process only ever seen being reaped)."""
+    return escape_bytes(comm) if comm else "?"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _argv_words(argv: list[bytes] | tuple[bytes, ...], limit: int = COMMAND_MAX) -> str:
+    return _cut(" ".join(shell_quote(a) for a in argv), limit)
+
+
+def command_line(rec: Process, limit: int = COMMAND_MAX) -> str:
+    """The process's command line, escaped and quoted, cut at `limit` characters;
+    "[comm]" when it has none (a kernel thread, or a process only seen reaped)."""
+    return _argv_words(rec.argv, limit) if rec.argv else f"[{comm_text(rec.comm)}]"
+
+
+def outcome(status: WaitStatus | None) -> tuple[str, str]:
+    """(text, colour role) of how a process ended."""
+    if status is None:
+        return "end not seen", "other"
+    return status.describe(), "exit_ok" if status.raw == 0 else "exit_bad"
+
+
+def _exec_words(ex: ExecRecord) -> str:
+    words = [shell_quote(ex.filename) + (TRUNCATED if ex.filename_truncated else "")]
+    words.extend(shell_quote(a) for a in ex.argv)
+    if ex.argv_unreadable:
+        words.append("(argv unreadable)")
+    if ex.argv_truncated:
+        words.append(TRUNCATED)
+    if ex.old_pid:
+        words.append(f"(from thread {ex.old_pid})")
+    return _cut(" ".join(words), DETAIL_MAX)
+
+
+def _pid_name(table: ProcessTable, pid: int, serial: int | None) -> str:
+    """The pid with its comm, as in "1234 (bash)", while its record is kept; else the pid."""
+    rec = table.get(serial)
+    return f"{pid} ({escape_bytes(rec.comm)})" if rec is not None and rec.comm else str(pid)
+
+
+class _Stamp:
+    """Formats a timestamp: relative to the session's start, or wall-clock time."""
+
+    def __init__(self, origin_ns: int, clock: Clock | None) -> None:
+        self.origin_ns = origin_ns
+        self.clock = clock
+
+    def __call__(self, ts_ns: int) -> str:
+        if self.clock is not None:
+            wall = self.clock.wall_ns(ts_ns)
+            return time.strftime("%H:%M:%S", time.localtime(wall // 1_000_000_000)) + f".{wall % 10**9 // 1000:06d}"
+        delta = ts_ns - self.origin_ns
+        sign = "-" if delta < 0 else "+"
+        seconds, ns = divmod(abs(delta), 1_000_000_000)
+        return f"{sign}{seconds}.{ns // 1000:06d}s"
+
+
+# ---------------------------------------------------------------------------
+# Timeline
+
+
+def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tuple[int, str, str]]:
+    """(ts_ns, colour role, text) for each thing that happened to `rec`, in order."""
+    lines: list[tuple[int, str, str]] = []
+    add = lines.append
+    if rec.pre_existing:
+        when = "" if rec.start_exact else " (time from /proc: approximate)"
+        add((rec.start_ns, "other", f"started before tracing{when}, parent {rec.original_ppid}"))
+    elif rec.forked_ns is not None:
+        text = f"forked by {_pid_name(table, rec.forked_by or 0, rec.forked_by_serial)}"
+        if rec.forked_by != rec.original_ppid:
+            text += f" as a child of {rec.original_ppid} (CLONE_PARENT)"
+        add((rec.forked_ns, "fork", text))
+    elif rec.start_ns:
+        add((rec.start_ns, "other", f"started (fork not seen), parent {rec.original_ppid}"))
+    exec_times = {ex.ts_ns for ex in rec.execs}
+    for ex in rec.execs:
+        add((ex.ts_ns, "exec", "exec " + _exec_words(ex)))
+    for ex in rec.failed_execs:
+        add((ex.ts_ns, "exec_failed", f"exec FAILED {errno_name(ex.errno)} " + _exec_words(ex)))
+    for ts, comm in rec.comms[1:]:
+        if ts not in exec_times:
+            add((ts, "other", f"renamed itself {escape_bytes(comm)}"))
+    if rec.leader_exit_ns is not None:
+        add((rec.leader_exit_ns, "other", "main thread exited; the other threads go on"))
+    stops = {stop.stopped_ns for stop in rec.stops}
+    continues = {stop.continued_ns: stop for stop in rec.stops if stop.continued_ns is not None}
+    for sig in rec.signals:
+        name = signal_name(sig.signo)
+        if sig.stage == SIGNAL_DELIVER:
+            if sig.group_exit_signo and sig.signo == _SIGKILL:
+                text = f"SIGKILL delivered (group exit by {signal_name(sig.group_exit_signo)})"
+            elif sig.handler == 0:
+                text = f"{name} delivered, default action"
+            elif sig.handler == 1:
+                text = f"{name} delivered, ignored"
+            else:
+                text = f"{name} delivered to its handler"
+            if sig.ts_ns in stops:
+                text += ": stopped"
+            add((sig.ts_ns, "signal_deliver", text))
+        else:
+            sender = "the kernel" if sig.sender_pid is None else _pid_name(table, sig.sender_pid, sig.sender_serial)
+            text = f"{name} from {sender}"
+            if sig.result:
+                text += " (" + SIGNAL_RESULTS.get(sig.result, f"result {sig.result}").replace("_", " ") + ")"
+            stop = continues.get(sig.ts_ns)
+            if stop is not None and sig.signo == SIGCONT:
+                text += f": continued after {format_duration(sig.ts_ns - stop.stopped_ns)} stopped"
+            add((sig.ts_ns, "signal_generate", text))
+    for adoption in rec.adoptions:
+        when = adoption.ts_ns if adoption.ts_ns is not None else adoption.seen_ns
+        adopter = _pid_name(table, adoption.by, adoption.by_serial)
+        text = f"orphaned: parent {adoption.previous} exited; adopted by {adopter}"
+        if adoption.ts_ns is None:
+            text += " (noticed then; the parent's exit was not seen)"
+        add((when, "other", text))
+    if rec.end_ns is not None:
+        described, role = outcome(rec.status)
+        life = rec.lifetime_ns
+        add((rec.end_ns, role, described + (f" after {format_duration(life)}" if life is not None else "")))
+    if rec.reaped_ns is not None:
+        text = f"reaped by {_pid_name(table, rec.reaper or 0, rec.reaper_serial)}"
+        zombie = rec.zombie_ns
+        if zombie is not None:
+            text += f" after {format_duration(zombie)} as a zombie"
+        elif rec.end_ns is None:
+            text += " (" + outcome(rec.status)[0] + "; its exit was not seen)"
+        add((rec.reaped_ns, "reap", text))
+    elif rec.retired:
+        add((rec.end_ns or rec.start_ns, "other", "its reap was not seen (a later process took its pid)"))
+    elif rec.end_ns is not None:
+        waited = max(0, end_ns - rec.end_ns)
+        add((end_ns, "exit_bad", f"still a zombie at the end: not reaped after {format_duration(waited)}"))
+    else:
+        since = f" ({format_duration(end_ns - rec.start_ns)} so far)" if rec.start_ns and end_ns >= rec.start_ns else ""
+        add((end_ns, "other", "still running at the end" + since))
+    lines.sort(key=lambda line: line[0])  # stable: ties keep the order above
+    return lines
+
+
+def _timeline_footer(rec: Process) -> str:
+    parts = []
+    life = rec.lifetime_ns
+    if life is not None:
+        parts.append(f"lifetime {format_duration(life)}")
+    zombie = rec.zombie_ns
+    if zombie is not None:
+        parts.append(f"zombie {format_duration(zombie)}")
+    parts.append(f"{rec.children_count} child" + ("" if rec.children_count == 1 else "ren"))
+    parts.append(f"{rec.threads} thread" + ("" if rec.threads == 1 else "s"))
+    if rec.omitted:
+        parts.append(f"{rec.omitted} entries not kept")
+    return " · ".join(parts)
+
+
+def render_timeline(
+    table: ProcessTable,
+    pids: list[int] | None,
+    stream: TextIO,
+    color: bool,
+    *,
+    roots: list[int] | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Each process's life in order, one block per process (all of them, or
+    those with a pid in `pids`; with `roots`, only within those subtrees).
+
+    Lines are plain strings with the stream renderer's ANSI codes, not rich
+    renderables: a session keeps up to 10k processes, and rich costs ~90 us a
+    line. Every process-chosen string in them is already escaped."""
+    procs = _selected(table, pids, roots)
+    origin = table.first_ts if table.first_ts is not None else min((p.start_ns for p in procs), default=0)
+    end_ns = table.last_ts if table.last_ts is not None else origin
+    stamp = _Stamp(origin, clock)
+    codes = ansi_codes() if color else None
+
+    def paint(role: str, text: str) -> str:
+        if codes is None:
+            return text
+        on, off = codes.get(role, ("", ""))
+        return f"{on}{text}{off}"
+
+    out: list[str] = []
+    for rec in procs:
+        if out:
+            out.append("")
+        head = paint("header", str(rec.tgid)) + " " + paint("comm", comm_text(rec.comm)) + f"  parent {rec.ppid}"
+        if rec.pre_existing:
+            head += "  [pre-existing]"
+        if rec.incomplete:
+            head += "  " + paint("exit_bad", "[incomplete: events were lost while it lived]")
+        out.append(head)
+        for ts, role, what in _timeline_lines(table, rec, end_ns):
+            out.append(f"  {paint('time', stamp(ts))}  {paint(role, what)}")
+        out.append("  " + paint("time", _timeline_footer(rec)))
+    if out:
+        stream.write("\n".join(out) + "\n")
+
+
+def _signal_dict(sig: SignalRecord) -> dict[str, Any]:
+    d: dict[str, Any] = {"ts_ns": sig.ts_ns, "signal": signal_name(sig.signo)}
+    if sig.stage == SIGNAL_DELIVER:
+        d["stage"] = "deliver"
+        d["handler"] = _HANDLERS.get(sig.handler, "handler")
+        d["group_exit_signal"] = signal_name(sig.group_exit_signo) if sig.group_exit_signo else None
+    else:
+        d["stage"] = "generate"
+        d["sender_pid"] = sig.sender_pid
+        d["result"] = SIGNAL_RESULTS.get(sig.result, str(sig.result))
+    return d
+
+
+def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
+    """One process as a JSON-ready object; strings as in tracer/jsonout.py."""
+    status = rec.status
+    return {
+        "pid": rec.tgid,
+        "tgid": rec.tgid,
+        "ppid": rec.ppid,
+        "original_ppid": rec.original_ppid,
+        "forked_by": rec.forked_by,
+        "comm": json_text(rec.comm),
+        "comms": [{"ts_ns": ts, "comm": json_text(comm)} for ts, comm in rec.comms],
+        "uid": rec.uid,
+        "start_ns": rec.start_ns or None,
+        "start_exact": rec.start_exact,
+        "forked_ns": rec.forked_ns,
+        "end_ns": rec.end_ns,
+        "lifetime_ns": rec.lifetime_ns,
+        "execs": [
+            {
+                "ts_ns": ex.ts_ns,
+                "filename": json_text(ex.filename),
+                "argv": [json_text(a) for a in ex.argv],
+                "argv_truncated": ex.argv_truncated,
+                "filename_truncated": ex.filename_truncated,
+                "old_pid": ex.old_pid or None,
+            }
+            for ex in rec.execs
+        ],
+        "failed_execs": [
+            {
+                "ts_ns": ex.ts_ns,
+                "filename": json_text(ex.filename),
+                "argv": [json_text(a) for a in ex.argv],
+                "errno": errno_name(ex.errno),
+            }
+            for ex in rec.failed_execs
+        ],
+        "exit_code": status.exit_code if status is not None else None,
+        "signal": status.signal if status is not None else None,
+        "core_dumped": status.core_dumped if status is not None else False,
+        "status": status.raw if status is not None else None,
+        "reaped_ns": rec.reaped_ns,
+        "reaper": rec.reaper,
+        "zombie_ns": rec.zombie_ns,
+        "zombie_at_end": rec.waiting,
+        "zombie_so_far_ns": (
+            max(0, end_ns - rec.end_ns) if rec.waiting and end_ns is not None and rec.end_ns is not None else None
+        ),
+        "threads": rec.threads,
+        "threads_created": rec.threads_created,
+        "children": list(rec.children),
+        "children_count": rec.children_count,
+        "signals": [_signal_dict(sig) for sig in rec.signals],
+        "stops": [
+            {"stopped_ns": s.stopped_ns, "signal": signal_name(s.signo), "continued_ns": s.continued_ns}
+            for s in rec.stops
+        ],
+        "adopted_by": rec.adopted_by,
+        "adopted_ns": rec.adopted_ns,
+        "pre_existing": rec.pre_existing,
+        "incomplete": rec.incomplete,
+        "omitted": rec.omitted,
+    }
+
+
+def timeline_json(
+    table: ProcessTable, pids: list[int] | None, *, roots: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """One object per process, in order of start (see process_dict)."""
+    return [process_dict(rec, table.last_ts) for rec in _selected(table, pids, roots)]
+
+
+# ---------------------------------------------------------------------------
+# Tree
+
+
+def _tree_label(table: ProcessTable, rec: Process, end_ns: int) -> Text:
+    label = Text()
+    label.append(str(rec.tgid), style="bold")
+    label.append(" ")
+    label.append(command_line(rec))
+    if rec.end_ns is None:
+        label.append("  running")
+        if rec.start_ns and end_ns >= rec.start_ns:
+            label.append(f" {format_duration(end_ns - rec.start_ns)}")
+        label.stylize("dim")
+    else:
+        life = rec.lifetime_ns
+        if life is not None:
+            label.append(f"  {format_duration(life)}")
+        described, role = outcome(rec.status)
+        label.append("  ")
+        label.append(described, style=STYLES[role])
+        if rec.waiting:
+            label.append(" (zombie, not reaped)", style=STYLES["exit_bad"])
+    notes = []
+    if rec.threads > 1:
+        notes.append(f"{rec.threads} threads")
+    if rec.adopted_by is not None:
+        notes.append(f"adopted by {rec.adopted_by}")
+    if rec.pre_existing:
+        notes.append("pre-existing")
+    if rec.incomplete:
+        notes.append("incomplete")
+    if notes:
+        label.append(f"  ({', '.join(notes)})")
+    return label
+
+
+def render_tree(
+    table: ProcessTable,
+    stream: TextIO,
+    color: bool,
+    roots: list[int] | None = None,
+    *,
+    width: int | None = None,
+) -> None:
+    """The process tree by birth (an adopted orphan stays under the parent that
+    forked it, with "adopted by" noted), coloured by outcome."""
+    with _console(stream, color, width) as console:
+        end_ns = table.last_ts or 0
+        index = table.children_index()
+        if roots:
+            wanted = set(roots)
+            tops = [p for p in table.processes() if p.tgid in wanted]
+        else:
+            tops = table.roots()
+        for top in tops:
+            tree = Tree(_tree_label(table, top, end_ns), guide_style="dim")
+            stack: list[tuple[Tree, Process]] = [(tree, top)]
+            while stack:  # not recursive: a chain of forks may be thousands deep
+                node, rec = stack.pop()
+                for child in index.get(rec.serial, ()):
+                    stack.append((node.add(_tree_label(table, child, end_ns)), child))
+            console.print(tree)
+
+
+# ---------------------------------------------------------------------------
+# Summary
+
+
+def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name in columns:
+        t.add_column(name, justify="right" if name in right else "left", no_wrap=name not in ("COMMAND", "WHAT"))
+    return t
+
+
+def _lifetime_rows(t: Table, entries: list[LifetimeEntry]) -> None:
+    for entry in entries:
+        described, role = outcome(entry.status)
+        what = _argv_words(entry.argv, 60) if entry.argv else f"[{comm_text(entry.comm)}]"
+        if entry.pre_existing:
+            what += " (pre-existing)"
+        t.add_row(
+            Text(str(entry.tgid)),
+            Text(what),
+            Text(format_duration(entry.lifetime_ns)),
+            Text(described, style=STYLES[role]),
+        )
+
+
+def render_summary(table: ProcessTable, stream: TextIO, color: bool, lost: int, *, width: int | None = None) -> None:
+    """Counts by command, failures, signals sent, the longest- and shortest-lived
+    processes and the events lost, over the whole session (processes that left
+    the table included)."""
+    with _console(stream, color, width) as console:
+        agg = table.aggregates
+        counts = table.command_counts()
+        running = sum(c.running for c in counts.values())
+        zombies = sum(1 for rec in table.live() if rec.waiting)
+        events = sum(agg.events.values())
+        total = agg.processes + running
+        console.print(
+            Text(
+                f"{total} processes: {agg.processes} ended, {running} still running, {zombies} zombies not reaped; "
+                f"{events} events, {lost} lost",
+                style="bold",
+            ),
+            soft_wrap=True,
+        )
+
+        commands = _table(
+            "Commands",
+            "COMMAND",
+            "PROCESSES",
+            "EXIT 0",
+            "FAILED",
+            "RUNNING",
+            right=("PROCESSES", "EXIT 0", "FAILED", "RUNNING"),
+        )
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1].processes, kv[0]))
+        for comm, c in ranked[:SUMMARY_ROWS]:
+            commands.add_row(Text(comm_text(comm)), *(Text(str(n)) for n in (c.processes, c.ok, c.failed, c.running)))
+        rest = ranked[SUMMARY_ROWS:]
+        other = agg.other_commands
+        if rest or other.processes:
+            folded = CommandCount(
+                sum(c.processes for _, c in rest) + other.processes,
+                sum(c.ok for _, c in rest) + other.ok,
+                sum(c.failed for _, c in rest) + other.failed,
+                running=sum(c.running for _, c in rest),
+            )
+            commands.add_row(
+                Text("(others)"), *(Text(str(n)) for n in (folded.processes, folded.ok, folded.failed, folded.running))
+            )
+        console.print(commands)
+
+        failures = _table("Failures", "FAILURE", "WHAT", "COUNT", right=("COUNT",))
+        rows = sorted(agg.failures.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        for (kind, what), n in rows[:SUMMARY_ROWS]:
+            failures.add_row(Text(kind, style=STYLES["exit_bad"]), Text(escape_bytes(what)), Text(str(n)))
+        folded_failures = sum(n for _, n in rows[SUMMARY_ROWS:]) + agg.failures.other
+        if folded_failures:
+            failures.add_row(Text("(others)"), Text(""), Text(str(folded_failures)))
+        console.print(
+            Text(
+                f"{agg.nonzero_exits} non-zero exits, {agg.signal_deaths} deaths by signal, "
+                f"{agg.failed_execs} failed execs"
+            ),
+            soft_wrap=True,
+        )
+        if rows:
+            console.print(failures)
+
+        signals = _table("Signals sent", "SIGNAL", "SENT", "BY THE KERNEL", right=("SENT", "BY THE KERNEL"))
+        sent = sorted(agg.signals_sent.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        for signo, n in sent:
+            kernel = agg.signals_from_kernel.counts.get(signo, 0)
+            signals.add_row(Text(signal_name(signo)), Text(str(n)), Text(str(kernel)))
+        if sent:
+            console.print(signals)
+        else:
+            console.print(Text("No signals sent."))
+
+        longest, shortest = agg.longest(), agg.shortest()
+        if longest:
+            t = _table("Longest-lived", "PID", "COMMAND", "LIFETIME", "OUTCOME", right=("PID", "LIFETIME"))
+            _lifetime_rows(t, longest)
+            console.print(t)
+            t = _table("Shortest-lived", "PID", "COMMAND", "LIFETIME", "OUTCOME", right=("PID", "LIFETIME"))
+            _lifetime_rows(t, shortest)
+            console.print(t)
+
+        if lost:
+            console.print(
+                Text(f"Events lost: {lost}; processes alive then are marked incomplete.", style=STYLES["exit_bad"]),
+                soft_wrap=True,
+            )
+        else:
+            console.print(Text("Events lost: 0"), soft_wrap=True)
