@@ -53,9 +53,18 @@ struct saved_args {
 BPF_HASH(saved_args_by_tid, u32, struct saved_args, 16384);
 
 #ifdef PT_FOLLOW
-/* Tasks whose events we want: the traced command and everything it forks.
+/* Tasks whose events we want (tracer/filters.py applies the same rules in user
+ * space): pids named by the user or the traced command, processes that exec'd
+ * into a matching name, and with PT_FOLLOW_CHILDREN what those fork.
  * Keys are task ids; a process's tgid is its leader's task id. */
 BPF_TABLE("lru_hash", u32, u8, followed, PT_FOLLOW_MAX);
+#endif
+#ifdef PT_MATCH_COMMS
+/* Command names that select a process when it execs into one of them. */
+struct comm_key {
+    char comm[PT_COMM_LEN];
+};
+BPF_HASH(match_comms, struct comm_key, u8, 64);
 #endif
 
 static __always_inline int is_followed(u32 id)
@@ -139,8 +148,10 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
 #ifdef PT_FOLLOW
     if (!is_followed(id >> 32) && !is_followed(tid))
         return 0;
+#ifdef PT_FOLLOW_CHILDREN
     u8 one = 1;
     followed.update(&child, &one);
+#endif
 #endif
     fill_header(&ev.h, PT_FORK, task);
     ev.child_pid = child;
@@ -199,6 +210,17 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u64 arg_start = 0, arg_end = 0;
     int n;
 
+#ifdef PT_MATCH_COMMS
+    {
+        /* The comm after exec is the new file's basename, cut to 15 bytes. */
+        struct comm_key key = {};
+        u32 tgid = id >> 32;
+        u8 one = 1;
+        bpf_get_current_comm(&key.comm, sizeof(key.comm));
+        if (match_comms.lookup(&key))
+            followed.update(&tgid, &one);
+    }
+#endif
     if (!is_followed(id >> 32))
         return 0;
     ev = (struct pt_exec *)exec_buf.lookup(&zero);

@@ -53,7 +53,9 @@ class ProgramOptions:
     ring_buffer: bool = True
     buffer_pages: int = 1024  # ring buffer: total; perf buffer: per CPU
     argv_max: int = ARGV_MAX_DEFAULT
-    follow: bool = False  # only tasks seeded into the `followed` map, and their descendants
+    follow: bool = False  # only tasks in the `followed` map (see tracer/filters.py)
+    follow_children: bool = False  # what a followed task forks is followed too
+    match_comms: bool = False  # an exec into a name in `match_comms` is followed
     follow_max: int = 65536
 
 
@@ -99,6 +101,10 @@ def build_source(
     if options.follow:
         lines.append("#define PT_FOLLOW 1")
         lines.append(f"#define PT_FOLLOW_MAX {options.follow_max}")
+        if options.follow_children:
+            lines.append("#define PT_FOLLOW_CHILDREN 1")
+        if options.match_comms:
+            lines.append("#define PT_MATCH_COMMS 1")
     lines.append((BPF_DIR / "event.h").read_text())
     lines.append((BPF_DIR / "proctrace.bpf.c").read_text())
     return "\n".join(lines) + "\n"

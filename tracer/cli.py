@@ -16,7 +16,10 @@ from tracer.bpf_source import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
 from tracer.btf import BtfError
 from tracer.clock import Clock
 from tracer.command import CommandError, HeldCommand, sudo_identity
+from tracer.events import EVENT_KINDS
+from tracer.filters import EventFilter, FilterError, FilterSpec, parse_kinds
 from tracer.output import JsonSink, PrettySink, Sink, reader_gone
+from tracer.pipeline import Pipeline
 from tracer.tpformat import FormatError
 
 EXIT_USAGE = 2
@@ -27,6 +30,8 @@ examples:
   sudo proctrace                          stream every fork, exec, exit, signal and reap
   sudo proctrace --json | jq .            one JSON object per event
   sudo proctrace -o trace.txt -- make -j2 trace a command and its descendants
+  sudo proctrace -c make -f               make, and everything it spawns
+  sudo proctrace -e exec -u alice         every exec by alice
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
   proctrace --doctor                      check that live tracing will work here
 """
@@ -53,6 +58,35 @@ def argv_limit(text: str) -> int:
     if not 64 <= value <= ARGV_MAX_LIMIT:
         raise argparse.ArgumentTypeError(f"must be between 64 and {ARGV_MAX_LIMIT} bytes")
     return value
+
+
+def pid_arg(text: str) -> int:
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
+    if pid <= 0:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return pid
+
+
+def uid_arg(text: str) -> int:
+    """A uid, or a user name looked up in the passwd database."""
+    if text.isdigit():
+        return int(text)
+    import pwd
+
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {text!r}") from None
+
+
+def kinds_arg(text: str) -> frozenset[str]:
+    try:
+        return parse_kinds(text)
+    except FilterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--color", choices=("auto", "always", "never"), default="auto", help="colour the stream (default: auto)"
     )
     p.add_argument("--as-root", action="store_true", help="with -- COMMAND under sudo: run COMMAND as root")
+    f = p.add_argument_group("filters (the same live and on a recording)")
+    f.add_argument(
+        "-c",
+        "--comm",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="processes whose command name, or the basename of the file they exec'd, matches "
+        "PATTERN (a shell glob; repeatable)",
+    )
+    f.add_argument("--regex", action="store_true", help="-c and -C patterns are regular expressions")
+    f.add_argument("-f", "--follow", action="store_true", help="also every descendant of a selected process")
+    f.add_argument("-p", "--pid", action="append", default=[], type=pid_arg, metavar="PID", help="process PID")
+    f.add_argument("-u", "--uid", action="append", default=[], type=uid_arg, metavar="UID", help="events of UID")
+    f.add_argument(
+        "-e",
+        "--events",
+        type=kinds_arg,
+        metavar="KINDS",
+        help=f"only these kinds, comma-separated: {','.join(EVENT_KINDS)}",
+    )
+    f.add_argument("-C", "--exclude-comm", action="append", default=[], metavar="PATTERN", help="hide these names")
+    f.add_argument("--no-threads", action="store_true", help="hide thread creation and thread exit")
     p.add_argument("--doctor", action="store_true", help="check each prerequisite of live tracing and exit")
     p.add_argument("--version", action="version", version=f"proctrace {__version__}")
     return p
@@ -117,6 +174,31 @@ def open_output(path: str | None) -> TextIO:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
 
 
+def filter_spec(args: argparse.Namespace) -> FilterSpec:
+    spec = FilterSpec(
+        comms=tuple(args.comm),
+        regex=args.regex,
+        follow=args.follow,
+        pids=tuple(args.pid),
+        uids=tuple(args.uid),
+        kinds=args.events or frozenset(EVENT_KINDS),
+        exclude=tuple(args.exclude_comm),
+        no_threads=args.no_threads,
+    )
+    EventFilter(spec)  # compiles the patterns: a bad one fails before anything starts
+    return spec
+
+
+def kernel_options(spec: FilterSpec, command: list[str] | None) -> dict[str, bool]:
+    """What the kernel can filter itself: the traced command's tree, named pids,
+    followed subtrees and literal names. The rest is left to user space."""
+    if command is not None:
+        return {"follow": True, "follow_children": True, "match_comms": False}
+    if spec.selects and spec.literal_comms:
+        return {"follow": True, "follow_children": spec.follow, "match_comms": bool(spec.comms)}
+    return {"follow": False, "follow_children": False, "match_comms": False}
+
+
 def make_sink(args: argparse.Namespace, stream: TextIO, clock: Clock) -> Sink:
     if args.json:
         return JsonSink(stream, clock)
@@ -131,7 +213,9 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
     from tracer.live import StopFlag, run_live
     from tracer.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
     from tracer.probe import Probe
+    from tracer.procsnap import snapshot
 
+    spec = filter_spec(args)
     ensure_live_ready()
     bcc = load_bcc()
     ring = check_ring_buffer(Host()).status is Status.OK if args.buffer is None else args.buffer == "ring"
@@ -139,7 +223,7 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
         ring_buffer=ring,
         buffer_pages=buffer_pages(args.buffer_size, ring),
         argv_max=args.argv_max,
-        follow=command is not None,
+        **kernel_options(spec, command),
     )
     held = None
     if command is not None:
@@ -152,9 +236,18 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
         if held:
             held.abandon()
         raise
+    event_filter = EventFilter(spec)
+    if options.match_comms:
+        for name in spec.kernel_names():
+            probe.match_comm(name)
+    # Taken once the probes are attached, so no process falls between the two.
+    procs = snapshot()
+    for pid in [*spec.pids, *event_filter.seed(procs)]:
+        if options.follow:
+            probe.follow(pid)
     stream = open_output(args.output)
     clock = Clock()
-    sink = make_sink(args, stream, clock)
+    sink = Pipeline(event_filter, [make_sink(args, stream, clock)])
     what = f"{command[0]} and its descendants" if command else "every process"
     transport = "ring buffer" if ring else "perf buffer"
     print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -201,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"proctrace: {exc}", file=sys.stderr)
         return 127
+    except FilterError as exc:
+        print(f"proctrace: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (PrereqError, ProbeError, BtfError, FormatError) as exc:
         print(f"proctrace: {exc}", file=sys.stderr)
         return EXIT_FAILURE

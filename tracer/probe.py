@@ -68,9 +68,16 @@ class Probe:
         self._lost = self._bpf["lost_events"]
 
     def follow(self, pid: int) -> None:
-        """Trace task `pid` and everything it forks from now on (follow mode only)."""
+        """Trace task `pid` (follow mode only), and what it forks with follow_children."""
         table = self._bpf["followed"]
         table[table.Key(pid)] = table.Leaf(1)
+
+    def match_comm(self, comm: bytes) -> None:
+        """Follow every process that execs into `comm` (at most 15 bytes)."""
+        table = self._bpf["match_comms"]
+        key = table.Key()
+        key.comm = comm[:15]
+        table[key] = table.Leaf(1)
 
     def drain(self) -> list[bytes]:
         self._consume()

@@ -1,0 +1,35 @@
+"""Source -> filter -> sinks. Live tracing and replay differ only in the source."""
+
+from __future__ import annotations
+
+from tracer.events import Event
+from tracer.filters import EventFilter
+from tracer.output import Sink
+
+
+class Pipeline:
+    """A Sink that filters each batch once and hands it to every sink."""
+
+    def __init__(self, event_filter: EventFilter, sinks: list[Sink]) -> None:
+        self.filter = event_filter
+        self.sinks = sinks
+        self.shown = 0
+
+    def write(self, events: list[Event]) -> None:
+        shown = self.filter(events)
+        if shown:
+            self.shown += len(shown)
+            for sink in self.sinks:
+                sink.write(shown)
+
+    def lost(self, ts_ns: int, new: int, total: int) -> None:
+        for sink in self.sinks:
+            sink.lost(ts_ns, new, total)
+
+    def status(self, text: str) -> None:
+        for sink in self.sinks:
+            sink.status(text)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
