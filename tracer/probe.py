@@ -93,4 +93,3 @@ class Probe:
 
     def close(self) -> None:
         self._bpf.cleanup()
-
