@@ -20,6 +20,7 @@ from tracer.events import EVENT_KINDS
 from tracer.filters import EventFilter, FilterError, FilterSpec, parse_kinds
 from tracer.output import JsonSink, PrettySink, Sink, reader_gone
 from tracer.pipeline import Pipeline
+from tracer.timeline import ProcessTable
 from tracer.tpformat import FormatError
 
 EXIT_USAGE = 2
@@ -121,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--color", choices=("auto", "always", "never"), default="auto", help="colour the stream (default: auto)"
     )
     p.add_argument("--as-root", action="store_true", help="with -- COMMAND under sudo: run COMMAND as root")
+    v = p.add_argument_group("views at the end of the session (instead of the event stream)")
+    v.add_argument(
+        "--timeline",
+        nargs="*",
+        type=pid_arg,
+        metavar="PID",
+        help="each process's life in order (only PIDs, if given); with --json one object per process",
+    )
+    v.add_argument("--tree", action="store_true", help="the process tree with command lines, lifetimes, outcomes")
+    v.add_argument("--summary", action="store_true", help="counts by command, failures, signals, extremes, losses")
     f = p.add_argument_group("filters (the same live and on a recording)")
     f.add_argument(
         "-c",
@@ -199,12 +210,38 @@ def kernel_options(spec: FilterSpec, command: list[str] | None) -> dict[str, boo
     return {"follow": False, "follow_children": False, "match_comms": False}
 
 
+def wants_views(args: argparse.Namespace) -> bool:
+    return args.timeline is not None or args.tree or args.summary
+
+
+def use_color(args: argparse.Namespace, stream: TextIO) -> bool:
+    return args.color == "always" or (args.color == "auto" and stream.isatty() and "NO_COLOR" not in os.environ)
+
+
+def render_views(
+    args: argparse.Namespace, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: int
+) -> None:
+    from tracer.jsonout import dumps_line
+    from tracer.views import render_summary, render_timeline, render_tree, timeline_json
+
+    color = use_color(args, stream)
+    if args.timeline is not None:
+        pids = args.timeline or None
+        if args.json:
+            stream.write("".join(dumps_line(obj) for obj in timeline_json(table, pids, roots=roots)))
+        else:
+            render_timeline(table, pids, stream, color, roots=roots)
+    if args.tree:
+        render_tree(table, stream, color, roots=roots)
+    if args.summary:
+        render_summary(table, stream, color, lost)
+    stream.flush()
+
+
 def make_sink(args: argparse.Namespace, stream: TextIO, clock: Clock) -> Sink:
     if args.json:
         return JsonSink(stream, clock)
-    tty = stream.isatty()
-    color = args.color == "always" or (args.color == "auto" and tty and "NO_COLOR" not in os.environ)
-    return PrettySink(stream, clock, color=color, tty=tty)
+    return PrettySink(stream, clock, color=use_color(args, stream), tty=stream.isatty())
 
 
 def run(args: argparse.Namespace, command: list[str] | None) -> int:
@@ -247,7 +284,17 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
             probe.follow(pid)
     stream = open_output(args.output)
     clock = Clock()
-    sink = Pipeline(event_filter, [make_sink(args, stream, clock)])
+    table = None
+    sinks: list[Sink] = []
+    if wants_views(args):
+        table = ProcessTable()
+        # Neither the tracer nor the command it holds is part of what it found running.
+        ours = {os.getpid(), held.pid} if held else {os.getpid()}
+        table.seed([p for p in procs if p.pid not in ours])
+        sinks.append(table)
+    else:
+        sinks.append(make_sink(args, stream, clock))
+    sink = Pipeline(event_filter, sinks)
     what = f"{command[0]} and its descendants" if command else "every process"
     transport = "ring buffer" if ring else "perf buffer"
     print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -263,9 +310,11 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
             totals = run_live(probe, sink, stop, output_closed=lambda: reader_gone(stream))
     finally:
         sink.close()
-        if stream is not sys.stdout:
-            stream.close()
         probe.close()
+    if table is not None:
+        render_views(args, table, stream, [held.pid] if held else None, totals.lost)
+    if stream is not sys.stdout:
+        stream.close()
     print(f"proctrace: {totals.events} events, {totals.lost} lost", file=sys.stderr)
     if held is not None and held.status is not None:
         status = held.status

@@ -108,6 +108,11 @@ def event_json(ev: Event, clock: Clock) -> str:
     return _encode(event_dict(ev, clock))
 
 
+def dumps_line(obj: Any) -> str:
+    """One JSON Lines record, in the same compact ASCII form as the events."""
+    return _encode(obj) + "\n"
+
+
 def _signal_result(name: str) -> int:
     # event_dict writes a result it has no name for as its number.
     return _RESULT_VALUES[name] if name in _RESULT_VALUES else int(name)
