@@ -1,0 +1,110 @@
+"""Filtering live, in the kernel where it can: only the selected processes, and
+the same events as the same filter applied to an unfiltered trace."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live.conftest import ROOT
+from tracer.filters import EventFilter, FilterSpec
+from tracer.jsonout import event_from_dict
+
+pytestmark = pytest.mark.live
+
+
+class Tracer:
+    """A whole-machine proctrace this test started, writing JSON to a file."""
+
+    def __init__(self, out: Path, *options: str) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tracer", "--json", "-o", str(out), *options],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stderr is not None
+        ready = self.proc.stderr.readline()
+        assert "proctrace: tracing" in ready, ready + self.proc.stderr.read()
+
+    def stop(self) -> list[dict[str, Any]]:
+        self.proc.send_signal(signal.SIGINT)  # our own tracer, by pid
+        _, err = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, err
+        assert ", 0 lost" in err
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+
+def program(tmp_path: Path, name: str) -> Path:
+    """A copy of /bin/sh under a name of our own, so its comm is unique."""
+    path = tmp_path / name
+    shutil.copy("/bin/sh", path)
+    return path
+
+
+def subtree(events: list[dict[str, Any]], root: int) -> set[int]:
+    pids = {root}
+    for ev in events:
+        if ev["type"] == "fork" and (ev["tgid"] in pids or ev["pid"] in pids):
+            pids.add(ev["child_pid"])
+    return pids
+
+
+def workload(prog: Path) -> None:
+    subprocess.run([str(prog), "-c", 'sh -c "exit 3"; /bin/true selected'], check=False)
+    subprocess.run(["/bin/true", "not-selected"], check=True)
+
+
+@pytest.mark.parametrize("name_len", ["short", "long"])
+def test_comm_follow_shows_the_named_tree_and_nothing_else(tmp_path, name_len):
+    tag = uuid.uuid4().hex[:8]
+    name = f"ptf{tag}" if name_len == "short" else f"ptfilter-{tag}-long-name"
+    prog = program(tmp_path, name)
+    tracer = Tracer(tmp_path / "out.jsonl", "-c", name, "-f")
+    workload(prog)
+    events = tracer.stop()
+    roots = [e for e in events if e["type"] == "exec" and e["filename"] == str(prog)]
+    assert len(roots) == 1
+    tree = subtree(events, roots[0]["tgid"])
+    about = [e for e in events if e["type"] != "lost"]
+    for ev in about:
+        involved = {ev["tgid"], ev["pid"], ev.get("target_pid"), ev.get("reaped_pid")}
+        assert involved & tree, f"event outside the selected tree: {ev}"
+    argvs = [e["argv"] for e in about if e["type"] == "exec"]
+    assert [str(prog), "-c", 'sh -c "exit 3"; /bin/true selected'] in argvs
+    assert ["/bin/true", "selected"] in argvs
+    assert ["/bin/true", "not-selected"] not in argvs
+    assert any(e["type"] == "exit" and e["exit_code"] == 3 for e in about)
+
+
+def test_live_filtering_equals_filtering_an_unfiltered_trace(tmp_path):
+    name = f"pteq{uuid.uuid4().hex[:8]}"
+    prog = program(tmp_path, name)
+    everything = Tracer(tmp_path / "all.jsonl")
+    filtered = Tracer(tmp_path / "filtered.jsonl", "-c", name, "-f", "--no-threads")
+    workload(prog)
+    live = filtered.stop()
+    unfiltered = everything.stop()
+    # The unfiltered trace began first and ended last, and the workload ran
+    # between: it holds every event the filtered one could. Filter it as replay would.
+    replayed = [e for e in unfiltered if e["type"] != "lost"]
+    event_filter = EventFilter(FilterSpec(comms=(name,), follow=True, no_threads=True))
+    decoded = [event_from_dict(d) for d in replayed]
+    shown = {id(ev) for ev in event_filter(decoded)}
+    expected = [d for d, ev in zip(replayed, decoded, strict=True) if id(ev) in shown]
+
+    def strip(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Each tracer's program reads the clock itself, microseconds apart.
+        return [{k: v for k, v in e.items() if k not in ("ts_ns", "time", "lifetime_ns")} for e in events]
+
+    assert strip(live) == strip(expected)
+    assert len(live) >= 8
