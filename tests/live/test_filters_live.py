@@ -108,3 +108,35 @@ def test_live_filtering_equals_filtering_an_unfiltered_trace(tmp_path):
 
     assert strip(live) == strip(expected)
     assert len(live) >= 8
+
+
+MAKEFILE = """\
+all: a.o b.o
+\t@echo linked
+a.o: a.c
+\t$(CC) -c a.c -o a.o
+b.o: b.c
+\t$(CC) -c b.c -o b.o
+"""
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None, reason="needs make and a C compiler")
+def test_make_and_everything_it_spawns(tmp_path):
+    (tmp_path / "Makefile").write_text(MAKEFILE)
+    (tmp_path / "a.c").write_text("int a(void) { return 1; }\n")
+    (tmp_path / "b.c").write_text("int b(void) { return 2; }\n")
+    tracer = Tracer(tmp_path / "out.jsonl", "-c", "make", "-f")
+    subprocess.run(["make", "-j2", "-C", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run(["/bin/true", "not-make"], check=True)
+    events = tracer.stop()
+    makes = [e for e in events if e["type"] == "exec" and e["comm"] == "make" and str(tmp_path) in e["argv"]]
+    assert len(makes) == 1
+    tree = subtree(events, makes[0]["tgid"])
+    for ev in events:
+        involved = {ev["tgid"], ev["pid"], ev.get("target_pid"), ev.get("reaped_pid")}
+        assert involved & tree, f"event outside make's tree: {ev}"
+    execd = {Path(e["filename"]).name for e in events if e["type"] == "exec" and e["errno"] is None}
+    assert "make" in execd
+    assert {"make", "cc", "cc1", "as"} <= execd, execd  # make, the compiler driver and its passes
+    assert sum(1 for e in events if e["type"] == "exec" and "-c" in e["argv"] and "a.c" in e["argv"]) >= 1
+    assert not any(e["type"] == "exec" and "not-make" in e["argv"] for e in events)
