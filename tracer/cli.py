@@ -9,7 +9,7 @@ import argparse
 import os
 import signal
 import sys
-from typing import TextIO
+from typing import Any
 
 from tracer import __version__
 from tracer.bpf_source import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
@@ -18,9 +18,7 @@ from tracer.clock import Clock
 from tracer.command import CommandError, HeldCommand, sudo_identity
 from tracer.events import EVENT_KINDS
 from tracer.filters import EventFilter, FilterError, FilterSpec, parse_kinds
-from tracer.output import JsonSink, PrettySink, Sink, reader_gone
-from tracer.pipeline import Pipeline
-from tracer.timeline import ProcessTable
+from tracer.output import reader_gone
 from tracer.tpformat import FormatError
 
 EXIT_USAGE = 2
@@ -100,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per event per line (schema in README)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the event stream to FILE instead of stdout")
+    p.add_argument("-w", "--write", metavar="FILE", help="record the session to FILE (.gz compresses)")
+    p.add_argument("-r", "--read", metavar="FILE", help="read a recorded session instead of tracing (no root needed)")
+    p.add_argument("-q", "--quiet", action="store_true", help="with -w: record without printing the stream")
+    p.add_argument("--force", action="store_true", help="with -w: overwrite FILE if it exists")
     p.add_argument(
         "--buffer",
         choices=("ring", "perf"),
@@ -176,15 +178,6 @@ def buffer_pages(size: int | None, ring: bool) -> int:
     return 1 << (pages - 1).bit_length()
 
 
-def open_output(path: str | None) -> TextIO:
-    if path is None:
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8", errors="surrogateescape", buffering=1 << 16)
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror}") from None
-
-
 def filter_spec(args: argparse.Namespace) -> FilterSpec:
     spec = FilterSpec(
         comms=tuple(args.comm),
@@ -210,38 +203,14 @@ def kernel_options(spec: FilterSpec, command: list[str] | None) -> dict[str, boo
     return {"follow": False, "follow_children": False, "match_comms": False}
 
 
-def wants_views(args: argparse.Namespace) -> bool:
-    return args.timeline is not None or args.tree or args.summary
-
-
-def use_color(args: argparse.Namespace, stream: TextIO) -> bool:
-    return args.color == "always" or (args.color == "auto" and stream.isatty() and "NO_COLOR" not in os.environ)
-
-
-def render_views(
-    args: argparse.Namespace, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: int
-) -> None:
-    from tracer.jsonout import dumps_line
-    from tracer.views import render_summary, render_timeline, render_tree, timeline_json
-
-    color = use_color(args, stream)
-    if args.timeline is not None:
-        pids = args.timeline or None
-        if args.json:
-            stream.write("".join(dumps_line(obj) for obj in timeline_json(table, pids, roots=roots)))
-        else:
-            render_timeline(table, pids, stream, color, roots=roots)
-    if args.tree:
-        render_tree(table, stream, color, roots=roots)
-    if args.summary:
-        render_summary(table, stream, color, lost)
-    stream.flush()
-
-
-def make_sink(args: argparse.Namespace, stream: TextIO, clock: Clock) -> Sink:
-    if args.json:
-        return JsonSink(stream, clock)
-    return PrettySink(stream, clock, color=use_color(args, stream), tty=stream.isatty())
+def options_record(args: argparse.Namespace, spec: FilterSpec, command_pid: int | None) -> dict[str, Any]:
+    """The options in effect, as the recording's header keeps them."""
+    return {
+        "filters": spec.as_dict(),
+        "argv_max": args.argv_max,
+        "buffer_size": args.buffer_size,
+        "command_pid": command_pid,
+    }
 
 
 def run(args: argparse.Namespace, command: list[str] | None) -> int:
@@ -251,8 +220,12 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
     from tracer.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
     from tracer.probe import Probe
     from tracer.procsnap import snapshot
+    from tracer.recording import make_header
+    from tracer.session import Session, refuse_existing
 
     spec = filter_spec(args)
+    if args.write:
+        refuse_existing(args.write, args.force)
     ensure_live_ready()
     bcc = load_bcc()
     ring = check_ring_buffer(Host()).status is Status.OK if args.buffer is None else args.buffer == "ring"
@@ -273,52 +246,94 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
         if held:
             held.abandon()
         raise
-    event_filter = EventFilter(spec)
-    if options.match_comms:
-        for name in spec.kernel_names():
-            probe.match_comm(name)
-    # Taken once the probes are attached, so no process falls between the two.
-    procs = snapshot()
-    for pid in [*spec.pids, *event_filter.seed(procs)]:
-        if options.follow:
-            probe.follow(pid)
-    stream = open_output(args.output)
-    clock = Clock()
-    table = None
-    sinks: list[Sink] = []
-    if wants_views(args):
-        table = ProcessTable()
+    try:
+        event_filter = EventFilter(spec)
+        if options.match_comms:
+            for name in spec.kernel_names():
+                probe.match_comm(name)
+        # Taken once the probes are attached, so no process falls between the two.
         # Neither the tracer nor the command it holds is part of what it found running.
         ours = {os.getpid(), held.pid} if held else {os.getpid()}
-        table.seed([p for p in procs if p.pid not in ours])
-        sinks.append(table)
-    else:
-        sinks.append(make_sink(args, stream, clock))
-    sink = Pipeline(event_filter, sinks)
+        procs = [p for p in snapshot() if p.pid not in ours]
+        if options.follow:
+            for pid in [*spec.pids, *event_filter.seed(procs)]:
+                probe.follow(pid)
+        else:
+            event_filter.seed(procs)
+        clock = Clock()
+        header = None
+        if args.write:
+            record = options_record(args, spec, held.pid if held else None)
+            header = make_header(clock, "ring" if ring else "perf", record, procs)
+        session = Session(args, event_filter, clock, procs, header)
+    except BaseException:
+        if held:
+            held.abandon()
+        probe.close()
+        raise
+    stream = session.stream
     what = f"{command[0]} and its descendants" if command else "every process"
     transport = "ring buffer" if ring else "perf buffer"
     print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
+    reason = "ended"
     try:
         if held is not None:
             probe.follow(held.pid)
             held.release()
-            # Ctrl-C reaches the command through the terminal; we keep tracing until it exits.
-            totals = run_live(
-                probe, sink, stop, done=lambda: held.poll() is not None, output_closed=lambda: reader_gone(stream)
-            )
-        else:
-            totals = run_live(probe, sink, stop, output_closed=lambda: reader_gone(stream))
+        totals = run_live(
+            probe,
+            session.pipeline,
+            stop,
+            # Ctrl-C reaches the command through the terminal; we trace until it exits.
+            done=(lambda: held.poll() is not None) if held else (lambda: False),
+            output_closed=(lambda: reader_gone(stream)) if stream else (lambda: False),
+        )
+        if stop.signo is not None:
+            reason = f"stopped by {signal.Signals(stop.signo).name}"
+        elif held is not None:
+            reason = "the command ended"
     finally:
-        sink.close()
+        session.close(reason)
         probe.close()
-    if table is not None:
-        render_views(args, table, stream, [held.pid] if held else None, totals.lost)
-    if stream is not sys.stdout:
-        stream.close()
+    session.finish([held.pid] if held else None)
     print(f"proctrace: {totals.events} events, {totals.lost} lost", file=sys.stderr)
     if held is not None and held.status is not None:
         status = held.status
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Read a recording back: no root and no bcc, and the same filters and views as live."""
+    from tracer.recording import LostRecord, open_recording
+    from tracer.session import Session, refuse_existing
+
+    spec = filter_spec(args)
+    if args.write:
+        refuse_existing(args.write, args.force)
+    recording = open_recording(args.read)
+    event_filter = EventFilter(spec)
+    event_filter.seed(recording.snapshot)
+    header = None
+    if args.write:
+        header = dict(recording.header, options={**recording.header.get("options", {}), "filters": spec.as_dict()})
+    session = Session(args, event_filter, recording.clock, recording.snapshot, header)
+    stream = session.stream
+    pipeline = session.pipeline
+    try:
+        for item in recording.records():
+            if isinstance(item, LostRecord):
+                pipeline.lost(item.ts_ns, item.count, item.total)
+            else:
+                pipeline.write(item)
+                if stream is not None and reader_gone(stream):
+                    raise BrokenPipeError("the reader of the output went away")
+    finally:
+        session.close("replayed")
+    command_pid = recording.header.get("options", {}).get("command_pid")
+    session.finish([command_pid] if isinstance(command_pid, int) else None)
+    for warning in recording.warnings:
+        print(f"proctrace: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -334,16 +349,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)} (a command to run goes after --)")
     if command is not None and not command:
         parser.error("no command after --")
+    if args.quiet and not args.write:
+        parser.error("-q records without printing: it needs -w FILE")
+    if args.read and command is not None:
+        parser.error("-r reads a recording; it cannot also run a command")
     if args.doctor:
         from tracer.doctor import run_doctor
 
         return run_doctor(sys.stdout)
+    from tracer.recording import RecordingError
+
     try:
-        return run(args, command)
+        return replay(args) if args.read else run(args, command)
     except CommandError as exc:
         print(f"proctrace: {exc}", file=sys.stderr)
         return 127
-    except FilterError as exc:
+    except (FilterError, RecordingError) as exc:
         print(f"proctrace: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (PrereqError, ProbeError, BtfError, FormatError) as exc:

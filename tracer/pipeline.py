@@ -14,6 +14,7 @@ class Pipeline:
         self.filter = event_filter
         self.sinks = sinks
         self.shown = 0
+        self.lost_total = 0
 
     def write(self, events: list[Event]) -> None:
         shown = self.filter(events)
@@ -23,6 +24,7 @@ class Pipeline:
                 sink.write(shown)
 
     def lost(self, ts_ns: int, new: int, total: int) -> None:
+        self.lost_total = total
         for sink in self.sinks:
             sink.lost(ts_ns, new, total)
 
