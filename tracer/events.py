@@ -45,6 +45,8 @@ def signal_name(signo: int) -> str:
 
 def signal_number(name: str) -> int:
     """The inverse of signal_name."""
+    if type(name) is not str:
+        raise TypeError(f"a signal name is a string, not {type(name).__name__}")
     for signo, known in _SIGNAL_NAMES.items():
         if known == name:
             return signo
@@ -61,6 +63,8 @@ def errno_name(err: int) -> str:
 
 def errno_number(name: str) -> int:
     """The inverse of errno_name."""
+    if type(name) is not str:
+        raise TypeError(f"an errno name is a string, not {type(name).__name__}")
     value = getattr(errno_mod, name, None)
     if isinstance(value, int):
         return value

@@ -43,6 +43,8 @@ def text(raw: bytes) -> str:
 
 
 def raw_bytes(value: str) -> bytes:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, not {type(value).__name__}")
     return value.encode("utf-8", "surrogateescape")
 
 
@@ -113,70 +115,125 @@ def dumps_line(obj: Any) -> str:
     return _encode(obj) + "\n"
 
 
-def _signal_result(name: str) -> int:
-    # event_dict writes a result it has no name for as its number.
-    return _RESULT_VALUES[name] if name in _RESULT_VALUES else int(name)
+_TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
+_wait_statuses: dict[int, WaitStatus] = {}
+
+
+def _wait_status(raw: int) -> WaitStatus:
+    # WaitStatus is frozen, so one instance per value can be shared: a session
+    # holds few distinct statuses, and reading recordings makes many.
+    ws = _wait_statuses.get(raw)
+    if ws is None:
+        ws = WaitStatus(raw)
+        if len(_wait_statuses) < 4096:
+            _wait_statuses[raw] = ws
+    return ws
+
+
+# Plain loops: these run for every field of every record read back, and are
+# several times faster than all() over a generator.
+def _ints(*values: object) -> bool:
+    for v in values:  # noqa: SIM110
+        if type(v) is not int:
+            return False
+    return True
+
+
+def _common(d: dict[str, Any]) -> tuple[int, int, int, int, int, bytes, int, int]:
+    ts, pid, tgid, ppid, uid, comm, start, cpu = (
+        d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"], d["start_ns"], d["cpu"]
+    )  # fmt: skip
+    if not (
+        type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int
+        and type(uid) is int and type(start) is int and type(cpu) is int and 0 <= ts < _TS_LIMIT
+    ):  # fmt: skip
+        raise ValueError("ts_ns, pid, tgid, ppid, uid, start_ns and cpu must be integers")
+    if type(comm) is not str:
+        raise TypeError("comm must be a string")
+    return ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu
+
+
+def _bools(*values: object) -> bool:
+    for v in values:  # noqa: SIM110
+        if type(v) is not bool:
+            return False
+    return True
+
+
+def _fork(d: dict[str, Any]) -> ForkEvent:
+    common = _common(d)
+    child_pid, child_tgid, child_ppid, flags = d["child_pid"], d["child_tgid"], d["child_ppid"], d["clone_flags"]
+    if not _ints(child_pid, child_tgid, child_ppid, flags):
+        raise ValueError("fork fields must be integers")
+    return ForkEvent(*common, child_pid, child_tgid, child_ppid, flags)
+
+
+def _exec(d: dict[str, Any]) -> ExecEvent:
+    common = _common(d)
+    argv, err, old_pid = d["argv"], d["errno"], d["old_pid"]
+    flags = d["argv_truncated"], d["filename_truncated"], d["argv_unreadable"]
+    if type(argv) is not list or not _bools(*flags) or not (old_pid is None or type(old_pid) is int):
+        raise ValueError("exec fields have the wrong types")
+    return ExecEvent(
+        *common,
+        raw_bytes(d["filename"]),
+        list(map(raw_bytes, argv)),
+        *flags,
+        0 if err is None else errno_number(err),
+        common[1] if old_pid is None else old_pid,
+    )
+
+
+def _exit(d: dict[str, Any]) -> ExitEvent:
+    common = _common(d)
+    status, process_exit, lifetime = d["status"], d["process_exit"], d["lifetime_ns"]
+    if not (_ints(status, lifetime) and type(process_exit) is bool):
+        raise ValueError("exit fields have the wrong types")
+    ts, start = common[0], common[6]
+    # Only the start the lifetime was measured from is recorded.
+    return ExitEvent(*common, _wait_status(status), status, process_exit, start if process_exit else ts - lifetime)
+
+
+def _signal(d: dict[str, Any]) -> SignalEvent:
+    common = _common(d)
+    signo, code, target_pid = d["signo"], d["code"], d["target_pid"]
+    if not _ints(signo, code, target_pid):
+        raise ValueError("signal fields must be integers")
+    if d["stage"] == "deliver":
+        group_exit = d["group_exit_signal"]
+        stage, result, group = SIGNAL_DELIVER, 0, False
+        handler = _HANDLER_VALUES[d["handler"]]
+        group_exit_signo = signal_number(group_exit) if group_exit else 0
+    else:
+        stage, handler, group_exit_signo = SIGNAL_GENERATE, 0, 0
+        result = d["result"]
+        # event_dict writes a result it has no name for as its number.
+        result = _RESULT_VALUES[result] if result in _RESULT_VALUES else int(result)
+        group = d["group"]
+        if type(group) is not bool:
+            raise ValueError("group must be a boolean")
+    target_comm = raw_bytes(d["target_comm"])
+    return SignalEvent(*common, stage, signo, code, target_pid, target_comm, result, group, handler, group_exit_signo)
+
+
+def _reap(d: dict[str, Any]) -> ReapEvent:
+    common = _common(d)
+    reaped_pid, status = d["reaped_pid"], d["status"]
+    if not _ints(reaped_pid, status):
+        raise ValueError("reap fields must be integers")
+    return ReapEvent(*common, reaped_pid, _wait_status(status))
+
+
+_FROM_DICT = {"fork": _fork, "exec": _exec, "exit": _exit, "signal": _signal, "reap": _reap}
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:
     """The inverse of event_dict: `event_dict(event_from_dict(d), clock) == d`
-    for every d that event_dict produced with the same clock. Raises KeyError,
+    for every d that event_dict produced with the same clock. Strict about
+    types, since it reads files anyone may have written: raises KeyError,
     TypeError or ValueError on objects that are not such events."""
-    kind = d["type"]
-    common = (
-        int(d["ts_ns"]),
-        int(d["pid"]),
-        int(d["tgid"]),
-        int(d["ppid"]),
-        int(d["uid"]),
-        raw_bytes(d["comm"]),
-        int(d["start_ns"]),
-        int(d["cpu"]),
-    )
-    if kind == "exec":
-        return ExecEvent(
-            *common,
-            filename=raw_bytes(d["filename"]),
-            argv=[raw_bytes(a) for a in d["argv"]],
-            argv_truncated=bool(d["argv_truncated"]),
-            filename_truncated=bool(d["filename_truncated"]),
-            argv_unreadable=bool(d["argv_unreadable"]),
-            errno=errno_number(d["errno"]) if d["errno"] is not None else 0,
-            old_pid=int(d["old_pid"]) if d["old_pid"] is not None else int(d["pid"]),
-        )
-    if kind == "fork":
-        return ForkEvent(
-            *common,
-            child_pid=int(d["child_pid"]),
-            child_tgid=int(d["child_tgid"]),
-            child_ppid=int(d["child_ppid"]),
-            clone_flags=int(d["clone_flags"]),
-        )
-    if kind == "exit":
-        ts = int(d["ts_ns"])
-        process_exit = bool(d["process_exit"])
-        return ExitEvent(
-            *common,
-            status=WaitStatus(int(d["status"])),
-            task_exit_code=int(d["status"]),
-            process_exit=process_exit,
-            # Only the start that the lifetime was measured from is recorded.
-            task_start_ns=int(d["start_ns"]) if process_exit else ts - int(d["lifetime_ns"]),
-        )
-    if kind == "signal":
-        deliver = d["stage"] == "deliver"
-        return SignalEvent(
-            *common,
-            stage=SIGNAL_DELIVER if deliver else SIGNAL_GENERATE,
-            signo=int(d["signo"]),
-            code=int(d["code"]),
-            target_pid=int(d["target_pid"]),
-            target_comm=raw_bytes(d["target_comm"]),
-            result=0 if deliver else _signal_result(d["result"]),
-            group=False if deliver else bool(d["group"]),
-            handler=_HANDLER_VALUES[d["handler"]] if deliver else 0,
-            group_exit_signo=signal_number(d["group_exit_signal"]) if deliver and d["group_exit_signal"] else 0,
-        )
-    if kind == "reap":
-        return ReapEvent(*common, reaped_pid=int(d["reaped_pid"]), status=WaitStatus(int(d["status"])))
-    raise ValueError(f"unknown event type {kind!r}")
+    try:
+        convert = _FROM_DICT[d["type"]]
+    except KeyError:
+        raise ValueError(f"unknown event type {d.get('type')!r}") from None
+    return convert(d)

@@ -66,25 +66,18 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from operator import methodcaller
 from typing import Any, BinaryIO, NoReturn
 
 from tracer import __version__
 from tracer.clock import Clock
 from tracer.events import (
     EVENT_KINDS,
-    SIGNAL_DELIVER,
-    SIGNAL_GENERATE,
-    SIGNAL_RESULTS,
     Event,
     ExecEvent,
     ExitEvent,
     ForkEvent,
     ReapEvent,
     SignalEvent,
-    WaitStatus,
-    errno_number,
-    signal_number,
 )
 from tracer.jsonout import dumps_line, event_from_dict, event_json
 from tracer.procsnap import ProcInfo
@@ -391,134 +384,8 @@ class RecordingWriter:
 
 
 # --------------------------------------------------------------------------- reading
-#
-# Converting a record to an Event is the reader's main cost. event_from_dict
-# (jsonout) defines the conversion; the functions below are faster copies of it
-# for records of exactly the types the writer produces, and fall back to it for
-# anything else. A test checks that they agree.
 
 _TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
-_RESULT_VALUES = {name: value for value, name in SIGNAL_RESULTS.items()}
-_HANDLER_VALUES = {"default": 0, "ignore": 1, "handler": 2}
-_wait_statuses: dict[int, WaitStatus] = {}
-_encode_arg = methodcaller("encode", "utf-8", "surrogateescape")
-
-
-def _wait_status(raw: int) -> WaitStatus:
-    # WaitStatus is frozen, so one instance per value can be shared: it is
-    # slow to construct, and a recording holds few distinct statuses.
-    ws = _wait_statuses.get(raw)
-    if ws is None:
-        ws = WaitStatus(raw)
-        if len(_wait_statuses) < 4096:
-            _wait_statuses[raw] = ws
-    return ws
-
-
-class _NotFast(Exception):
-    pass
-
-
-def _fast_fork(d: dict[str, Any]) -> ForkEvent:
-    ts, pid, tgid, ppid, uid, comm, start, cpu = (
-        d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"], d["start_ns"], d["cpu"]
-    )  # fmt: skip
-    child_pid, child_tgid, child_ppid, flags = d["child_pid"], d["child_tgid"], d["child_ppid"], d["clone_flags"]
-    if not (
-        type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int and type(uid) is int
-        and type(start) is int and type(cpu) is int and type(child_pid) is int and type(child_tgid) is int
-        and type(child_ppid) is int and type(flags) is int and 0 <= ts < _TS_LIMIT
-    ):  # fmt: skip
-        raise _NotFast
-    return ForkEvent(
-        ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu,
-        child_pid, child_tgid, child_ppid, flags,
-    )  # fmt: skip
-
-
-def _fast_exec(d: dict[str, Any]) -> ExecEvent:
-    ts, pid, tgid, ppid, uid, comm, start, cpu = (
-        d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"], d["start_ns"], d["cpu"]
-    )  # fmt: skip
-    filename, argv, argv_trunc, fn_trunc, unreadable, err, old_pid = (
-        d["filename"], d["argv"], d["argv_truncated"], d["filename_truncated"], d["argv_unreadable"],
-        d["errno"], d["old_pid"],
-    )  # fmt: skip
-    if not (
-        type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int and type(uid) is int
-        and type(start) is int and type(cpu) is int and type(argv) is list and type(argv_trunc) is bool
-        and type(fn_trunc) is bool and type(unreadable) is bool and 0 <= ts < _TS_LIMIT
-        and (old_pid is None or type(old_pid) is int)
-    ):  # fmt: skip
-        raise _NotFast
-    return ExecEvent(
-        ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu,
-        filename.encode("utf-8", "surrogateescape"), list(map(_encode_arg, argv)),
-        argv_trunc, fn_trunc, unreadable, 0 if err is None else errno_number(err), pid if old_pid is None else old_pid,
-    )  # fmt: skip
-
-
-def _fast_exit(d: dict[str, Any]) -> ExitEvent:
-    ts, pid, tgid, ppid, uid, comm, start, cpu = (
-        d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"], d["start_ns"], d["cpu"]
-    )  # fmt: skip
-    status, process_exit, lifetime = d["status"], d["process_exit"], d["lifetime_ns"]
-    if not (
-        type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int and type(uid) is int
-        and type(start) is int and type(cpu) is int and type(status) is int and type(process_exit) is bool
-        and type(lifetime) is int and 0 <= ts < _TS_LIMIT
-    ):  # fmt: skip
-        raise _NotFast
-    return ExitEvent(
-        ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu,
-        _wait_status(status), status, process_exit, start if process_exit else ts - lifetime,
-    )  # fmt: skip
-
-
-def _fast_signal(d: dict[str, Any]) -> SignalEvent:
-    ts, pid, tgid, ppid, uid, comm, start, cpu = (
-        d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"], d["start_ns"], d["cpu"]
-    )  # fmt: skip
-    signo, code, target_pid, target_comm = d["signo"], d["code"], d["target_pid"], d["target_comm"]
-    if not (
-        type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int and type(uid) is int
-        and type(start) is int and type(cpu) is int and type(signo) is int and type(code) is int
-        and type(target_pid) is int and 0 <= ts < _TS_LIMIT
-    ):  # fmt: skip
-        raise _NotFast
-    if d["stage"] == "deliver":
-        stage, result, group = SIGNAL_DELIVER, 0, False
-        handler = _HANDLER_VALUES[d["handler"]]
-        group_exit = d["group_exit_signal"]
-        group_exit_signo = signal_number(group_exit) if group_exit else 0
-    else:
-        stage, handler, group_exit_signo = SIGNAL_GENERATE, 0, 0
-        result = d["result"]
-        result = _RESULT_VALUES[result] if result in _RESULT_VALUES else int(result)
-        group = d["group"]
-        if type(group) is not bool:
-            raise _NotFast
-    return SignalEvent(
-        ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu,
-        stage, signo, code, target_pid, target_comm.encode("utf-8", "surrogateescape"),
-        result, group, handler, group_exit_signo,
-    )  # fmt: skip
-
-
-def _fast_reap(d: dict[str, Any]) -> ReapEvent:
-    ts, pid, tgid, ppid, uid, comm, start, cpu = (
-        d["ts_ns"], d["pid"], d["tgid"], d["ppid"], d["uid"], d["comm"], d["start_ns"], d["cpu"]
-    )  # fmt: skip
-    reaped_pid, status = d["reaped_pid"], d["status"]
-    if not (
-        type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int and type(uid) is int
-        and type(start) is int and type(cpu) is int and type(reaped_pid) is int and type(status) is int
-        and 0 <= ts < _TS_LIMIT
-    ):  # fmt: skip
-        raise _NotFast
-    return ReapEvent(
-        ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu, reaped_pid, _wait_status(status)
-    )
 
 
 def _lost(d: dict[str, Any]) -> LostRecord:
@@ -539,37 +406,16 @@ def _trailer(d: dict[str, Any]) -> _Trailer:
     return _Trailer(d)
 
 
-def _event(d: dict[str, Any]) -> Event:
-    ev = event_from_dict(d)
-    if not 0 <= ev.ts_ns < _TS_LIMIT:
-        raise ValueError(f"ts_ns {ev.ts_ns} out of range")
-    return ev
-
-
-# What a malformed record can raise from json, event_from_dict or the converters.
-_BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError, RecursionError, _NotFast)
-_FAST = {
-    "fork": _fast_fork,
-    "exec": _fast_exec,
-    "exit": _fast_exit,
-    "signal": _fast_signal,
-    "reap": _fast_reap,
-    "lost": _lost,
-    "trailer": _trailer,
-}
-# The definition: _FAST[kind](d) gives the same result or raises _BAD_RECORD.
-_CONVERTERS = {**dict.fromkeys(EVENT_KINDS, _event), "lost": _lost, "trailer": _trailer}
+# What a malformed record can raise from json or the converters.
+_BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError, RecursionError)
+_CONVERTERS = {**dict.fromkeys(EVENT_KINDS, event_from_dict), "lost": _lost, "trailer": _trailer}
 _EVENT_TYPES = frozenset((ForkEvent, ExecEvent, ExitEvent, SignalEvent, ReapEvent))
 _RECORD_TYPES = _EVENT_TYPES | {LostRecord, _Trailer}
 
 
 def _record(d: dict[str, Any]) -> Any:
     """The Event, LostRecord or _Trailer of a record; raises _BAD_RECORD."""
-    kind = d["type"]
-    try:
-        return _FAST[kind](d)
-    except _BAD_RECORD:
-        return _CONVERTERS[kind](d)
+    return _CONVERTERS[d["type"]](d)
 
 
 def _describe_bad_line(line: str, exc: Exception) -> str:
@@ -602,11 +448,7 @@ class _Parser:
 
     def _hook(self, d: dict[str, Any]) -> Any:
         self._objects += 1
-        kind = d["type"]  # _record, inlined: this runs for every event
-        try:
-            return _FAST[kind](d)
-        except _BAD_RECORD:
-            return _CONVERTERS[kind](d)
+        return _CONVERTERS[d["type"]](d)  # _record, inlined: this runs for every event
 
     def parse(self, lines: list[str], first_lineno: int) -> tuple[list[Any], bool]:
         """The records of `lines`, and whether they are all events."""
