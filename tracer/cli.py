@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--write", metavar="FILE", help="record the session to FILE (.gz compresses)")
     p.add_argument("-r", "--read", metavar="FILE", help="read a recorded session instead of tracing (no root needed)")
     p.add_argument("-q", "--quiet", action="store_true", help="with -w: record without printing the stream")
-    p.add_argument("--force", action="store_true", help="with -w: overwrite FILE if it exists")
+    p.add_argument("--force", action="store_true", help="with -w or --export-trace: overwrite FILE if it exists")
     p.add_argument(
         "--buffer",
         choices=("ring", "perf"),
@@ -134,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--tree", action="store_true", help="the process tree with command lines, lifetimes, outcomes")
     v.add_argument("--summary", action="store_true", help="counts by command, failures, signals, extremes, losses")
+    v.add_argument(
+        "--export-trace",
+        metavar="OUT.json",
+        help="also write the session as Chrome Trace Event JSON, for Perfetto UI or chrome://tracing",
+    )
     f = p.add_argument_group("filters (the same live and on a recording)")
     f.add_argument(
         "-c",
@@ -224,8 +229,9 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
     from tracer.session import Session, refuse_existing
 
     spec = filter_spec(args)
-    if args.write:
-        refuse_existing(args.write, args.force)
+    for path in (args.write, args.export_trace):
+        if path:
+            refuse_existing(path, args.force)
     ensure_live_ready()
     bcc = load_bcc()
     ring = check_ring_buffer(Host()).status is Status.OK if args.buffer is None else args.buffer == "ring"
@@ -309,8 +315,9 @@ def replay(args: argparse.Namespace) -> int:
     from tracer.session import Session, refuse_existing
 
     spec = filter_spec(args)
-    if args.write:
-        refuse_existing(args.write, args.force)
+    for path in (args.write, args.export_trace):
+        if path:
+            refuse_existing(path, args.force)
     recording = open_recording(args.read)
     event_filter = EventFilter(spec)
     event_filter.seed(recording.snapshot)

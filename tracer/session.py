@@ -60,14 +60,15 @@ class Session:
         if recording_header is not None:
             self.writer = RecordingWriter.create(args.write, recording_header, args.force)
             sinks.append(self.writer)
-        if wants_views(args):
+        if wants_views(args) or args.export_trace:
             self.table = ProcessTable()
             self.table.seed(snapshot)
             sinks.append(self.table)
         if not args.quiet:
             self.stream = open_output(args.output)
-            if self.table is None:
+            if not wants_views(args):
                 sinks.append(self._stream_sink(self.stream, clock))
+        self.clock = clock
         self.pipeline = Pipeline(event_filter, sinks)
 
     def _stream_sink(self, stream: TextIO, clock: Clock) -> Sink:
@@ -84,16 +85,36 @@ class Session:
             self.pipeline.close()
 
     def finish(self, roots: list[int] | None) -> None:
-        """Print the views asked for, then close the output."""
+        """Export the trace and print the views asked for, then close the output."""
+        if self.args.export_trace and self.table is not None:
+            export_trace(self.args.export_trace, self.table, self.clock, roots)
         stream = self.stream
         if stream is None:
             return
-        if self.table is not None:
+        if wants_views(self.args) and self.table is not None:
             render_views(self.args, self.table, stream, roots, self.pipeline.lost_total)
         if stream is not sys.stdout:
             stream.close()
         else:
             stream.flush()
+
+
+def create_private(path: str) -> TextIO:
+    """A new file only root can read (it holds command lines), never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise RecordingError(f"cannot write {path}: {exc.strerror}") from None
+    os.fchmod(fd, 0o600)
+    return open(fd, "w", encoding="ascii")
+
+
+def export_trace(path: str, table: ProcessTable, clock: Clock, roots: list[int] | None) -> None:
+    from tracer.chrome_trace import export_chrome_trace
+
+    with create_private(path) as out:
+        export_chrome_trace(table, out, clock, roots)
 
 
 def render_views(

@@ -117,3 +117,19 @@ def test_existing_file_and_symlink_are_refused(tmp_path):
     forced = proctrace("-w", str(existing), "-q", "--force", "--", "true")
     assert forced.returncode == 0, forced.stderr
     assert proctrace("-r", str(existing), "--json").returncode == 0
+
+
+def test_export_trace_live_and_from_the_recording_agree(tmp_path):
+    rec, live_trace, replay_trace = tmp_path / "s.rec", tmp_path / "live.json", tmp_path / "replay.json"
+    live = proctrace("-q", "-w", str(rec), "--export-trace", str(live_trace), "--", *WORKLOAD)
+    assert live.returncode == 143, live.stderr
+    replay = proctrace("-r", str(rec), "--export-trace", str(replay_trace), "-o", os.devnull)
+    assert replay.returncode == 0, replay.stderr
+    assert stat.S_IMODE(live_trace.stat().st_mode) == 0o600
+    trace = json.loads(live_trace.read_text())
+    assert json.loads(replay_trace.read_text()) == trace
+    lifetimes = [e for e in trace["traceEvents"] if e["ph"] == "X" and e.get("cat") == "process"]
+    outcomes = sorted(((e["args"]["exit_code"], e["args"]["signal"]) for e in lifetimes), key=str)
+    assert outcomes == sorted([(7, None), (0, None), (None, "SIGTERM")], key=str)
+    execs = [e["args"]["argv"] for e in trace["traceEvents"] if e.get("cat") == "exec"]
+    assert ["/bin/true", "a b", "c"] in execs
