@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from tests.live.conftest import Trace, run_proctrace, workload
+from tests.live.conftest import ROOT, Trace, run_proctrace, workload
 from tracer.jsonout import event_from_dict
 from tracer.timeline import ProcessTable
 from tracer.views import render_summary, render_tree, timeline_json
@@ -116,3 +118,29 @@ def test_tree_and_summary_show_the_same_facts(family):
     out = io.StringIO()
     render_summary(table, out, False, 0, width=200)
     assert "2 non-zero exits, 0 deaths by signal, 0 failed execs" in out.getvalue()
+
+
+def test_cli_timeline_json_gives_one_correct_object_per_process(tmp_path):
+    """The issue's acceptance run: `proctrace --timeline --json -- python3 family.py`."""
+    out = tmp_path / "timeline.jsonl"
+    run = subprocess.run(
+        [sys.executable, "-m", "tracer", "--timeline", "--json", "-o", str(out), "--", *workload("family.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    pids = json.loads(run.stdout.strip().splitlines()[-1])  # the workload's own output
+    by_pid = {d["pid"]: d for d in map(json.loads, out.read_text().splitlines())}
+    assert sorted(by_pid) == sorted(pids.values())
+    assert by_pid[pids["top"]]["pre_existing"] is False
+    assert by_pid[pids["exec"]]["execs"][0]["argv"] == ["true", "exec-arg", "two words"]
+    assert 0.5e9 <= by_pid[pids["zombie"]]["zombie_ns"] < 1.5e9
+    orphan = by_pid[pids["grandchild"]]
+    assert (orphan["original_ppid"], orphan["adopted_by"], orphan["reaper"]) == (
+        pids["orphaner"],
+        pids["top"],
+        pids["top"],
+    )
+    assert by_pid[pids["threads"]]["threads"] == 3
