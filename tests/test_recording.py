@@ -42,6 +42,7 @@ from tracer.jsonout import event_from_dict, event_json
 from tracer.output import JsonSink
 from tracer.procsnap import ProcInfo
 from tracer.recording import (
+    NO_TRAILER,
     LostRecord,
     Recording,
     RecordingError,
@@ -472,7 +473,7 @@ def test_plain_data_reaches_the_file_with_every_batch(tmp_path: Path) -> None:
     writer = record(path, [hostile_events()[:3]], close=False)
     rec, events = read_all(path)
     assert events == hostile_events()[:3]
-    assert rec.warnings == [f"{path}: the recording has no trailer: the tracer did not end cleanly (killed?)"]
+    assert rec.warnings == [f"{path}: {NO_TRAILER}"]
     writer.close()
 
 
@@ -537,7 +538,7 @@ def test_a_recording_cut_by_sigkill_reads_back_up_to_its_last_record(tmp_path: P
     expected = [ev for i in range(20) for ev in every_kind(i)]
     assert events[: len(expected)] == expected
     assert events[len(expected) :] == every_kind(99)[: len(events) - len(expected)]
-    assert rec.warnings[-1] == f"{path}: the recording has no trailer: the tracer did not end cleanly (killed?)"
+    assert rec.warnings[-1] == f"{path}: {NO_TRAILER}"
 
 
 # --------------------------------------------------------------------------- bad input
@@ -623,7 +624,7 @@ def test_a_header_alone_without_its_newline_is_an_empty_recording(tmp_path: Path
     path.write_bytes(valid_recording(tmp_path).read_bytes().split(b"\n")[0])
     rec, events = read_all(path)
     assert events == [] and rec.snapshot == SNAPSHOT
-    assert rec.warnings == [f"{path}: the recording has no trailer: the tracer did not end cleanly (killed?)"]
+    assert rec.warnings == [f"{path}: {NO_TRAILER}"]
 
 
 def modified_header(tmp_path: Path, **changes: object) -> Path:
@@ -827,7 +828,7 @@ def test_a_truncated_final_record_is_skipped_with_a_warning(tmp_path: Path) -> N
     assert rec.warnings == [
         f"{path}: line {n}: the last record is incomplete (cut off mid-write); "
         "skipped it and read everything before it",
-        f"{path}: the recording has no trailer: the tracer did not end cleanly (killed?)",
+        f"{path}: {NO_TRAILER}",
     ]
 
 
@@ -849,7 +850,7 @@ def test_a_truncated_gzip_file_reads_up_to_its_last_complete_record(tmp_path: Pa
     assert back == events[: len(back)]
     assert any("gzip stream is cut off" in w for w in rec.warnings)
     assert any("the last record is incomplete" in w for w in rec.warnings)
-    assert rec.warnings[-1].endswith("the recording has no trailer: the tracer did not end cleanly (killed?)")
+    assert rec.warnings[-1].endswith(NO_TRAILER)
 
 
 def test_a_missing_trailer_is_a_warning(tmp_path: Path) -> None:
@@ -858,7 +859,7 @@ def test_a_missing_trailer_is_a_warning(tmp_path: Path) -> None:
     rec, events = read_all(path)
     assert events == hostile_events()
     assert rec.trailer is None
-    assert rec.warnings == [f"{path}: the recording has no trailer: the tracer did not end cleanly (killed?)"]
+    assert rec.warnings == [f"{path}: {NO_TRAILER}"]
 
 
 def test_a_trailer_that_disagrees_with_the_events_is_a_warning(tmp_path: Path) -> None:

@@ -21,9 +21,7 @@ from test_recording import SNAPSHOT, every_kind, header, read_all
 from tracer import recording
 from tracer.events import Event
 from tracer.procsnap import ProcInfo
-from tracer.recording import RecordingError, RecordingWriter, open_recording
-
-NO_TRAILER = "the recording has no trailer: the tracer did not end cleanly (killed?)"
+from tracer.recording import NO_TRAILER, RecordingError, RecordingWriter, open_recording
 
 
 @pytest.fixture

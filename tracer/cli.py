@@ -19,6 +19,7 @@ from tracer.command import CommandError, HeldCommand, sudo_identity
 from tracer.events import EVENT_KINDS
 from tracer.filters import EventFilter, FilterError, FilterSpec, parse_kinds
 from tracer.output import reader_gone
+from tracer.safetext import safe
 from tracer.tpformat import FormatError
 
 EXIT_USAGE = 2
@@ -34,6 +35,16 @@ examples:
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
   proctrace --doctor                      check that live tracing will work here
 """
+
+
+BUFFER_SIZE_MAX = 1 << 30
+
+
+def buffer_size_arg(text: str) -> int:
+    value = parse_size(text)
+    if value > BUFFER_SIZE_MAX:
+        raise argparse.ArgumentTypeError(f"at most {BUFFER_SIZE_MAX >> 20}M")
+    return value
 
 
 def parse_size(text: str) -> int:
@@ -109,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--buffer-size",
-        type=parse_size,
+        type=buffer_size_arg,
         metavar="SIZE",
         help="kernel buffer size: ring buffer total (default 4M), perf buffer per CPU (default 1M)",
     )
@@ -278,7 +289,7 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
         probe.close()
         raise
     stream = session.stream
-    what = f"{command[0]} and its descendants" if command else "every process"
+    what = f"{safe(command[0])} and its descendants" if command else "every process"
     transport = "ring buffer" if ring else "perf buffer"
     print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
     reason = "ended"
@@ -340,7 +351,7 @@ def replay(args: argparse.Namespace) -> int:
     command_pid = recording.header.get("options", {}).get("command_pid")
     session.finish([command_pid] if isinstance(command_pid, int) else None)
     for warning in recording.warnings:
-        print(f"proctrace: warning: {warning}", file=sys.stderr)
+        print(f"proctrace: warning: {safe(warning)}", file=sys.stderr)
     return 0
 
 
@@ -369,13 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return replay(args) if args.read else run(args, command)
     except CommandError as exc:
-        print(f"proctrace: {exc}", file=sys.stderr)
+        print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return 127
     except (FilterError, RecordingError) as exc:
-        print(f"proctrace: {exc}", file=sys.stderr)
+        print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (PrereqError, ProbeError, BtfError, FormatError) as exc:
-        print(f"proctrace: {exc}", file=sys.stderr)
+        print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:
         # The reader went away (`proctrace | head -1`): stop quietly, as cat would.

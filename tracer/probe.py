@@ -63,7 +63,11 @@ class Probe:
                 batch.append(string_at(data, size))
 
             # A wake-up every few dozen events at most: we drain on a timer anyway.
-            self._bpf["events"].open_perf_buffer(on_perf, page_cnt=options.buffer_pages, wakeup_events=64)
+            # Losses are counted exactly by the BPF programs (lost()); bcc's own
+            # callback would print an undercount of its own on stderr.
+            self._bpf["events"].open_perf_buffer(
+                on_perf, page_cnt=options.buffer_pages, lost_cb=lambda _count: None, wakeup_events=64
+            )
             self._consume = self._bpf.perf_buffer_consume
         self._lost = self._bpf["lost_events"]
 

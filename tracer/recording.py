@@ -386,6 +386,7 @@ class RecordingWriter:
 # --------------------------------------------------------------------------- reading
 
 _TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
+NO_TRAILER = "the recording has no trailer: the tracer did not end cleanly (killed, or writing failed)"
 
 
 def _lost(d: dict[str, Any]) -> LostRecord:
@@ -695,7 +696,7 @@ class Recording:
     def _check_end(self, count: int) -> None:
         trailer = self.trailer
         if trailer is None:
-            self.warnings.append(f"{self.path}: the recording has no trailer: the tracer did not end cleanly (killed?)")
+            self.warnings.append(f"{self.path}: {NO_TRAILER}")
         elif trailer["events"] != count:
             self.warnings.append(
                 f"{self.path}: the trailer counts {trailer['events']} events but the recording holds {count}"
