@@ -26,6 +26,7 @@ def proctrace(*args: str) -> subprocess.CompletedProcess[str]:
         (["-c", "a(", "--regex"], "invalid regular expression"),
         (["--buffer", "disk"], "invalid choice"),
         (["--buffer-size", "lots"], "not a size"),
+        (["--buffer-size", "8G"], "at most 1024M"),
         (["--argv-max", "10"], "between 64 and"),
         (["-q"], "needs -w"),
         (["--bogus"], "unrecognized arguments"),
