@@ -1,0 +1,445 @@
+"""The pure parts of scripts/bench: statistics, output parsers, event counting,
+targets and the JSON document. No timing, no root, no kernel."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import io
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+BENCH_PATH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
+
+
+def _load_bench():
+    loader = importlib.machinery.SourceFileLoader("ptbench", str(BENCH_PATH))
+    spec = importlib.util.spec_from_loader("ptbench", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ptbench"] = module  # dataclasses look their module up
+    loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+STORM = bench.STORM_COMM
+TRUE = bench.TRUE_COMM
+
+
+# ---- statistics ---------------------------------------------------------------
+
+
+def test_median_ignores_missing_values():
+    assert bench.median([3.0, None, 1.0, 2.0]) == 2.0
+    assert bench.median([None, None]) is None
+    assert bench.median([]) is None
+
+
+def test_bracketing_baselines_average_the_runs_either_side():
+    assert bench.bracketing_baselines([100.0, 120.0, 80.0]) == [110.0, 100.0]
+    # A failed untraced run leaves its neighbour alone as the baseline.
+    assert bench.bracketing_baselines([100.0, None, 80.0]) == [100.0, 80.0]
+    assert bench.bracketing_baselines([None, None]) == [None]
+
+
+def test_paired_ratios_skip_missing_pairs():
+    assert bench.paired_ratios([90.0, None, 50.0], [100.0, 100.0, 0.0]) == [0.9]
+
+
+def test_slowdown_is_the_missing_fraction_of_the_untraced_rate():
+    assert bench.slowdown_pct(0.96) == pytest.approx(4.0)
+    assert bench.slowdown_pct(1.02) == pytest.approx(-2.0)
+    assert bench.slowdown_pct(None) is None
+
+
+def test_storm_summary_compares_each_rep_with_its_brackets():
+    runs = {
+        "untraced": [{"rate": 100.0}, {"rate": 120.0}, {"rate": 80.0}, {"rate": 100.0}],
+        "proctrace": [
+            {"rate": 105.0, "ready_s": 0.7, "cpu_us_per_event": 3.0, "lost": 0},
+            {"rate": 95.0, "ready_s": 0.9, "cpu_us_per_event": 5.0, "lost": 0},
+            {"rate": 81.0, "ready_s": 0.8, "cpu_us_per_event": 4.0, "lost": 2},
+        ],
+    }
+    summary = bench.storm_summary(runs)
+    pt = summary["proctrace"]
+    assert pt["ratios"] == pytest.approx([105 / 110, 95 / 100, 81 / 90])
+    assert pt["median_ratio"] == pytest.approx(0.95)
+    assert pt["slowdown_pct"] == pytest.approx(5.0)
+    assert pt["median_rate"] == 95.0
+    assert pt["median_ready_s"] == pytest.approx(0.8)
+    assert pt["median_cpu_us_per_event"] == pytest.approx(4.0)
+    assert pt["lost"] == [0, 0, 2]
+    base = summary["untraced"]
+    assert base["ratios"] == pytest.approx([1.2, 80 / 120, 1.25])
+    assert "ready_s" not in base
+
+
+def test_storm_summary_keeps_failed_runs_out_of_the_medians():
+    runs = {
+        "untraced": [{"rate": 100.0}, {"rate": 100.0}, {"rate": 100.0}],
+        "proctrace -w": [{"rate": None, "error": "proctrace: FILE exists"}, {"rate": 90.0}],
+        "forkstat": [{"rate": None, "error": "boom"}, {"rate": None, "error": "boom"}],
+    }
+    summary = bench.storm_summary(runs)
+    assert summary["proctrace -w"]["ratios"] == [0.9]
+    assert summary["proctrace -w"]["errors"] == ["proctrace: FILE exists"]
+    assert summary["forkstat"]["median_rate"] is None
+    assert summary["forkstat"]["slowdown_pct"] is None
+
+
+# ---- parsers ------------------------------------------------------------------
+
+
+def test_parse_storm_line():
+    assert bench.parse_storm_line("spawned 7241 failed 0 seconds 3.000545\n") == (7241, 0, 3.000545)
+    with pytest.raises(bench.BenchError):
+        bench.parse_storm_line("storm: fork: Resource temporarily unavailable")
+
+
+def test_parse_summary_takes_the_closing_line():
+    stderr = "proctrace: tracing every process (ring buffer); Ctrl-C to stop\nproctrace: 31873 events, 12 lost\n"
+    assert bench.parse_summary(stderr) == (31873, 12)
+    assert bench.parse_summary("proctrace: the BPF program did not load\n") is None
+
+
+def test_parse_bpftrace_lost_sums_every_warning():
+    assert bench.parse_bpftrace_lost("fork 1 2 sh\nLost 10 events\nexec ...\nLost 5 events\n") == 15
+    assert bench.parse_bpftrace_lost("Attaching 4 probes...\n") == 0
+
+
+HELP_NOW = """\
+options:
+  -w FILE, --write FILE  record the session to FILE (.gz compresses)
+  -r FILE, --read FILE   read a recorded session instead of tracing
+  -q, --quiet            with -w: record without printing the stream
+  -c PATTERN, --comm PATTERN
+  --regex                -c and -C patterns are regular expressions
+"""
+HELP_BEFORE = """\
+options:
+  --json                one JSON object per event per line
+  -o FILE, --output FILE
+  --buffer {ring,perf}  kernel-to-user transport
+  --regex-like-option   an option whose name starts like another
+"""
+
+
+def test_features_follow_the_options_help_lists():
+    assert bench.features_from_help(HELP_NOW) == {"record": True, "read": True, "quiet": True, "filter": True}
+    assert bench.features_from_help(HELP_BEFORE) == {"record": False, "read": False, "quiet": False, "filter": False}
+
+
+def test_cpu_ticks_survive_a_comm_with_spaces_and_parens():
+    fields = ["S", "1"] + ["0"] * 9 + ["250", "40"] + ["0"] * 30
+    stat = "1234 (we (ird) name) " + " ".join(fields)
+    assert bench.proc_stat_cpu_ticks(stat) == 290
+
+
+def test_vm_rss():
+    assert bench.vm_rss_kb("Name:\tpython\nVmHWM:\t 152520 kB\nVmRSS:\t  149844 kB\n") == 149844
+    assert bench.vm_rss_kb("Name:\tkthreadd\n") is None
+
+
+def test_prog_type_of_fdinfo():
+    fdinfo = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nprog_type:\t5\nprog_jited:\t1\nprog_id:\t11522\n"
+    assert bench.prog_type_of(fdinfo) == 5
+    assert 5 in bench.TRACING_PROG_TYPES
+    assert bench.prog_type_of("pos:\t0\nmap_type:\t27\nmap_id:\t1518\n") is None
+
+
+def test_cpu_stat_seconds_and_others_share():
+    before = "cpu  273528 0 74801 463505 1388 0 377 310 0 0\n"
+    after = "cpu  273658 5 74871 463506 1388 1 380 320 0 0\n"
+    busy, steal = bench.cpu_stat_seconds(before, after, hz=100)
+    assert busy == pytest.approx((130 + 5 + 70 + 1 + 3) / 100)
+    assert steal == pytest.approx(0.1)
+    # 2.09 s busy in 1 s on 2 CPUs, 1.9 s of it ours: others used ~9.5% of the machine.
+    assert bench.others_cpu_pct(2.09, 1.9, elapsed_s=1.0, cpus=2) == pytest.approx(9.5)
+    assert bench.others_cpu_pct(1.0, 1.2, elapsed_s=1.0, cpus=2) == 0.0
+
+
+def test_storm_summary_counts_repeated_and_disturbed_runs():
+    runs = {
+        "untraced": [{"rate": 100.0, "others_cpu_pct": 1.0}, {"rate": 100.0, "others_cpu_pct": 3.0}],
+        "bpftrace": [{"rate": 70.0, "attempts": 3, "disturbed": True, "others_cpu_pct": 30.0}],
+    }
+    summary = bench.storm_summary(runs)
+    assert summary["bpftrace"]["repeated_runs"] == 2
+    assert summary["bpftrace"]["disturbed_runs"] == 1
+    assert summary["untraced"]["median_others_cpu_pct"] == 2.0
+
+
+# ---- counting the storm's events ----------------------------------------------
+
+PIDS = {501, 502}
+
+
+def _json(**fields):
+    return json.dumps(fields) + "\n"
+
+
+JSON_LINES = [
+    '{"format":"proctrace-recording","version":1}\n',  # a recording's header
+    _json(type="fork", pid=400, tgid=400, comm=STORM, child_pid=501, thread=False),
+    _json(type="fork", pid=400, tgid=400, comm=STORM, child_pid=502, thread=False),
+    _json(type="fork", pid=400, tgid=400, comm=STORM, child_pid=503, thread=False),  # not the storm's
+    _json(type="fork", pid=400, tgid=400, comm=STORM, child_pid=501, thread=True),  # a thread
+    _json(type="exec", pid=501, comm=TRUE, errno=None),
+    _json(type="exec", pid=502, comm=TRUE, errno="ENOENT"),  # failed
+    _json(type="exec", pid=502, comm="bash", errno=None),  # a reused pid, someone else
+    _json(type="exit", pid=501, comm=TRUE, process_exit=True),
+    _json(type="exit", pid=502, comm=TRUE, process_exit=False),
+    _json(type="reap", pid=400, comm=STORM, reaped_pid=501),
+    _json(type="signal", pid=501, comm=TRUE, signal="SIGCHLD"),
+    '{"type":"lost","count":3,"total":3}\n',
+    '{"type":"exit","pid":502,"comm":"ptbench-tr',  # cut short
+]
+
+
+def test_count_json_counts_only_the_storm_processes_events():
+    assert bench.count_json(JSON_LINES, PIDS) == Counter(fork=2, exec=1, exit=1, reap=1)
+
+
+PRETTY_LINES = [
+    "TIME            KIND   PID     PPID    COMM            DETAIL\n",
+    f"16:31:26.163978 fork   400     399     {STORM}   process 501\n",
+    f"16:31:26.163979 fork   400     399     {STORM}   thread 502\n",
+    f"16:31:26.164367 exec   501     400     {TRUE}    ./{TRUE} ./{TRUE}\n",
+    f"16:31:26.164368 exec   502     400     {TRUE}    FAILED ENOENT ./{TRUE}\n",
+    f"16:31:26.164991 exit   501     400     {TRUE}    process exit 0 after 765.3µs\n",
+    f"16:31:26.164992 exit   502/503 400     {TRUE}    thread exit 0 after 1.0µs\n",
+    f"16:31:26.165020 reap   400     399     {STORM}   reaped 501 (exit 0)\n",
+    f"16:31:26.165021 reap   400     399     {STORM}   reaped 777 (exit 0)\n",
+    "*** 12 events lost (kernel buffer full; 12 in all): try a larger --buffer-size\n",
+]
+
+
+def test_count_pretty_reads_the_columns():
+    assert bench.count_pretty(PRETTY_LINES, PIDS) == Counter(fork=1, exec=1, exit=1, reap=1)
+
+
+BPFTRACE_LINES = [
+    "Attaching 4 probes...\n",
+    "READY\n",
+    f"fork 400 501 {STORM}\n",
+    f"fork 400 999 {STORM}\n",
+    f"exec 501 400 {TRUE} ./{TRUE} ./{TRUE}\\x00\n",
+    "exec 502 400 bash /bin/bash bash\\x00\n",
+    f"exit 501 501 {TRUE} 0\n",
+    f"exit 502 503 {TRUE} 0\n",  # a thread of 502
+    "Lost 3 events\n",
+]
+
+
+def test_count_bpftrace():
+    assert bench.count_bpftrace(BPFTRACE_LINES, PIDS) == Counter(fork=1, exec=1, exit=1)
+    assert bench.event_lines(BPFTRACE_LINES, "bpftrace") == 6
+
+
+FORKSTAT_LINES = [
+    "Time     Event   PID Info   Duration Process\n",
+    f"16:43:57 fork    400 parent          ./{STORM} 2 3 ./{TRUE} ./pids \n",
+    f"16:43:57 fork    501 child           ./{STORM} 2 3 ./{TRUE} ./pids \n",
+    f"16:43:57 fork    502 child           {TRUE}\n",
+    f"16:43:57 exec    501                 {TRUE}\n",
+    "16:43:57 exec    502                 <unknown>\n",
+    "16:43:57 exit    501      0   0.000s <unknown>\n",
+    "16:43:57 exit    502      0   1.200s /usr/bin/python3 someone-else.py\n",  # a reused pid
+]
+
+
+def test_count_forkstat_goes_by_pid_and_keeps_foreign_names_out():
+    assert bench.count_forkstat(FORKSTAT_LINES, PIDS) == Counter(fork=2, exec=2, exit=1)
+    assert bench.event_lines(FORKSTAT_LINES, "forkstat") == 7
+
+
+def test_tally_expects_each_tools_kinds_per_spawn():
+    tally = bench.Tally("proctrace")
+    tally.add(100, Counter(fork=100, exec=100, exit=99, reap=100, signal=7), lost=0)
+    tally.add(50, Counter(fork=50, exec=50, exit=50, reap=50), lost=None)
+    doc = tally.as_json()
+    assert doc["expected"] == 600
+    assert doc["received"] == 599
+    assert doc["missing"] == 1
+    assert doc["reported_lost"] == 0
+    assert doc["runs"] == 2
+    assert doc["by_kind"] == {"fork": 150, "exec": 150, "exit": 149, "reap": 150}
+    bt = bench.Tally("bpftrace")
+    bt.add(10, Counter(fork=10, exec=10, exit=10, reap=10), lost=None)
+    assert (bt.expected, bt.received, bt.lost) == (30, 30, None)
+
+
+def test_overload_accounting_is_exact_and_signed():
+    assert bench.overload_accounting(expected=1000, received=600, reported_lost=400) == 0
+    assert bench.overload_accounting(expected=1000, received=600, reported_lost=300) == 100  # silently lost
+    assert bench.overload_accounting(expected=1000, received=600, reported_lost=450) == -50  # over-counted
+    assert bench.overload_accounting(expected=1000, received=600, reported_lost=None) is None
+
+
+def test_storm_tree_events():
+    # 888 spawns by 2 spawners, as `proctrace -- storm` reported them on a lossless run.
+    assert bench.storm_tree_events(888, 2) == 3561
+
+
+def test_cpu_list_size():
+    assert bench.cpu_list_size("0-1\n") == 2
+    assert bench.cpu_list_size("0") == 1
+    assert bench.cpu_list_size("0,2-3,8") == 4
+
+
+def test_marginal_rate_cancels_the_start_up():
+    # 0.2 s to start, then 100k events/s.
+    assert bench.marginal_rate((10_000, 0.3), (50_000, 0.7)) == pytest.approx(100_000)
+    assert bench.marginal_rate((10_000, 0.3), (10_000, 0.3)) is None
+    assert bench.marginal_rate((10_000, None), (50_000, 0.7)) is None
+
+
+# ---- the document and its targets ----------------------------------------------
+
+
+def _document(slow_rate=97.0, bpftrace_rate=90.0, cpu=3.0, ready=0.6, lost=0, readback=None, kernel_lost=500):
+    runs = {
+        "untraced": [{"rate": 100.0}, {"rate": 100.0}],
+        "proctrace": [{"rate": slow_rate, "ready_s": ready, "cpu_us_per_event": cpu, "lost": lost}],
+        "proctrace -c (filtered)": [{"rate": 99.0, "lost": 0}],
+        "bpftrace": [{"rate": bpftrace_rate, "ready_s": 0.5, "attach_s": 0.5, "lost": 0}],
+        "forkstat": [{"rate": 95.0}],
+        "proctrace -w": [{"rate": None, "error": "proctrace: cannot write FILE"}],
+    }
+    pt = bench.Tally("proctrace")
+    pt.add(1000, Counter(fork=1000, exec=1000, exit=1000, reap=1000), lost=0)
+    bt = bench.Tally("bpftrace")
+    bt.add(1000, Counter(fork=1000, exec=1000, exit=990), lost=10)
+    overload = [
+        {
+            "buffer": "ring",
+            "size": "8K",
+            "expected": 4000,
+            "received": 3500,
+            "reported_lost": 500,
+            "kernel_lost": kernel_lost,
+            "unaccounted": 0,
+        }
+    ]
+    return bench.results_document(
+        settings={"quick": True, "reps": 1, "seconds": 1.0, "spawners": 2, "storm": "C"},
+        host={"kernel": "6.18", "cpus": 2, "loadavg_start": [0.5, 0, 0], "loadavg_end": [0.7, 0, 0]},
+        features={"record": True, "read": True, "quiet": True, "filter": True},
+        runs=runs,
+        tallies={"proctrace (counted)": pt, "bpftrace": bt},
+        proctrace={
+            "long_storm_s": 4.0,
+            "long_storm_spawned": 7000,
+            "rss_start_kb": 150000,
+            "rss_after_long_storm_kb": 151000,
+        },
+        readback=readback or {"available": False, "reason": "n/a (no recording support yet)"},
+        filtering={
+            "available": True,
+            "pattern": "x",
+            "cpu_s_per_1k_spawns": 0.01,
+            "unfiltered_cpu_s_per_1k_spawns": 0.05,
+        },
+        overload=overload,
+    )
+
+
+def _statuses(doc):
+    return {t["name"]: t["status"] for t in doc["targets"]}
+
+
+def test_document_shape_survives_json():
+    doc = _document()
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["schema"] == bench.SCHEMA
+    for key in (
+        "settings",
+        "host",
+        "features",
+        "storm",
+        "events",
+        "proctrace",
+        "readback",
+        "filtering",
+        "overload",
+        "targets",
+    ):
+        assert key in doc
+    assert set(doc["events"]["bpftrace"]) >= {"expected", "received", "missing", "reported_lost", "kinds"}
+    assert all(set(t) == {"name", "goal", "value", "status"} for t in doc["targets"])
+    assert {t["status"] for t in doc["targets"]} <= {"pass", "fail", "n/a"}
+
+
+def test_targets_pass_when_every_figure_is_within_them():
+    statuses = _statuses(_document())
+    assert statuses["zero lost, default buffers"] == "pass"
+    assert statuses["storm slowdown (median)"] == "pass"
+    assert statuses["slowdown vs bpftrace"] == "pass"
+    assert statuses["CPU per event"] == "pass"
+    assert statuses["ready vs bpftrace attach"] == "pass"
+    assert statuses["reading back vs plain parse"] == "n/a"
+    assert statuses["filtered trace cheaper (issue 5)"] == "pass"
+    assert statuses["overload ring 8K: lost counted"] == "pass"
+
+
+def test_targets_fail_on_each_miss():
+    statuses = _statuses(_document(slow_rate=85.0, bpftrace_rate=90.0, cpu=7.5, ready=0.8, lost=3, kernel_lost=499))
+    assert statuses["zero lost, default buffers"] == "fail"
+    assert statuses["storm slowdown (median)"] == "fail"
+    assert statuses["slowdown vs bpftrace"] == "fail"
+    assert statuses["CPU per event"] == "fail"
+    assert statuses["ready vs bpftrace attach"] == "fail"  # 0.8 s > 1.5 x 0.5 s
+    assert statuses["overload ring 8K: lost counted"] == "fail"
+
+
+def test_reading_back_is_judged_against_the_plain_parse():
+    def readback(rate, plain):
+        return {"available": True, "events_per_s": rate, "plain_parse_events_per_s": plain}
+
+    assert _statuses(_document(readback=readback(150_000, 250_000)))["reading back vs plain parse"] == "pass"
+    assert _statuses(_document(readback=readback(100_000, 250_000)))["reading back vs plain parse"] == "fail"
+    assert _statuses(_document(readback=readback(150_000, 250_000)))["reading back rate (issue 4)"] == "fail"
+
+
+def test_a_small_recording_is_judged_beyond_start_up():
+    small = {
+        "available": True,
+        "events": 20_000,
+        "events_per_s": 80_000,  # mostly interpreter start-up
+        "plain_parse_events_per_s": 190_000,
+        "steady_events_per_s": 150_000,
+        "plain_parse_steady_events_per_s": 260_000,
+    }
+    targets = {t["name"]: t for t in _document(readback=small)["targets"]}
+    assert targets["reading back vs plain parse"]["status"] == "pass"
+    assert "beyond start-up" in targets["reading back vs plain parse"]["value"]
+    large = dict(small, events=200_000)
+    assert _statuses(_document(readback=large))["reading back vs plain parse"] == "fail"
+
+
+def test_render_prints_every_section():
+    from rich.console import Console
+
+    doc = _document()
+    out = io.StringIO()
+    bench.render(doc, Console(file=out, width=140, color_system=None))
+    text = out.getvalue()
+    for heading in (
+        "1. Storm rate",
+        "2. Storm events",
+        "3. Cost and start-up",
+        "4. Reading back",
+        "5. Filtering",
+        "6. Overload",
+        "Targets",
+    ):
+        assert heading in text
+    assert "n/a (no recording support yet)" in text
+    assert "error: proctrace: cannot write FILE" in text
