@@ -38,8 +38,9 @@ class Tracer:
 
     def stop(self) -> list[dict[str, Any]]:
         self.proc.send_signal(signal.SIGINT)  # our own tracer, by pid
-        _, err = self.proc.communicate(timeout=30)
-        assert self.proc.returncode == 0, err
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()  # the buffered file that readline() used, not the raw pipe
+        assert self.proc.wait(timeout=30) == 0, err
         assert ", 0 lost" in err
         return [json.loads(line) for line in self.out.read_text().splitlines()]
 
