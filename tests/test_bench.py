@@ -443,3 +443,32 @@ def test_render_prints_every_section():
         assert heading in text
     assert "n/a (no recording support yet)" in text
     assert "error: proctrace: cannot write FILE" in text
+
+
+def test_disturbed_runs_are_repeated_within_the_budget(monkeypatch):
+    outcomes = iter([True, True, True, True, True, False])
+    calls = []
+
+    def fake_measure(config, storm, seconds, workdir):
+        calls.append(config.name)
+        rep = {"rate": 100.0, "disturbed": next(outcomes), "foreign_tracers": ["bpftrace[1]"], "others_cpu_pct": 0}
+        return bench.Measured(storm=None, rep=rep)
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "progress", lambda text: None)
+    budget = bench.RetryBudget(3)
+    config = bench.Config("proctrace", "proctrace")
+    first = bench.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
+    assert (first.rep["attempts"], first.rep["disturbed"], budget.left) == (3, True, 1)  # MAX_RETRIES reached
+    second = bench.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
+    assert (second.rep["attempts"], second.rep["disturbed"], budget.left) == (2, True, 0)  # budget spent
+    third = bench.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
+    assert (third.rep["attempts"], third.rep["disturbed"]) == (1, False)
+    assert len(calls) == 6
+
+
+def test_the_slowdown_target_says_how_many_runs_were_disturbed():
+    doc = _document()
+    doc["storm"]["proctrace"]["disturbed_runs"] = 1
+    slowdown = next(t for t in bench.evaluate_targets(doc) if t.name == "storm slowdown (median)")
+    assert "1 of 3 runs disturbed" in slowdown.value
