@@ -309,7 +309,7 @@ static __always_inline int exec_failed(void *ctx, long ret)
         ev->flags |= PT_EXEC_FILENAME_TRUNCATED;
     /* The old image is still in place: read argv through its pointers. */
     off = ev->filename_len;
-#pragma unroll
+#pragma clang loop unroll(disable) /* a bounded loop (5.3+): small code, quick to compile */
     for (int i = 0; i < PT_FAILED_ARGC_MAX; i++) {
         u64 p = 0;
         if (bpf_probe_read_user(&p, sizeof(p), (void *)(saved.argv + i * sizeof(u64))) || !p)

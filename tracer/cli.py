@@ -6,6 +6,7 @@ The options are a contract that users and scripts rely on: extend, don't break.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -309,15 +310,28 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
             reason = f"stopped by {signal.Signals(stop.signo).name}"
         elif held is not None:
             reason = "the command ended"
-    finally:
-        session.close(reason)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            session.close("failed")
         probe.close()
-    session.finish([held.pid] if held else None)
+        raise
+    try:
+        session.close(reason)
+        session.finish([held.pid] if held else None)
+    finally:
+        probe.close_in_background()
+        global _leave_without_cleanup
+        _leave_without_cleanup = True
     print(f"proctrace: {totals.events} events, {totals.lost} lost", file=sys.stderr)
     if held is not None and held.status is not None:
         status = held.status
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     return 0
+
+
+# Set once a child process has taken over detaching the probes: this process
+# must then end with os._exit(), skipping bcc's own slow atexit cleanup.
+_leave_without_cleanup = False
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -378,7 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     from tracer.recording import RecordingError
 
     try:
-        return replay(args) if args.read else run(args, command)
+        code = replay(args) if args.read else run(args, command)
+        if _leave_without_cleanup:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     except CommandError as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return 127

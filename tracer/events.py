@@ -106,6 +106,20 @@ class WaitStatus:
         return text + " (core dumped)" if self.core_dumped else text
 
 
+_wait_statuses: dict[int, WaitStatus] = {}
+
+
+def wait_status(raw: int) -> WaitStatus:
+    """The WaitStatus of `raw`, shared: it is frozen, and a session holds few
+    distinct statuses, so decoding reuses one object per value."""
+    ws = _wait_statuses.get(raw)
+    if ws is None:
+        ws = WaitStatus(raw)
+        if len(_wait_statuses) < 4096:
+            _wait_statuses[raw] = ws
+    return ws
+
+
 @dataclass(slots=True)
 class Event:
     """Fields every event has. `pid` is the task (thread) id, `tgid` the process id."""

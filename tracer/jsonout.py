@@ -29,6 +29,7 @@ from tracer.events import (
     errno_number,
     signal_name,
     signal_number,
+    wait_status,
 )
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
@@ -185,20 +186,6 @@ def dumps_line(obj: Any) -> str:
 
 
 _TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
-_wait_statuses: dict[int, WaitStatus] = {}
-
-
-def _wait_status(raw: int) -> WaitStatus:
-    # WaitStatus is frozen, so one instance per value can be shared: a session
-    # holds few distinct statuses, and reading recordings makes many.
-    ws = _wait_statuses.get(raw)
-    if ws is None:
-        ws = WaitStatus(raw)
-        if len(_wait_statuses) < 4096:
-            _wait_statuses[raw] = ws
-    return ws
-
-
 # Plain loops: these run for every field of every record read back, and are
 # several times faster than all() over a generator.
 def _ints(*values: object) -> bool:
@@ -260,7 +247,7 @@ def _exit(d: dict[str, Any]) -> ExitEvent:
         raise ValueError("exit fields have the wrong types")
     ts, start = common[0], common[6]
     # Only the start the lifetime was measured from is recorded.
-    return ExitEvent(*common, _wait_status(status), status, process_exit, start if process_exit else ts - lifetime)
+    return ExitEvent(*common, wait_status(status), status, process_exit, start if process_exit else ts - lifetime)
 
 
 def _signal(d: dict[str, Any]) -> SignalEvent:
@@ -290,7 +277,7 @@ def _reap(d: dict[str, Any]) -> ReapEvent:
     reaped_pid, status = d["reaped_pid"], d["status"]
     if not _ints(reaped_pid, status):
         raise ValueError("reap fields must be integers")
-    return ReapEvent(*common, reaped_pid, _wait_status(status))
+    return ReapEvent(*common, reaped_pid, wait_status(status))
 
 
 _FROM_DICT = {"fork": _fork, "exec": _exec, "exit": _exit, "signal": _signal, "reap": _reap}

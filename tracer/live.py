@@ -95,11 +95,14 @@ def run_live(
             totals.events += len(events)
             window_events += len(events)
             sink.write(events)
-        lost = probe.lost()
-        if lost > totals.lost:
-            sink.lost(time.monotonic_ns(), lost - totals.lost, lost)
-            totals.lost = lost
         now = time.monotonic()
+        # Reading the per-CPU loss counter goes through bcc's map API: on the
+        # status timer, not every drain, and always at the end.
+        if finishing or now - last_status >= STATUS_INTERVAL_S:
+            lost = probe.lost()
+            if lost > totals.lost:
+                sink.lost(time.monotonic_ns(), lost - totals.lost, lost)
+                totals.lost = lost
         if now - last_status >= STATUS_INTERVAL_S:
             if output_closed():
                 raise BrokenPipeError("the reader of the output went away")

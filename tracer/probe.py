@@ -7,6 +7,8 @@ Python shared with replay.
 from __future__ import annotations
 
 import ctypes
+import os
+import select
 from types import ModuleType
 
 from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
@@ -70,6 +72,10 @@ class Probe:
             )
             self._consume = self._bpf.perf_buffer_consume
         self._lost = self._bpf["lost_events"]
+        # bcc attaches the programs as it loads them, before the perf buffer
+        # exists: submits in that gap fail. They precede the session, so they
+        # are not the session's losses.
+        self._lost_before_start = self._lost_count()
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
@@ -91,9 +97,37 @@ class Probe:
         self._batch.clear()
         return out
 
-    def lost(self) -> int:
-        """Events the BPF programs could not submit, summed over CPUs: exact."""
+    def _lost_count(self) -> int:
         return sum(int(v) for v in self._lost[self._lost.Key(0)])
+
+    def lost(self) -> int:
+        """Events the BPF programs could not submit since the buffer opened,
+        summed over CPUs: exact."""
+        return self._lost_count() - self._lost_before_start
 
     def close(self) -> None:
         self._bpf.cleanup()
+
+    def close_in_background(self) -> None:
+        """Detach in a child process, so that ending the session is instant.
+
+        Detaching costs the kernel a grace period per tracepoint: ~1 s for our
+        fourteen, paid by whichever process drops the last reference to the
+        perf events. A forked child holds the same descriptors, waits until
+        this process has exited, then detaches. The caller must leave with
+        os._exit(), which skips bcc's atexit cleanup. The child leaves the
+        terminal's session and lets go of stdio first, so no Ctrl-C reaches it
+        and no reader waits on it for end-of-file.
+        """
+        me = os.pidfd_open(os.getpid())
+        if os.fork() == 0:
+            try:
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                select.select([me], [], [])  # readable once the parent has exited
+                self.close()
+            finally:
+                os._exit(0)
+        os.close(me)
