@@ -186,6 +186,8 @@ def dumps_line(obj: Any) -> str:
 
 
 _TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
+
+
 # Plain loops: these run for every field of every record read back, and are
 # several times faster than all() over a generator.
 def _ints(*values: object) -> bool:
