@@ -183,7 +183,3 @@ class EventFilter:
         shown = self._shown
         # Selection state must see every event, shown or not.
         return [ev for ev in events if about(ev) and shown(ev)]
-
-
-def is_trivial(spec: FilterSpec) -> bool:
-    return spec == FilterSpec()

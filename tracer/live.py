@@ -88,9 +88,10 @@ def run_live(
             events += reorder.flush()
         if events:
             for ev in events:
-                if isinstance(ev, ForkEvent):
+                kind = type(ev)
+                if kind is ForkEvent:
                     live += not ev.thread
-                elif isinstance(ev, ExitEvent):
+                elif kind is ExitEvent:
                     live -= ev.process_exit
             totals.events += len(events)
             window_events += len(events)

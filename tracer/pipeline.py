@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracer.events import Event
-from tracer.filters import EventFilter
+from tracer.filters import EventFilter, FilterSpec
 from tracer.output import Sink
 
 
@@ -12,12 +12,13 @@ class Pipeline:
 
     def __init__(self, event_filter: EventFilter, sinks: list[Sink]) -> None:
         self.filter = event_filter
+        self._everything = event_filter.spec == FilterSpec()  # no filter: skip it per event
         self.sinks = sinks
         self.shown = 0
         self.lost_total = 0
 
     def write(self, events: list[Event]) -> None:
-        shown = self.filter(events)
+        shown = events if self._everything else self.filter(events)
         if shown:
             self.shown += len(shown)
             for sink in self.sinks:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import select
+from collections.abc import Callable
 from types import ModuleType
 
 from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
@@ -57,7 +58,7 @@ class Probe:
                 batch.append(string_at(data, size))
                 return 0  # bcc's ring buffer callback must return an int
 
-            self._bpf["events"].open_ring_buffer(on_ring)
+            self._open_ring_buffer(bcc, on_ring)
             self._consume = self._bpf.ring_buffer_consume
         else:
 
@@ -76,6 +77,18 @@ class Probe:
         # exists: submits in that gap fail. They precede the session, so they
         # are not the session's losses.
         self._lost_before_start = self._lost_count()
+
+    def _open_ring_buffer(self, bcc: ModuleType, on_ring: Callable[[object, int, int], int]) -> None:
+        """Register `on_ring` with libbcc directly where bcc lets us: its public
+        open_ring_buffer wraps every call in a Python function of its own, a
+        cost paid per event. Falls back to the public call on other bcc versions."""
+        events = self._bpf["events"]
+        cb_type = getattr(getattr(bcc, "libbcc", None), "_RINGBUF_CB_TYPE", None)
+        if cb_type is None or not hasattr(self._bpf, "_open_ring_buffer"):
+            events.open_ring_buffer(on_ring)
+            return
+        self._ring_callback = cb_type(on_ring)  # referenced for as long as libbcc may call it
+        self._bpf._open_ring_buffer(events.map_fd, self._ring_callback, None)
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
