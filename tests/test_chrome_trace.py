@@ -12,106 +12,26 @@ from typing import Any
 
 import pytest
 
+from tests.synthetic import INIT, MS, SHELL, SHELL_START, deliver, execve, exit_, exited, fork, generate, reap
 from tracer.chrome_trace import PID_MAX_LIMIT, export_chrome_trace
 from tracer.clock import Clock
 from tracer.events import (
     CLONE_THREAD,
-    SI_USER,
-    SIGNAL_DELIVER,
-    SIGNAL_GENERATE,
     Event,
-    ExecEvent,
-    ExitEvent,
-    ForkEvent,
-    ReapEvent,
-    SignalEvent,
     WaitStatus,
 )
 from tracer.procsnap import ProcInfo
 from tracer.timeline import ProcessTable
 
-MS = 1_000_000
 US = 1_000
 T0 = 1_000 * MS  # the session's first event
 CLOCK = Clock(1_700_000_000 * 10**9)  # realtime - monotonic: a fixed wall-clock origin
 SIGTERM, ENOENT = 15, 2
-INIT, SHELL, SHELL_START = 1, 100, 5 * MS
 REQUIRED = {
     "X": {"name", "ph", "ts", "dur", "pid", "tid"},
     "i": {"name", "ph", "ts", "pid", "tid", "s"},
     "M": {"name", "ph", "pid", "args"},
 }
-
-OK = WaitStatus(0)
-
-
-def exited(code: int) -> WaitStatus:
-    return WaitStatus(code << 8)
-
-
-# -- synthetic events (the shapes tests/test_timeline.py uses) -------------------
-
-
-def fork(
-    ts: int,
-    child: int,
-    *,
-    by: int = SHELL,
-    start: int = SHELL_START,
-    ppid: int = INIT,
-    thread: bool = False,
-    comm: bytes = b"sh",
-) -> ForkEvent:
-    return ForkEvent(
-        ts,
-        by,
-        by,
-        ppid,
-        0,
-        comm,
-        start,
-        0,
-        child_pid=child,
-        child_tgid=by if thread else child,
-        child_ppid=ppid if thread else by,
-        clone_flags=CLONE_THREAD if thread else 0,
-    )
-
-
-def execve(
-    ts: int,
-    pid: int,
-    start: int,
-    argv: list[bytes],
-    *,
-    ppid: int = SHELL,
-    errno: int = 0,
-    filename: bytes | None = None,
-    comm: bytes | None = None,
-) -> ExecEvent:
-    name = filename if filename is not None else b"/usr/bin/" + argv[0]
-    if comm is None:
-        comm = argv[0][:15] if not errno else b"sh"
-    return ExecEvent(ts, pid, pid, ppid, 0, comm, start, 0, name, argv, errno=errno, old_pid=pid)
-
-
-def exit_(ts: int, pid: int, start: int, status: WaitStatus = OK, *, ppid: int = SHELL, comm: bytes = b"sh"):
-    return ExitEvent(ts, pid, pid, ppid, 0, comm, start, 0, status, status.raw, True, start)
-
-
-def reap(ts: int, child: int, status: WaitStatus = OK, *, by: int = SHELL, start: int = SHELL_START) -> ReapEvent:
-    return ReapEvent(ts, by, by, INIT, 0, b"sh", start, 0, reaped_pid=child, status=status)
-
-
-def kill(ts: int, target: int, signo: int, *, by: int = SHELL, start: int = SHELL_START) -> SignalEvent:
-    return SignalEvent(
-        ts, by, by, INIT, 0, b"sh", start, 0, stage=SIGNAL_GENERATE, signo=signo, code=SI_USER, target_pid=target
-    )
-
-
-def deliver(ts: int, pid: int, start: int, signo: int, *, comm: bytes = b"sleep") -> SignalEvent:
-    return SignalEvent(ts, pid, pid, SHELL, 0, comm, start, 0, stage=SIGNAL_DELIVER, signo=signo, target_pid=pid)
-
 
 # -- the session ---------------------------------------------------------------
 #
@@ -142,18 +62,18 @@ END = T0 + 20 * MS
 
 def session_events() -> list[Event]:
     return [
-        kill(T0, 999_999, 0),  # the session's first event: nothing traced is touched
+        generate(T0, 999_999, 0),  # the session's first event: nothing traced is touched
         fork(T0 + 1 * MS, 200),
         execve(T0 + 1 * MS + 100 * US, 200, S200, [b"sh", b"-c", b"true a b"], filename=b"/bin/sh"),
         fork(T0 + 2 * MS, 300, by=200, start=S200, ppid=SHELL),
         execve(T0 + 2 * MS + 50 * US, 300, S300, [b"sleep", b"1000"], ppid=200),
-        fork(T0 + 2 * MS + 80 * US, 301, by=300, start=S300, ppid=200, thread=True, comm=b"sleep"),
+        fork(T0 + 2 * MS + 80 * US, 301, by=300, start=S300, ppid=200, flags=CLONE_THREAD, comm=b"sleep"),
         execve(T0 + 2 * MS + 500 * US, 200, S200, [b"true", b"a", b"b"]),
         exit_(T0 + 2 * MS + 900 * US, 200, S200, comm=b"true"),
         reap(T0 + 2 * MS + 950 * US, 200),
         fork(T0 + 3 * MS, 201),
         execve(T0 + 3 * MS + 100 * US, 201, S201, [b"sleep", b"100"]),
-        kill(T0 + 4 * MS, 201, SIGTERM),
+        generate(T0 + 4 * MS, 201, SIGTERM),
         deliver(T0 + 4 * MS + 10 * US, 201, S201, SIGTERM),
         exit_(T0 + 4 * MS + 20 * US, 201, S201, WaitStatus(SIGTERM), comm=b"sleep"),
         reap(T0 + 4 * MS + 520 * US, 201, WaitStatus(SIGTERM)),
@@ -169,7 +89,7 @@ def session_events() -> list[Event]:
         execve(T0 + 9 * MS + 100 * US, 200, S200B, [b"echo", b"hi"]),
         exit_(T0 + 9 * MS + 200 * US, 200, S200B, comm=b"echo"),
         reap(T0 + 9 * MS + 300 * US, 200),
-        kill(END, 999_999, 0),  # the last event
+        generate(END, 999_999, 0),  # the last event
     ]
 
 
@@ -437,7 +357,7 @@ def test_running_process_lasts_until_the_last_event_with_its_threads(trace):
 
 def test_process_seen_only_at_its_reap_spans_from_the_session_start_to_the_reap():
     table = ProcessTable()
-    table.write([kill(T0, 999_999, 0), reap(T0 + 2 * MS, 400, exited(3)), kill(T0 + 3 * MS, 999_999, 0)])
+    table.write([generate(T0, 999_999, 0), reap(T0 + 2 * MS, 400, exited(3)), generate(T0 + 3 * MS, 999_999, 0)])
     _, trace, _ = export(table)
     process = life(trace, 400)
     assert process["ts"] == 0 and process["dur"] == rel_us(T0 + 2 * MS)
@@ -486,7 +406,7 @@ def test_slice_end_rounding_up_in_floats_is_kept_before_the_next_slice():
     table = ProcessTable()
     table.write(
         [
-            kill(T0, 999_999, 0),
+            generate(T0, 999_999, 0),
             fork(T0 + 100, 200),
             exit_(T0 + 300, 200, T0 + 100),
             reap(T0 + 500, 200),

@@ -9,19 +9,29 @@ import random
 
 import pytest
 
+from tests.synthetic import (
+    INIT,
+    MS,
+    OK,
+    SHELL,
+    SHELL_START,
+    deliver,
+    execve,
+    exit_,
+    exited,
+    fork,
+    generate,
+    killed,
+    reap,
+)
 from tracer.events import (
     CLONE_PARENT,
     CLONE_THREAD,
     CLONE_VM,
-    SI_USER,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
-    ExecEvent,
-    ExitEvent,
     ForkEvent,
-    ReapEvent,
-    SignalEvent,
     WaitStatus,
 )
 from tracer.ordering import Reorderer
@@ -29,130 +39,8 @@ from tracer.procsnap import ProcInfo
 from tracer.timeline import ITEMS_MAX, Process, ProcessTable
 from tracer.views import timeline_json
 
-MS = 1_000_000
 SIGTERM, SIGKILL, SIGSTOP, SIGTSTP, SIGCONT = 15, 9, 19, 20, 18
 SI_KERNEL = 0x80
-SHELL, SHELL_START, INIT = 100, 5 * MS, 1
-
-
-OK = WaitStatus(0)
-
-
-def exited(code: int) -> WaitStatus:
-    return WaitStatus(code << 8)
-
-
-def killed(signo: int) -> WaitStatus:
-    return WaitStatus(signo)
-
-
-def fork(
-    ts: int,
-    child: int,
-    *,
-    by: int = SHELL,
-    start: int = SHELL_START,
-    ppid: int = INIT,
-    tid: int | None = None,
-    flags: int = 0,
-    comm: bytes = b"sh",
-) -> ForkEvent:
-    thread = bool(flags & CLONE_THREAD)
-    return ForkEvent(
-        ts,
-        tid or by,
-        by,
-        ppid,
-        0,
-        comm,
-        start,
-        0,
-        child_pid=child,
-        child_tgid=by if thread else child,
-        child_ppid=ppid if flags & (CLONE_PARENT | CLONE_THREAD) else by,
-        clone_flags=flags,
-    )
-
-
-def execve(
-    ts: int,
-    pid: int,
-    start: int,
-    argv: list[bytes],
-    *,
-    ppid: int = SHELL,
-    errno: int = 0,
-    old_pid: int | None = None,
-    filename: bytes | None = None,
-) -> ExecEvent:
-    name = filename if filename is not None else b"/usr/bin/" + argv[0]
-    comm = argv[0][:15] if not errno else b"sh"
-    return ExecEvent(ts, pid, pid, ppid, 0, comm, start, 0, name, argv, errno=errno, old_pid=old_pid or pid)
-
-
-def exit_(
-    ts: int,
-    pid: int,
-    start: int,
-    status: WaitStatus = OK,
-    *,
-    ppid: int = SHELL,
-    tgid: int | None = None,
-    process: bool = True,
-    comm: bytes = b"sh",
-) -> ExitEvent:
-    return ExitEvent(ts, pid, tgid or pid, ppid, 0, comm, start, 0, status, status.raw, process, start)
-
-
-def reap(ts: int, child: int, status: WaitStatus = OK, *, by: int = SHELL, start: int = SHELL_START) -> ReapEvent:
-    return ReapEvent(ts, by, by, INIT, 0, b"sh", start, 0, reaped_pid=child, status=status)
-
-
-def generate(
-    ts: int,
-    target: int,
-    signo: int,
-    *,
-    by: int = SHELL,
-    start: int = SHELL_START,
-    code: int = SI_USER,
-    group: bool = True,
-) -> SignalEvent:
-    return SignalEvent(
-        ts,
-        by,
-        by,
-        INIT,
-        0,
-        b"sh",
-        start,
-        0,
-        stage=SIGNAL_GENERATE,
-        signo=signo,
-        code=code,
-        target_pid=target,
-        group=group,
-    )
-
-
-def deliver(
-    ts: int, pid: int, start: int, signo: int, *, handler: int = 0, ppid: int = SHELL, group_exit: int = 0
-) -> SignalEvent:
-    return SignalEvent(
-        ts,
-        pid,
-        pid,
-        ppid,
-        0,
-        b"sh",
-        start,
-        0,
-        stage=SIGNAL_DELIVER,
-        signo=signo,
-        target_pid=pid,
-        handler=handler,
-        group_exit_signo=group_exit,
-    )
 
 
 def table_of(*events: Event, **kw: int) -> ProcessTable:
