@@ -9,12 +9,15 @@ from __future__ import annotations
 import ctypes
 import os
 import select
-from collections.abc import Callable
 from types import ModuleType
 
 from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
 from tracer.kernel_layout import kernel_offsets
 from tracer.tpformat import FormatError, TracepointFormat, read_format
+
+# libbcc's ring buffer callback, (ctx, data, size) -> int, with data typed as a
+# char pointer rather than an address.
+_CHAR_RING_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_int)
 
 
 class ProbeError(Exception):
@@ -53,12 +56,7 @@ class Probe:
         batch = self._batch
 
         if options.ring_buffer:
-
-            def on_ring(_ctx: object, data: int, size: int) -> int:
-                batch.append(string_at(data, size))
-                return 0  # bcc's ring buffer callback must return an int
-
-            self._open_ring_buffer(bcc, on_ring)
+            self._open_ring_buffer(bcc, batch)
             self._consume = self._bpf.ring_buffer_consume
         else:
 
@@ -78,17 +76,34 @@ class Probe:
         # are not the session's losses.
         self._lost_before_start = self._lost_count()
 
-    def _open_ring_buffer(self, bcc: ModuleType, on_ring: Callable[[object, int, int], int]) -> None:
-        """Register `on_ring` with libbcc directly where bcc lets us: its public
-        open_ring_buffer wraps every call in a Python function of its own, a
-        cost paid per event. Falls back to the public call on other bcc versions."""
+    def _open_ring_buffer(self, bcc: ModuleType, batch: list[bytes]) -> None:
+        """Collect ring buffer records into `batch`, at the least cost per event.
+
+        bcc's public open_ring_buffer wraps every call in a Python function of
+        its own and hands over the data as an address, to be copied out with
+        ctypes.string_at. Where bcc lets us, the callback is registered with
+        libbcc directly and typed to receive a char pointer, which slicing
+        copies out in C: ~0.5 us less per event. Other bcc versions get the
+        public call."""
         events = self._bpf["events"]
         cb_type = getattr(getattr(bcc, "libbcc", None), "_RINGBUF_CB_TYPE", None)
         if cb_type is None or not hasattr(self._bpf, "_open_ring_buffer"):
+            string_at = ctypes.string_at
+
+            def on_ring(_ctx: object, data: int, size: int) -> int:
+                batch.append(string_at(data, size))
+                return 0  # bcc's ring buffer callback must return an int
+
             events.open_ring_buffer(on_ring)
             return
-        self._ring_callback = cb_type(on_ring)  # referenced for as long as libbcc may call it
-        self._bpf._open_ring_buffer(events.map_fd, self._ring_callback, None)
+
+        def on_record(_ctx: object, data: ctypes._Pointer[ctypes.c_char], size: int) -> int:
+            batch.append(data[:size])
+            return 0
+
+        # Referenced for as long as libbcc may call it.
+        self._ring_callback = _CHAR_RING_CB(on_record)
+        self._bpf._open_ring_buffer(events.map_fd, ctypes.cast(self._ring_callback, cb_type), None)
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
