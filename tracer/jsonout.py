@@ -161,6 +161,20 @@ def _exit_json(ev: ExitEvent, clock: Clock) -> str:
     )
 
 
+def _signal_json(ev: SignalEvent, clock: Clock) -> str:
+    sender = ev.sender_pid
+    common = (
+        f'{_head(ev, clock)},"signal":{_quote(ev.signal)},"signo":{ev.signo},'
+        f'"stage":"{"deliver" if ev.stage == SIGNAL_DELIVER else "generate"}","target_pid":{ev.target_pid},'
+        f'"target_comm":{_q(ev.target_comm)},"sender_pid":{"null" if sender is None else sender},"code":{ev.code}'
+    )
+    if ev.stage == SIGNAL_DELIVER:
+        group_exit = _quote(signal_name(ev.group_exit_signo)) if ev.group_exit_signo else "null"
+        return f'{common},"handler":"{_HANDLERS.get(ev.handler, "handler")}","group_exit_signal":{group_exit}}}'
+    result = _quote(SIGNAL_RESULTS.get(ev.result, str(ev.result)))
+    return f'{common},"result":{result},"group":{_b(ev.group)}}}'
+
+
 def _reap_json(ev: ReapEvent, clock: Clock) -> str:
     return f'{_head(ev, clock)},"reaped_pid":{ev.reaped_pid},{_status_json(ev.status)}}}'
 
@@ -169,15 +183,13 @@ _JSON_BY_TYPE: dict[type, Any] = {
     ExecEvent: _exec_json,
     ForkEvent: _fork_json,
     ExitEvent: _exit_json,
+    SignalEvent: _signal_json,
     ReapEvent: _reap_json,
 }
 
 
 def event_json(ev: Event, clock: Clock) -> str:
-    fast = _JSON_BY_TYPE.get(type(ev))
-    if fast is not None:
-        return fast(ev, clock)
-    return _encode(event_dict(ev, clock))  # signals: rarer, and richer in optional fields
+    return _JSON_BY_TYPE[type(ev)](ev, clock)
 
 
 def dumps_line(obj: Any) -> str:
