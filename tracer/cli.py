@@ -407,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     except (PrereqError, ProbeError, BtfError, FormatError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
+    except ModuleNotFoundError as exc:
+        # rich, in an interpreter that proctrace's set-up did not prepare.
+        print(
+            f"proctrace: the Python module {exc.name!r} is missing: run ./scripts/proctrace once to set up, "
+            f"or install it (pip install {exc.name})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     except BrokenPipeError:
         # The reader went away (`proctrace | head -1`): stop quietly, as cat would.
         devnull = os.open(os.devnull, os.O_WRONLY)
