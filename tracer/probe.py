@@ -7,17 +7,15 @@ Python shared with replay.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import select
 from types import ModuleType
 
 from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
 from tracer.kernel_layout import kernel_offsets
+from tracer.ringbuf import RingReader
 from tracer.tpformat import FormatError, TracepointFormat, read_format
-
-# libbcc's ring buffer callback, (ctx, data, size) -> int, with data typed as a
-# char pointer rather than an address.
-_CHAR_RING_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char), ctypes.c_int)
 
 
 class ProbeError(Exception):
@@ -55,9 +53,9 @@ class Probe:
         string_at = ctypes.string_at
         batch = self._batch
 
+        self._ring: RingReader | None = None
         if options.ring_buffer:
-            self._open_ring_buffer(bcc, batch)
-            self._consume = self._bpf.ring_buffer_consume
+            self._open_ring_buffer(batch, options.buffer_pages * mmap.PAGESIZE)
         else:
 
             def on_perf(_cpu: int, data: int, size: int) -> None:
@@ -76,18 +74,13 @@ class Probe:
         # are not the session's losses.
         self._lost_before_start = self._lost_count()
 
-    def _open_ring_buffer(self, bcc: ModuleType, batch: list[bytes]) -> None:
-        """Collect ring buffer records into `batch`, at the least cost per event.
-
-        bcc's public open_ring_buffer wraps every call in a Python function of
-        its own and hands over the data as an address, to be copied out with
-        ctypes.string_at. Where bcc lets us, the callback is registered with
-        libbcc directly and typed to receive a char pointer, which slicing
-        copies out in C: ~0.5 us less per event. Other bcc versions get the
-        public call."""
+    def _open_ring_buffer(self, batch: list[bytes], size: int) -> None:
+        """Read the ring buffer's shared memory directly (tracer/ringbuf.py),
+        or through bcc's callback per record where it cannot be mapped."""
         events = self._bpf["events"]
-        cb_type = getattr(getattr(bcc, "libbcc", None), "_RINGBUF_CB_TYPE", None)
-        if cb_type is None or not hasattr(self._bpf, "_open_ring_buffer"):
+        try:
+            ring = RingReader(events.map_fd, size)
+        except (OSError, ValueError):
             string_at = ctypes.string_at
 
             def on_ring(_ctx: object, data: int, size: int) -> int:
@@ -95,15 +88,10 @@ class Probe:
                 return 0  # bcc's ring buffer callback must return an int
 
             events.open_ring_buffer(on_ring)
+            self._consume = self._bpf.ring_buffer_consume
             return
-
-        def on_record(_ctx: object, data: ctypes._Pointer[ctypes.c_char], size: int) -> int:
-            batch.append(data[:size])
-            return 0
-
-        # Referenced for as long as libbcc may call it.
-        self._ring_callback = _CHAR_RING_CB(on_record)
-        self._bpf._open_ring_buffer(events.map_fd, ctypes.cast(self._ring_callback, cb_type), None)
+        self._ring = ring
+        self._consume = lambda: ring.drain(batch)
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
@@ -134,6 +122,8 @@ class Probe:
         return self._lost_count() - self._lost_before_start
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
         self._bpf.cleanup()
 
     def close_in_background(self) -> None:
