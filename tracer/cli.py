@@ -322,7 +322,8 @@ def run(args: argparse.Namespace, command: list[str] | None) -> int:
         probe.close_in_background()
         global _leave_without_cleanup
         _leave_without_cleanup = True
-    print(f"proctrace: {totals.events} events, {totals.lost} lost", file=sys.stderr)
+    skipped = f", {totals.undecodable} undecodable" if totals.undecodable else ""
+    print(f"proctrace: {totals.events} events, {totals.lost} lost{skipped}", file=sys.stderr)
     if held is not None and held.status is not None:
         status = held.status
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

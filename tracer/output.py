@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import select
 from typing import Protocol, TextIO
 
 from tracer.clock import Clock
 from tracer.events import Event
-from tracer.jsonout import event_json
+from tracer.jsonout import dumps_line, event_json
 
 
 def reader_gone(stream: TextIO) -> bool:
@@ -44,7 +43,7 @@ class JsonSink:
 
     def lost(self, ts_ns: int, new: int, total: int) -> None:
         record = {"type": "lost", "ts_ns": ts_ns, "time": self._clock.iso(ts_ns), "count": new, "total": total}
-        self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._stream.write(dumps_line(record))
         self._stream.flush()
 
     def status(self, text: str) -> None:
