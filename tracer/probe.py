@@ -137,7 +137,11 @@ class Probe:
         terminal's session and lets go of stdio first, so no Ctrl-C reaches it
         and no reader waits on it for end-of-file.
         """
-        me = os.pidfd_open(os.getpid())
+        try:
+            me = os.pidfd_open(os.getpid())
+        except (AttributeError, OSError):  # before Linux 5.3, or refused: detach here, slowly
+            self.close()
+            return
         if os.fork() == 0:
             try:
                 os.setsid()
