@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
+from tracer.clock import Clock
 from tracer.events import (
     CLONE_PARENT,
     CLONE_THREAD,
@@ -55,12 +56,11 @@ def utc(monkeypatch: pytest.MonkeyPatch):
     time.tzset()
 
 
-def wall_ns(ts_ns: int) -> int:
-    return ts_ns + BOOT_OFFSET_NS
+CLOCK = Clock(BOOT_OFFSET_NS)
 
 
 def plain() -> StreamRenderer:
-    return StreamRenderer(wall_ns, color=False)
+    return StreamRenderer(CLOCK, color=False)
 
 
 def common(**overrides: Any) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def test_failed_exec_names_the_errno_and_is_red():
     ev = ExecEvent(**common(), filename=b"/no/such", argv=[b"such", b"-v"], errno=2, old_pid=1234)
     assert plain().line(ev) == row("exec", "FAILED ENOENT /no/such such -v")
     red, reset = ansi_codes()["exec_failed"]
-    colored = StreamRenderer(wall_ns, color=True).line(ev)
+    colored = StreamRenderer(CLOCK, color=True).line(ev)
     assert colored.endswith(f"{red}FAILED ENOENT /no/such such -v{reset}")
 
 
@@ -178,7 +178,7 @@ def test_exit_without_a_known_start_has_no_lifetime():
 
 def test_exit_colour_is_green_for_zero_and_red_otherwise():
     codes = ansi_codes()
-    renderer = StreamRenderer(wall_ns, color=True)
+    renderer = StreamRenderer(CLOCK, color=True)
     ok = renderer.line(ExitEvent(**common(), status=WaitStatus(0), process_exit=True))
     bad = renderer.line(ExitEvent(**common(), status=WaitStatus(1 << 8), process_exit=True))
     killed = renderer.line(ExitEvent(**common(), status=WaitStatus(15), process_exit=True))
@@ -276,7 +276,7 @@ def strip_our_codes(text: str) -> str:
 
 
 def test_colour_lines_differ_from_plain_only_by_our_ansi_codes():
-    colored, uncolored = StreamRenderer(wall_ns, color=True), plain()
+    colored, uncolored = StreamRenderer(CLOCK, color=True), plain()
     for ev in sample_events():
         line = colored.line(ev)
         assert "\x1b[" in line
@@ -296,7 +296,7 @@ def test_colour_kinds_are_distinct():
 
 
 def test_colour_header_is_styled_and_otherwise_the_plain_header():
-    header = StreamRenderer(wall_ns, color=True).header()
+    header = StreamRenderer(CLOCK, color=True).header()
     assert header != plain().header()
     assert strip_our_codes(header) == plain().header()
 
@@ -400,7 +400,7 @@ def test_hostile_strings_in_a_line_are_escaped_and_markup_is_literal():
 
 
 def test_hostile_strings_in_colour_mode_bring_no_escape_sequence_of_their_own():
-    line = StreamRenderer(wall_ns, color=True).line(hostile_exec())
+    line = StreamRenderer(CLOCK, color=True).line(hostile_exec())
     rest = strip_our_codes(line)
     assert "\x1b" not in rest
     assert rest.isprintable()
@@ -491,7 +491,7 @@ def test_cut_of_a_long_argument_never_splits_a_utf8_character_or_an_escape():
 
 
 def test_width_cuts_each_line_to_that_many_cells():
-    renderer = StreamRenderer(wall_ns, color=False, width=80)
+    renderer = StreamRenderer(CLOCK, color=False, width=80)
     long_exec = ExecEvent(**common(), filename="/日本/語".encode(), argv=[b"x" * 200])
     short = ReapEvent(**common(), reaped_pid=1)
     line = renderer.line(long_exec)
@@ -502,7 +502,7 @@ def test_width_cuts_each_line_to_that_many_cells():
 
 
 def test_width_in_colour_mode_counts_only_visible_cells():
-    renderer = StreamRenderer(wall_ns, color=True, width=70)
+    renderer = StreamRenderer(CLOCK, color=True, width=70)
     line = renderer.line(ExecEvent(**common(), filename=b"/bin/echo", argv=[b"y" * 200]))
     assert cell_len(strip_our_codes(line)) == 70
 

@@ -43,6 +43,17 @@ class FakeRing:
         os.close(self.fd)
 
 
+def raw(chunk: bytes, offset: int, size: int) -> bytes:
+    return chunk[offset : offset + size]
+
+
+def drain(reader: RingReader, out: list[bytes]) -> int:
+    errors: list[ValueError] = []
+    count = reader.drain(raw, out, errors)
+    assert not errors
+    return count
+
+
 @pytest.fixture
 def ring():
     fake = FakeRing()
@@ -55,10 +66,10 @@ def test_records_come_out_in_order_and_the_consumer_position_is_published(ring):
     ring.put(b"first")
     ring.put(b"second record")
     out: list[bytes] = []
-    assert reader.drain(out) == 2
+    assert drain(reader, out) == 2
     assert out == [b"first", b"second record"]
     assert ring.consumer_pos() == ring.prod
-    assert reader.drain(out) == 0
+    assert drain(reader, out) == 0
     reader.close()
 
 
@@ -68,7 +79,7 @@ def test_a_record_still_being_written_stops_the_drain(ring):
     ring.put(b"in flight", flags=BUSY_BIT)
     ring.put(b"after")
     out: list[bytes] = []
-    assert reader.drain(out) == 1
+    assert drain(reader, out) == 1
     assert out == [b"done"]
     assert ring.consumer_pos() == HEADER_SIZE + 8  # just past "done"
     reader.close()
@@ -79,7 +90,7 @@ def test_discarded_records_are_skipped(ring):
     ring.put(b"dropped", flags=DISCARD_BIT)
     ring.put(b"kept")
     out: list[bytes] = []
-    assert reader.drain(out) == 1 and out == [b"kept"]
+    assert drain(reader, out) == 1 and out == [b"kept"]
     reader.close()
 
 
@@ -88,11 +99,31 @@ def test_a_record_across_the_end_of_the_data_area_comes_out_whole(ring):
     filler = b"x" * (SIZE - 2 * HEADER_SIZE - 16)
     ring.put(filler)
     out: list[bytes] = []
-    reader.drain(out)
+    drain(reader, out)
     wrapping = bytes(range(64))  # starts 16 bytes before the end, ends after the start
     ring.put(wrapping)
     out.clear()
-    assert reader.drain(out) == 1
+    assert drain(reader, out) == 1
     assert out == [wrapping]
     assert ring.consumer_pos() == ring.prod
+    reader.close()
+
+
+def test_a_record_the_decoder_rejects_is_reported_and_the_walk_goes_on(ring):
+    reader = RingReader(ring.fd, SIZE)
+    ring.put(b"good")
+    ring.put(b"bad!")
+    ring.put(b"also good")
+
+    def picky(chunk: bytes, offset: int, size: int) -> bytes:
+        if chunk[offset : offset + size] == b"bad!":
+            raise ValueError("not an event")
+        return chunk[offset : offset + size]
+
+    out: list[bytes] = []
+    errors: list[ValueError] = []
+    assert reader.drain(picky, out, errors) == 3
+    assert out == [b"good", b"also good"]
+    assert [str(e) for e in errors] == ["not an event"]
+    assert ring.consumer_pos() == ring.prod  # the rejected record is consumed, not retried
     reader.close()

@@ -179,7 +179,7 @@ def test_exec_lengths_past_the_buffer_raise() -> None:
 def test_exec_shorter_than_its_fixed_part_raises() -> None:
     raw = exec_event(b"", b"")
     with pytest.raises(DecodeError):
-        decode(raw[: wire.HEADER_SIZE + wire.EXEC.size - 1])
+        decode(raw[: wire.EXEC.size - 1])
 
 
 def test_split_argv_of_empty_area_is_empty_list() -> None:
@@ -285,10 +285,28 @@ def test_body_one_byte_short_raises(raw: bytes) -> None:
         decode(raw[:-1])
 
 
-@pytest.mark.parametrize("kind", [0, 6, 255, 0xFFFFFFFF])
+@pytest.mark.parametrize("kind", [0, 6, 255, 0xFFFFFFFF, 0x100 | 1, 0x10000 | 2, 0x1000000 | 5])
 def test_unknown_kind_raises(kind: int) -> None:
     with pytest.raises(DecodeError, match=f"unknown event kind {kind}"):
         decode(header(kind) + b"\0" * 64)
+
+
+@given(
+    st.sampled_from(
+        [fork_event(0), exit_event(9, group_dead=1), signal_event(), reap_event(7, 0), exec_event(b"/a", b"a\0b\0")]
+    ),
+    st.binary(max_size=24),
+    st.binary(max_size=24),
+)
+def test_decoding_in_place_equals_decoding_the_record_alone(raw: bytes, before: bytes, after: bytes) -> None:
+    """The ring reader decodes records where they lie in the drained span."""
+    assert wire.decode_at(before + raw + after, len(before), len(raw)) == decode(raw)
+
+
+def test_decoding_in_place_never_reads_past_the_record() -> None:
+    raw = exec_event(b"/bin/ls", b"ls\0", alen=4)  # claims one byte more than it has
+    with pytest.raises(DecodeError):
+        wire.decode_at(raw + b"x\0" * 8, 0, len(raw))
 
 
 def test_decode_error_is_a_value_error() -> None:

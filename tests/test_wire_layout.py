@@ -224,16 +224,24 @@ def test_python_layout_matches_the_compiled_header(struct_name: str, c_layout: C
     assert not problems, "wire.py drifted from bpf/event.h:\n  " + "\n  ".join(problems)
 
 
-def test_decoder_structs_are_the_layouts():
+def test_decoder_structs_are_the_layouts(c_layout: CLayout):
+    """The decoder unpacks each kind as header and payload in one struct: that
+    struct must be exactly the two LAYOUTS entries, as long as the C struct."""
+    assert wire.HEADER.format == wire.LAYOUTS["pt_header"][0]
+    header = wire.LAYOUTS["pt_header"][0]
     for name, compiled in [
-        ("pt_header", wire.HEADER),
         ("pt_fork", wire.FORK),
         ("pt_exec", wire.EXEC),
         ("pt_exit", wire.EXIT),
         ("pt_signal", wire.SIGNAL),
         ("pt_reap", wire.REAP),
     ]:
-        assert compiled.format == wire.LAYOUTS[name][0], f"wire.{name} does not use LAYOUTS[{name!r}]"
+        assert compiled.format == header + wire.LAYOUTS[name][0][1:], f"wire's {name} struct is not its LAYOUTS"
+        assert compiled.size == c_layout.sizes[name], f"wire's {name} struct is not sizeof(struct {name})"
+
+
+def test_decoder_reads_the_kind_where_the_header_has_it(c_layout: CLayout):
+    assert c_layout.fields[("pt_header", "kind")][0] == wire.HEADER_KIND_OFFSET
 
 
 @pytest.mark.parametrize(("py_name", "c_name"), sorted(CONSTANTS.items()))

@@ -23,6 +23,10 @@ def reader_gone(stream: TextIO) -> bool:
 
 
 class Sink(Protocol):
+    # True when status() text is shown (the status line of a terminal): the
+    # live loop only composes the text for such a sink.
+    shows_status: bool
+
     def write(self, events: list[Event]) -> None: ...
     def lost(self, ts_ns: int, new: int, total: int) -> None: ...
     def status(self, text: str) -> None: ...
@@ -31,6 +35,8 @@ class Sink(Protocol):
 
 class JsonSink:
     """One JSON object per line; losses are objects of type "lost" in the stream."""
+
+    shows_status = False
 
     def __init__(self, stream: TextIO, clock: Clock) -> None:
         self._stream = stream
@@ -60,13 +66,13 @@ class PrettySink:
         # Imported here: JSON output should not pay for loading rich.
         from tracer.render import StreamRenderer, TerminalSink
 
-        self._renderer = StreamRenderer(clock.wall_ns, color=color)
+        self._renderer = StreamRenderer(clock, color=color)
         self._term = TerminalSink(stream, tty=tty)
+        self.shows_status = tty
         self._term.write_lines([self._renderer.header()])
 
     def write(self, events: list[Event]) -> None:
-        line = self._renderer.line
-        self._term.write_lines([line(ev) for ev in events])
+        self._term.write_lines(self._renderer.lines(events))
 
     def lost(self, ts_ns: int, new: int, total: int) -> None:
         self._term.write_lines(

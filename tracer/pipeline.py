@@ -14,6 +14,7 @@ class Pipeline:
         self.filter = event_filter
         self._everything = event_filter.spec == FilterSpec()  # no filter: skip it per event
         self.sinks = sinks
+        self.shows_status = any(sink.shows_status for sink in sinks)
         self.shown = 0
         self.lost_total = 0
 

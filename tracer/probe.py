@@ -1,6 +1,6 @@
 """The one module that touches bcc: compile, attach, drain the buffer, count losses.
 
-Everything it hands on is raw wire bytes; decoding and all that follows is pure
+It hands on decoded events (tracer/wire.py); everything after that is pure
 Python shared with replay.
 """
 
@@ -13,9 +13,11 @@ import select
 from types import ModuleType
 
 from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
+from tracer.events import Event
 from tracer.kernel_layout import kernel_offsets
 from tracer.ringbuf import RingReader
 from tracer.tpformat import FormatError, TracepointFormat, read_format
+from tracer.wire import DecodeError, decode, decode_at
 
 
 class ProbeError(Exception):
@@ -38,28 +40,28 @@ def read_formats() -> dict[tuple[str, str], TracepointFormat]:
 class Probe:
     """Loaded BPF programs and their output buffer.
 
-    `drain()` returns the raw events that arrived since the last call. Events
-    are consumed in batches on the caller's timer, never one wake-up per event.
+    `drain()` returns the events that arrived since the last call, decoded,
+    and the errors of any it could not decode. Events are consumed in batches
+    on the caller's timer, never one wake-up per event.
     """
 
     def __init__(self, bcc: ModuleType, options: ProgramOptions) -> None:
         self.options = options
-        self._batch: list[bytes] = []
+        self._batch: list[Event] = []
+        self._errors: list[ValueError] = []
         source = build_source(kernel_offsets(), read_formats(), options)
         try:
             self._bpf = bcc.BPF(text=source.encode())
         except Exception as exc:  # bcc raises bare Exception for compile/load failures
             raise ProbeError(f"the BPF program did not load: {exc}") from exc
-        string_at = ctypes.string_at
-        batch = self._batch
-
         self._ring: RingReader | None = None
         if options.ring_buffer:
-            self._open_ring_buffer(batch, options.buffer_pages * mmap.PAGESIZE)
+            self._open_ring_buffer(options.buffer_pages * mmap.PAGESIZE)
         else:
+            on_record = self._on_record
 
             def on_perf(_cpu: int, data: int, size: int) -> None:
-                batch.append(string_at(data, size))
+                on_record(data, size)
 
             # A wake-up every few dozen events at most: we drain on a timer anyway.
             # Losses are counted exactly by the BPF programs (lost()); bcc's own
@@ -74,24 +76,31 @@ class Probe:
         # are not the session's losses.
         self._lost_before_start = self._lost_count()
 
-    def _open_ring_buffer(self, batch: list[bytes], size: int) -> None:
-        """Read the ring buffer's shared memory directly (tracer/ringbuf.py),
-        or through bcc's callback per record where it cannot be mapped."""
+    def _on_record(self, data: int, size: int) -> None:
+        """bcc's callbacks: copy the record out of the buffer and decode it
+        (an exception must not escape into bcc's C caller)."""
+        try:
+            self._batch.append(decode(ctypes.string_at(data, size)))
+        except DecodeError as exc:
+            self._errors.append(exc)
+
+    def _open_ring_buffer(self, size: int) -> None:
         events = self._bpf["events"]
         try:
             ring = RingReader(events.map_fd, size)
         except (OSError, ValueError):
-            string_at = ctypes.string_at
+            on_record = self._on_record
 
             def on_ring(_ctx: object, data: int, size: int) -> int:
-                batch.append(string_at(data, size))
+                on_record(data, size)
                 return 0  # bcc's ring buffer callback must return an int
 
             events.open_ring_buffer(on_ring)
             self._consume = self._bpf.ring_buffer_consume
             return
         self._ring = ring
-        self._consume = lambda: ring.drain(batch)
+        batch, errors = self._batch, self._errors
+        self._consume = lambda: ring.drain(decode_at, batch, errors)
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
@@ -105,13 +114,21 @@ class Probe:
         key.comm = comm[:15]
         table[key] = table.Leaf(1)
 
-    def drain(self) -> list[bytes]:
+    @property
+    def buffer_bytes(self) -> int:
+        """The ring buffer's size, or the perf buffer's per CPU."""
+        return self.options.buffer_pages * mmap.PAGESIZE
+
+    def drain(self) -> tuple[list[Event], list[ValueError]]:
+        """The events decoded since the last call, and the errors of records
+        that were not events."""
         self._consume()
-        if not self._batch:
-            return []
-        out = self._batch[:]
+        if not self._batch and not self._errors:
+            return [], []
+        out, errors = self._batch[:], self._errors[:]
         self._batch.clear()
-        return out
+        self._errors.clear()
+        return out, errors
 
     def _lost_count(self) -> int:
         return sum(int(v) for v in self._lost[self._lost.Key(0)])

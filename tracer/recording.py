@@ -220,6 +220,8 @@ class RecordingWriter:
     the format). Every error is a RecordingError; after one, the writer is
     broken: write() and lost() raise again, close() only releases the file."""
 
+    shows_status = False  # status() is its clock tick, not text to show
+
     def __init__(self, path: str, fd: int, header: dict[str, Any], gzip: bool) -> None:
         self.path = path
         self._fd = fd

@@ -31,7 +31,9 @@ from rich.cells import cell_len, set_cell_size
 from rich.color import ColorSystem
 from rich.style import Style
 
+from tracer.clock import Clock
 from tracer.events import (
+    CLONE_THREAD,
     CLONE_VFORK,
     EVENT_KINDS,
     SIGNAL_DELIVER,
@@ -264,15 +266,15 @@ def _crop(text: str, cells: int) -> str:
 class StreamRenderer:
     """Turns events into lines of text: time, kind, pid, ppid, comm, then what happened.
 
-    `wall_ns` converts an event's monotonic timestamp to wall-clock epoch ns.
+    `clock` converts an event's monotonic timestamp to wall-clock time.
     `color` adds ANSI colours. `width`, when given, cuts the detail of each line
     so that the line fits that many terminal cells (for a terminal that should
     not wrap); the columns before the detail (55 cells) are never cut. Without
     `width` only an exec's arguments are cut, at DETAIL_MAX characters.
     """
 
-    def __init__(self, wall_ns: Callable[[int], int], color: bool, width: int | None = None) -> None:
-        self._wall_ns = wall_ns
+    def __init__(self, clock: Clock, color: bool, width: int | None = None) -> None:
+        self._offset_ns = clock.offset_ns
         self._color = color
         self._width = width
         self._second: int | None = None
@@ -299,43 +301,52 @@ class StreamRenderer:
         return text
 
     def line(self, event: Event) -> str:
-        # The hot path: dictionary caches for everything that repeats (the clock's
-        # second, padded pids, comms, statuses), and no format specs, which cost
-        # ~0.1 us each.
-        wall = self._wall_ns(event.ts_ns)
-        second = wall // 1_000_000_000
-        if second != self._second:
-            self._second = second
-            self._hms = time.strftime("%H:%M:%S.", time.localtime(second))
-        stamp = self._hms + "%06d" % (wall % 1_000_000_000 // 1000)  # noqa: UP031 (faster than a format spec)
+        return self.lines([event])[0]
 
-        pids = self._pids
-        if len(pids) >= _CACHE_MAX:
-            pids.clear()
-        tgid = event.tgid
-        if event.pid == tgid:
-            pid = pids.get(tgid) or pids.setdefault(tgid, str(tgid).ljust(_PID_W))
-        else:
-            pid = f"{tgid}/{event.pid}".ljust(_PID_W)
-        ppid = pids.get(event.ppid) or pids.setdefault(event.ppid, str(event.ppid).ljust(_PID_W))
-        comm = self._comms.get(event.comm)
-        if comm is None:
-            if len(self._comms) >= _CACHE_MAX:
-                self._comms.clear()
-            shown = escape_bytes(event.comm)
-            comm = self._comms[event.comm] = shown + " " * (_COMM_W - _cells(shown))  # cells, not characters
-        kind = _KIND_COLUMN.get(event.kind) or event.kind.ljust(_KIND_W)
-        detailer = self._details.get(type(event))
-        role, detail = detailer(event) if detailer else ("other", "")
-
-        if self._width is not None:
-            detail = _crop(detail, self._width - _cells(f"{stamp} {kind} {pid} {ppid} {comm} "))
-        if not self._color:
-            return f"{stamp} {kind} {pid} {ppid} {comm} {detail}"
-        on, off = _ANSI[role]
+    def lines(self, events: list[Event]) -> list[str]:
+        """One line per event. The hot path of the pretty stream, so it works a
+        batch at a time with everything it needs in local variables, keeps
+        dictionary caches for what repeats (the clock's second, padded pids,
+        comms, statuses) and uses no format specs, which cost ~0.1 us each."""
+        if len(self._pids) >= _CACHE_MAX:  # bounded, checked once a batch
+            self._pids.clear()
+        if len(self._comms) >= _CACHE_MAX:
+            self._comms.clear()
+        offset, pids, comms, details = self._offset_ns, self._pids, self._comms, self._details
+        width, color = self._width, self._color
+        second_shown, hms = self._second, self._hms
         t_on, t_off = _ANSI["time"]
         c_on, c_off = _ANSI["comm"]
-        return f"{t_on}{stamp}{t_off} {on}{kind}{off} {pid} {ppid} {c_on}{comm}{c_off} {on}{detail}{off}"
+        out = []
+        for event in events:
+            wall = event.ts_ns + offset
+            second = wall // 1_000_000_000
+            if second != second_shown:
+                second_shown = second
+                hms = time.strftime("%H:%M:%S.", time.localtime(second))
+            stamp = hms + "%06d" % (wall % 1_000_000_000 // 1000)  # noqa: UP031 (faster than a format spec)
+            tgid = event.tgid
+            if event.pid == tgid:
+                pid = pids.get(tgid) or pids.setdefault(tgid, str(tgid).ljust(_PID_W))
+            else:
+                pid = f"{tgid}/{event.pid}".ljust(_PID_W)
+            ppid = pids.get(event.ppid) or pids.setdefault(event.ppid, str(event.ppid).ljust(_PID_W))
+            comm = comms.get(event.comm)
+            if comm is None:
+                shown = escape_bytes(event.comm)
+                comm = comms[event.comm] = shown + " " * (_COMM_W - _cells(shown))  # cells, not characters
+            kind = _KIND_COLUMN.get(event.kind) or event.kind.ljust(_KIND_W)
+            detailer = details.get(type(event))
+            role, detail = detailer(event) if detailer else ("other", "")
+            if width is not None:
+                detail = _crop(detail, width - _cells(f"{stamp} {kind} {pid} {ppid} {comm} "))
+            if color:
+                on, off = _ANSI[role]
+                out.append(f"{t_on}{stamp}{t_off} {on}{kind}{off} {pid} {ppid} {c_on}{comm}{c_off} {on}{detail}{off}")
+            else:
+                out.append(f"{stamp} {kind} {pid} {ppid} {comm} {detail}")
+        self._second, self._hms = second_shown, hms
+        return out
 
     def _describe(self, status: WaitStatus) -> str:
         text = self._statuses.get(status.raw)
@@ -359,7 +370,7 @@ class StreamRenderer:
     # Each returns (colour role, detail text).
 
     def _fork(self, ev: ForkEvent) -> tuple[str, str]:
-        if ev.thread:
+        if ev.clone_flags & CLONE_THREAD:
             return "fork", f"thread {ev.child_pid}"
         notes = []
         if ev.clone_flags & CLONE_VFORK:
@@ -397,12 +408,16 @@ class StreamRenderer:
         return "exec", " ".join(words)
 
     def _exit(self, ev: ExitEvent) -> tuple[str, str]:
-        who = "process" if ev.process_exit else "thread"
-        role = "exit_ok" if ev.status.raw == 0 else "exit_bad"
-        start = ev.start_ns if ev.process_exit else ev.task_start_ns
+        status = ev.status
+        described = self._statuses.get(status.raw) or self._describe(status)
+        role = "exit_bad" if status.raw else "exit_ok"
+        if ev.process_exit:
+            who, start = "process", ev.start_ns
+        else:
+            who, start = "thread", ev.task_start_ns
         if not start:  # the kernel side could not read it: no lifetime to speak of
-            return role, f"{who} {self._describe(ev.status)}"
-        return role, f"{who} {self._describe(ev.status)} after {format_duration(ev.lifetime_ns)}"
+            return role, f"{who} {described}"
+        return role, f"{who} {described} after {format_duration(ev.ts_ns - start)}"
 
     def _signal(self, ev: SignalEvent) -> tuple[str, str]:
         name = signal_name(ev.signo)
@@ -429,7 +444,8 @@ class StreamRenderer:
         return "signal_generate", text
 
     def _reap(self, ev: ReapEvent) -> tuple[str, str]:
-        return "reap", f"reaped {ev.reaped_pid} ({self._describe(ev.status)})"
+        described = self._statuses.get(ev.status.raw) or self._describe(ev.status)
+        return "reap", f"reaped {ev.reaped_pid} ({described})"
 
 
 # ---------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -28,6 +30,8 @@ HEADER_SIZE = 8
 
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+
+T = TypeVar("T")
 
 
 class RingReader:
@@ -40,13 +44,15 @@ class RingReader:
         self._producer = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data_start = page
 
-    def drain(self, out: list[bytes]) -> int:
-        """Append every complete record to `out`; returns how many.
+    def drain(self, decode: Callable[[bytes, int, int], T], out: list[T], errors: list[ValueError]) -> int:
+        """Append every complete record, decoded, to `out`; returns how many records.
 
         The data between the consumer and producer positions is copied out in
-        one slice (contiguous, since the data area is mapped twice) and walked
-        as bytes: cheaper per record than reading the shared map piecemeal.
-        A record found still busy ends the walk; the next drain resumes there.
+        one slice (contiguous, since the data area is mapped twice) and each
+        record is decoded where it lies in that copy: `decode(chunk, offset,
+        size)`. A record `decode` rejects with a ValueError goes to `errors`
+        and the walk goes on. A record found still busy ends the walk; the
+        next drain resumes there.
         """
         producer, consumer = self._producer, self._consumer
         u32 = _U32.unpack_from
@@ -67,7 +73,10 @@ class RingReader:
                     return count
                 size = length & ~(BUSY_BIT | DISCARD_BIT)
                 if not length & DISCARD_BIT:
-                    append(chunk[offset + HEADER_SIZE : offset + HEADER_SIZE + size])
+                    try:
+                        append(decode(chunk, offset + HEADER_SIZE, size))
+                    except ValueError as exc:
+                        errors.append(exc)
                     count += 1
                 offset += (size + HEADER_SIZE + 7) & ~7
             cons += offset

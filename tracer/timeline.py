@@ -362,6 +362,8 @@ def _append_capped(rec: Process, items: list[T], item: T) -> None:
 class ProcessTable:
     """The live table of processes, fed as a Sink (write, lost, status, close)."""
 
+    shows_status = False
+
     def __init__(self, keep_finished: int = KEEP_FINISHED, loss_window_ns: int = LOSS_WINDOW_NS) -> None:
         self.keep_finished = keep_finished
         self.loss_window_ns = loss_window_ns

@@ -7,6 +7,9 @@ processes on the machine may appear in the stream and are ignored.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -86,3 +89,35 @@ def test_closed_pipe_ends_quietly():
     json.loads(out)
     assert "Traceback" not in err
     assert "Exception" not in err
+
+
+def test_a_terminal_gets_a_status_line_with_rate_live_processes_and_losses():
+    """On a TTY the bottom line says how fast events come, how many processes
+    are alive (counted in /proc) and how many events were lost."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tracer", "--", "sleep", "1.3"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+        )
+        os.close(slave)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the tracer closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert proc.wait(timeout=30) == 0
+    finally:
+        os.close(master)
+    statuses = re.findall(rb"\r\x1b\[K([\d,]+) events/s \xc2\xb7 (\d+) live processes \xc2\xb7 (\d+) lost", screen)
+    assert statuses, screen[-500:]
+    assert all(int(live) > 1 for _, live, _ in statuses)  # this test and the tracer at least
+    assert all(lost == b"0" for _, _, lost in statuses)
+    assert screen.endswith(b"\r\x1b[K"), "the status line is cleared at the end"
