@@ -49,6 +49,7 @@ struct saved_args {
     u64 ptr;      /* execve: filename; wait4: stat_addr; waitid: infop */
     u64 argv;     /* execve: argv */
     u64 options;  /* wait4/waitid options */
+    u64 waitid;   /* saved by waitid (ptr is a siginfo), not wait4 (ptr is an int) */
 };
 BPF_HASH(saved_args_by_tid, u32, struct saved_args, 16384);
 
@@ -334,14 +335,13 @@ static __always_inline int exec_failed(void *ctx, long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+/* The exit of execve and of execveat: one program that tracer/probe.py attaches
+ * to both. Every sys_exit_* tracepoint has the same layout (tracer/bpf_source.py
+ * checks), and compiling and verifying this once instead of twice takes ~50 ms
+ * off the start-up. */
+int exec_syscall_exit(void *args)
 {
     return exec_failed(args, TP_FIELD(args, long, sys_exit_execve, ret));
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
-{
-    return exec_failed(args, TP_FIELD(args, long, sys_exit_execveat, ret));
 }
 #endif /* PT_HAVE_EXEC_SYSCALLS */
 
@@ -460,10 +460,10 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 }
 
 #ifdef PT_HAVE_WAIT_SYSCALLS
-static __always_inline int save_wait_args(u64 ptr, u64 options)
+static __always_inline int save_wait_args(u64 ptr, u64 options, u64 waitid)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct saved_args a = {.ptr = ptr, .options = options};
+    struct saved_args a = {.ptr = ptr, .options = options, .waitid = waitid};
     saved_args_by_tid.update(&tid, &a);
     return 0;
 }
@@ -471,89 +471,89 @@ static __always_inline int save_wait_args(u64 ptr, u64 options)
 TRACEPOINT_PROBE(syscalls, sys_enter_wait4)
 {
     return save_wait_args(TP_FIELD(args, u64, sys_enter_wait4, stat_addr),
-                          TP_FIELD(args, u64, sys_enter_wait4, options));
+                          TP_FIELD(args, u64, sys_enter_wait4, options), 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_waitid)
 {
     return save_wait_args(TP_FIELD(args, u64, sys_enter_waitid, infop),
-                          TP_FIELD(args, u64, sys_enter_waitid, options));
+                          TP_FIELD(args, u64, sys_enter_waitid, options), 1);
 }
 
-static __always_inline void emit_reap(void *ctx, u32 reaped, u32 status)
+/* wait4 returned `ret`: the reaped pid, with the status it wrote, or 0 when this
+ * was no reap (an error, WNOHANG with nothing to reap, a stop or continue report). */
+static __always_inline u32 wait4_reaped(struct saved_args *a, long ret, u32 *status)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    struct pt_reap ev = {};
+    int st = 0;
 
-    if (!is_followed(id >> 32) && !is_followed(reaped))
-        return;
-    fill_header(&ev.h, PT_REAP, (void *)bpf_get_current_task());
-    ev.reaped_pid = reaped;
-    ev.status = status;
-    submit(ctx, &ev, sizeof(ev));
-#ifdef PT_FOLLOW
-    followed.delete(&reaped);
-#endif
-}
-
-static __always_inline struct saved_args *take_saved(struct saved_args *copy)
-{
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    struct saved_args *a = saved_args_by_tid.lookup(&tid);
-    if (!a)
+    if (ret <= 0)
         return 0;
-    *copy = *a;
-    saved_args_by_tid.delete(&tid);
-    return copy;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_wait4)
-{
-    long ret = TP_FIELD(args, long, sys_exit_wait4, ret);
-    struct saved_args copy;
-    int status = 0;
-
-    if (!take_saved(&copy) || ret <= 0)
-        return 0;
-    if (copy.ptr) {
-        if (bpf_probe_read_user(&status, sizeof(status), (void *)copy.ptr))
+    if (a->ptr) {
+        if (bpf_probe_read_user(&st, sizeof(st), (void *)a->ptr))
             return 0;
         /* A stopped or continued child is reported, not reaped. */
-        if ((status & 0xff) == 0x7f || status == 0xffff)
+        if ((st & 0xff) == 0x7f || st == 0xffff)
             return 0;
-    } else if (copy.options & (WUNTRACED_FLAG | WCONTINUED_FLAG)) {
+    } else if (a->options & (WUNTRACED_FLAG | WCONTINUED_FLAG)) {
         return 0; /* cannot tell a stop report from a reap without the status */
     }
-    emit_reap(args, (u32)ret, status);
-    return 0;
+    *status = st;
+    return (u32)ret;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_waitid)
+/* The same for waitid, whose siginfo says what happened: rebuilt as a wait status. */
+static __always_inline u32 waitid_reaped(struct saved_args *a, long ret, u32 *status)
 {
-    long ret = TP_FIELD(args, long, sys_exit_waitid, ret);
-    struct saved_args copy;
     /* siginfo for SIGCHLD: si_code at 8, si_pid at 16, si_status at 24. */
     int si[7] = {};
-    u32 status;
 
-    if (!take_saved(&copy) || ret != 0 || !copy.ptr || (copy.options & WNOWAIT_FLAG))
+    if (ret != 0 || !a->ptr || (a->options & WNOWAIT_FLAG))
         return 0;
-    if (bpf_probe_read_user(&si, sizeof(si), (void *)copy.ptr) || si[4] == 0)
+    if (bpf_probe_read_user(&si, sizeof(si), (void *)a->ptr) || si[4] == 0)
         return 0;
     switch (si[2]) {
     case 1: /* CLD_EXITED */
-        status = (si[6] & 0xff) << 8;
+        *status = (si[6] & 0xff) << 8;
         break;
     case 2: /* CLD_KILLED */
-        status = si[6] & 0x7f;
+        *status = si[6] & 0x7f;
         break;
     case 3: /* CLD_DUMPED */
-        status = (si[6] & 0x7f) | 0x80;
+        *status = (si[6] & 0x7f) | 0x80;
         break;
     default: /* stopped, continued, trapped: not a reap */
         return 0;
     }
-    emit_reap(args, si[4], status);
+    return (u32)si[4];
+}
+
+/* The exit of wait4 and of waitid: one program, attached to both by
+ * tracer/probe.py (as exec_syscall_exit is), that tells them apart by what
+ * the entry saved. */
+int wait_syscall_exit(void *args)
+{
+    long ret = TP_FIELD(args, long, sys_exit_wait4, ret);
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tid = (u32)id;
+    struct saved_args *a = saved_args_by_tid.lookup(&tid);
+    struct saved_args copy;
+    struct pt_reap ev = {};
+    u32 reaped, status = 0;
+
+    if (!a)
+        return 0;
+    copy = *a;
+    saved_args_by_tid.delete(&tid);
+    reaped = copy.waitid ? waitid_reaped(&copy, ret, &status) : wait4_reaped(&copy, ret, &status);
+    if (!reaped || (!is_followed(id >> 32) && !is_followed(reaped)))
+        return 0;
+    fill_header(&ev.h, PT_REAP, (void *)bpf_get_current_task());
+    ev.reaped_pid = reaped;
+    ev.status = status;
+    submit(args, &ev, sizeof(ev));
+#ifdef PT_FOLLOW
+    followed.delete(&reaped);
+#endif
     return 0;
 }
 #endif /* PT_HAVE_WAIT_SYSCALLS */

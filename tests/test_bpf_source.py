@@ -15,10 +15,12 @@ from tracer.bpf_source import (
     EXEC_SYSCALLS,
     OPTIONAL_FIELDS,
     REQUIRED_FIELDS,
+    SHARED_PROGRAMS,
     WAIT_SYSCALLS,
     ProgramOptions,
     build_source,
     field_macros,
+    shared_attachments,
     tracepoints_used,
 )
 from tracer.kernel_layout import MEMBERS, macro_name
@@ -253,9 +255,47 @@ def test_every_tracepoint_field_in_the_program_is_declared_in_python() -> None:
     assert undeclared == set()
 
 
-def test_every_tracepoint_probe_in_the_program_is_in_tracepoints_used() -> None:
-    probes = set(re.findall(r"TRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)", program_code()))
-    assert probes == set(tracepoints_used())
+def test_every_tracepoint_used_has_exactly_one_program() -> None:
+    """Each is a TRACEPOINT_PROBE (attached by bcc) or served by a shared program
+    (attached by name), never both and never neither."""
+    probes = re.findall(r"TRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)", program_code())
+    shared = [key for _program, keys, _group in SHARED_PROGRAMS for key in keys]
+    assert sorted(probes + shared) == sorted(tracepoints_used())
+
+
+def test_every_shared_program_is_a_function_of_the_program() -> None:
+    for program, _keys, _group in SHARED_PROGRAMS:
+        assert re.search(rf"^int {program}\(void \*args\)$", program_code(), re.M), program
+
+
+def test_shared_programs_are_attached_to_each_of_their_tracepoints() -> None:
+    assert shared_attachments(formats("6.18")) == [
+        ("syscalls:sys_exit_execve", "exec_syscall_exit"),
+        ("syscalls:sys_exit_execveat", "exec_syscall_exit"),
+        ("syscalls:sys_exit_wait4", "wait_syscall_exit"),
+        ("syscalls:sys_exit_waitid", "wait_syscall_exit"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("missing", "program", "other"),
+    [(key, "exec_syscall_exit", "wait_syscall_exit") for key in EXEC_SYSCALLS]
+    + [(key, "wait_syscall_exit", "exec_syscall_exit") for key in WAIT_SYSCALLS],
+)
+def test_a_shared_program_compiled_out_is_not_attached(missing, program, other) -> None:
+    """A kernel without one tracepoint of a group compiles the group's code out
+    (its PT_HAVE_* switch): its shared program must not be attached either."""
+    attached = {name for _tp, name in shared_attachments(formats("6.18", drop=(missing,)))}
+    assert attached == {other}
+
+
+def test_a_shared_program_refuses_tracepoints_that_lay_out_its_fields_differently() -> None:
+    fmts = formats("6.18")
+    key = ("syscalls", "sys_exit_execveat")
+    ret = fmts[key].fields["ret"]
+    fmts[key] = replace(fmts[key], fields={**fmts[key].fields, "ret": replace(ret, offset=ret.offset + 8)})
+    with pytest.raises(FormatError, match="lay out 'ret' differently"):
+        build_source(FAKE_OFFSETS, fmts, ProgramOptions())
 
 
 def test_every_tp_macro_the_program_needs_is_defined_for_a_new_kernel() -> None:

@@ -44,6 +44,15 @@ WAIT_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ("syscalls", "sys_exit_waitid"): ("ret",),
 }
 
+# Programs that serve several tracepoints, attached by name (tracer/probe.py)
+# rather than by bcc's TRACEPOINT_PROBE convention: (program, its tracepoints,
+# the group whose presence compiles it in). Its fields are read at the first
+# tracepoint's offsets.
+SHARED_PROGRAMS: tuple[tuple[str, tuple[tuple[str, str], ...], dict[tuple[str, str], tuple[str, ...]]], ...] = (
+    ("exec_syscall_exit", (("syscalls", "sys_exit_execve"), ("syscalls", "sys_exit_execveat")), EXEC_SYSCALLS),
+    ("wait_syscall_exit", (("syscalls", "sys_exit_wait4"), ("syscalls", "sys_exit_waitid")), WAIT_SYSCALLS),
+)
+
 ARGV_MAX_DEFAULT = 4096
 ARGV_MAX_LIMIT = 28 * 1024  # a per-CPU map value holds at most 32 KiB
 
@@ -89,8 +98,9 @@ def build_source(
         lines += field_macros(formats[key], names)
     for key, names in OPTIONAL_FIELDS.items():
         lines += field_macros(formats[key], names, required=False)
+    check_shared_layouts(formats)
     for switch, group in (("PT_HAVE_EXEC_SYSCALLS", EXEC_SYSCALLS), ("PT_HAVE_WAIT_SYSCALLS", WAIT_SYSCALLS)):
-        if all(key in formats for key in group):
+        if _enabled(group, formats):
             lines.append(f"#define {switch} 1")
             for key, names in group.items():
                 lines += field_macros(formats[key], names)
@@ -108,6 +118,37 @@ def build_source(
     lines.append((BPF_DIR / "event.h").read_text())
     lines.append((BPF_DIR / "proctrace.bpf.c").read_text())
     return "\n".join(lines) + "\n"
+
+
+def _enabled(group: dict[tuple[str, str], tuple[str, ...]], formats: dict[tuple[str, str], TracepointFormat]) -> bool:
+    return all(key in formats for key in group)
+
+
+def check_shared_layouts(formats: dict[tuple[str, str], TracepointFormat]) -> None:
+    """A shared program reads its fields at the first tracepoint's offsets:
+    every other tracepoint it serves must have them at the same place."""
+    for _program, keys, group in SHARED_PROGRAMS:
+        if not _enabled(group, formats):
+            continue
+        first = keys[0]
+        for key in keys[1:]:
+            for name in group[first]:
+                here, there = formats[first].fields[name], formats[key].fields[name]
+                if (here.offset, here.data_loc) != (there.offset, there.data_loc):
+                    raise FormatError(
+                        f"tracepoints {first[1]} and {key[1]} lay out {name!r} differently "
+                        f"(offset {here.offset} and {there.offset}); one program cannot serve both"
+                    )
+
+
+def shared_attachments(formats: dict[tuple[str, str], TracepointFormat]) -> list[tuple[str, str]]:
+    """("category:event", program) for each tracepoint a shared program serves on this kernel."""
+    return [
+        (f"{category}:{event}", program)
+        for program, keys, group in SHARED_PROGRAMS
+        if _enabled(group, formats)
+        for category, event in keys
+    ]
 
 
 def tracepoints_used() -> list[tuple[str, str]]:

@@ -12,7 +12,14 @@ import os
 import select
 from types import ModuleType
 
-from tracer.bpf_source import EXEC_SYSCALLS, WAIT_SYSCALLS, ProgramOptions, build_source, tracepoints_used
+from tracer.bpf_source import (
+    EXEC_SYSCALLS,
+    WAIT_SYSCALLS,
+    ProgramOptions,
+    build_source,
+    shared_attachments,
+    tracepoints_used,
+)
 from tracer.events import Event
 from tracer.kernel_layout import kernel_offsets
 from tracer.ringbuf import RingReader
@@ -49,10 +56,14 @@ class Probe:
         self.options = options
         self._batch: list[Event] = []
         self._errors: list[ValueError] = []
-        source = build_source(kernel_offsets(), read_formats(), options)
+        formats = read_formats()
+        source = build_source(kernel_offsets(), formats, options)
         try:
             self._bpf = bcc.BPF(text=source.encode())
-        except Exception as exc:  # bcc raises bare Exception for compile/load failures
+            # bcc attaches TRACEPOINT_PROBE programs itself; these serve several tracepoints.
+            for tracepoint, program in shared_attachments(formats):
+                self._bpf.attach_tracepoint(tp=tracepoint, fn_name=program)
+        except Exception as exc:  # bcc raises bare Exception for compile/load/attach failures
             raise ProbeError(f"the BPF program did not load: {exc}") from exc
         self._ring: RingReader | None = None
         if options.ring_buffer:

@@ -68,6 +68,22 @@ def test_stop_and_continue_are_traced(trace):
     assert len(conts) == 1 and conts[0]["sender_pid"] == parent["tgid"]
     assert conts[0]["ts_ns"] > stops[0]["ts_ns"]
     assert t.process_exit(child)["signal"] == "SIGTERM"
+    # wait4 collected a stop report and a continue report before the reap: neither is a reap.
+    (reap,) = t.of_type("reap", reaped_pid=child)
+    assert reap["signal"] == "SIGTERM"
+
+
+def test_waitid_reaps_carry_the_status_rebuilt_from_siginfo(trace):
+    t = trace(workload("waitid_reaps.py"))
+    assert t.returncode == 0, t.stderr
+    exits, killed, stopped = (int(pid) for pid in t.stdout.split())
+    (reap,) = t.of_type("reap", reaped_pid=exits)
+    assert (reap["exit_code"], reap["signal"]) == (5, None)
+    (reap,) = t.of_type("reap", reaped_pid=killed)
+    assert (reap["exit_code"], reap["signal"]) == (None, "SIGKILL")
+    # waitid(WSTOPPED) collected a stop report first: only the real reap counts.
+    (reap,) = t.of_type("reap", reaped_pid=stopped)
+    assert (reap["exit_code"], reap["signal"]) == (0, None)
 
 
 def test_zombie_exit_and_reap_are_apart(trace):
