@@ -28,6 +28,20 @@
 #define KREAD(dst, base, off) \
     bpf_probe_read_kernel(&(dst), sizeof(dst), (void *)((char *)(base) + (off)))
 
+/* Reading user memory (argv of a failed exec, wait statuses). bcc checks every
+ * call it sees to bpf_probe_read_user and _str against /proc/kallsyms, to fall back
+ * to bpf_probe_read on kernels before 5.5, and that reads all of it once more
+ * (120k symbols here): ~150 ms of start-up. The kernel's BTF already says
+ * whether it has the helpers (KHAS_*, tracer/kernel_layout.py), so the program
+ * calls them under names of its own. */
+#if KHAS_BPF_FUNC_probe_read_user && KHAS_BPF_FUNC_probe_read_user_str
+static long (*pt_read_user)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user;
+static long (*pt_read_user_str)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user_str;
+#else
+#define pt_read_user bpf_probe_read
+#define pt_read_user_str bpf_probe_read_str
+#endif
+
 #ifdef PT_RINGBUF
 BPF_RINGBUF_OUTPUT(events, PT_BUFFER_PAGES);
 #else
@@ -176,7 +190,7 @@ static __always_inline void read_argv(struct pt_exec *ev, u8 *tail, u64 start, u
     }
     if (off > PT_FILENAME_MAX)
         off = PT_FILENAME_MAX;
-    if (len && bpf_probe_read_user(tail + off, len, (void *)start) == 0)
+    if (len && pt_read_user(tail + off, len, (void *)start) == 0)
         ev->argv_len = len;
     else if (len)
         ev->flags |= PT_EXEC_ARGV_UNREADABLE;
@@ -304,7 +318,7 @@ static __always_inline int exec_failed(void *ctx, long ret)
     ev->flags = 0;
     ev->argv_len = 0;
     ev->_pad = 0;
-    n = bpf_probe_read_user_str(tail, PT_FILENAME_MAX, (void *)saved.ptr);
+    n = pt_read_user_str(tail, PT_FILENAME_MAX, (void *)saved.ptr);
     ev->filename_len = filename_len(n);
     if (n >= PT_FILENAME_MAX)
         ev->flags |= PT_EXEC_FILENAME_TRUNCATED;
@@ -313,13 +327,13 @@ static __always_inline int exec_failed(void *ctx, long ret)
 #pragma clang loop unroll(disable) /* a bounded loop (5.3+): small code, quick to compile */
     for (int i = 0; i < PT_FAILED_ARGC_MAX; i++) {
         u64 p = 0;
-        if (bpf_probe_read_user(&p, sizeof(p), (void *)(saved.argv + i * sizeof(u64))) || !p)
+        if (pt_read_user(&p, sizeof(p), (void *)(saved.argv + i * sizeof(u64))) || !p)
             break;
         if (off > PT_FILENAME_MAX + PT_ARGV_MAX - PT_FAILED_ARG_MAX) {
             ev->flags |= PT_EXEC_ARGV_TRUNCATED;
             break;
         }
-        n = bpf_probe_read_user_str(tail + off, PT_FAILED_ARG_MAX, (void *)p);
+        n = pt_read_user_str(tail + off, PT_FAILED_ARG_MAX, (void *)p);
         if (n <= 0) {
             ev->flags |= PT_EXEC_ARGV_UNREADABLE;
             break;
@@ -489,7 +503,7 @@ static __always_inline u32 wait4_reaped(struct saved_args *a, long ret, u32 *sta
     if (ret <= 0)
         return 0;
     if (a->ptr) {
-        if (bpf_probe_read_user(&st, sizeof(st), (void *)a->ptr))
+        if (pt_read_user(&st, sizeof(st), (void *)a->ptr))
             return 0;
         /* A stopped or continued child is reported, not reaped. */
         if ((st & 0xff) == 0x7f || st == 0xffff)
@@ -509,7 +523,7 @@ static __always_inline u32 waitid_reaped(struct saved_args *a, long ret, u32 *st
 
     if (ret != 0 || !a->ptr || (a->options & WNOWAIT_FLAG))
         return 0;
-    if (bpf_probe_read_user(&si, sizeof(si), (void *)a->ptr) || si[4] == 0)
+    if (pt_read_user(&si, sizeof(si), (void *)a->ptr) || si[4] == 0)
         return 0;
     switch (si[2]) {
     case 1: /* CLD_EXITED */

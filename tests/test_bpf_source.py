@@ -23,14 +23,17 @@ from tracer.bpf_source import (
     shared_attachments,
     tracepoints_used,
 )
-from tracer.kernel_layout import MEMBERS, macro_name
+from tracer.kernel_layout import HELPERS, MEMBERS, helper_macro, macro_name
 from tracer.tpformat import Field, FormatError, TracepointFormat, parse_format
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 PROGRAM = bpf_source.BPF_DIR / "proctrace.bpf.c"
 ALL_KEYS = [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS]
 # Distinct, recognisable values: a swapped pair would show.
-FAKE_OFFSETS = {macro_name(s, m): 1000 + 8 * i for i, (s, m) in enumerate(MEMBERS)}
+FAKE_OFFSETS = {
+    **{macro_name(s, m): 1000 + 8 * i for i, (s, m) in enumerate(MEMBERS)},
+    **{helper_macro(h): 1 for h in HELPERS},
+}
 
 
 def formats(kernel: str, drop: tuple[tuple[str, str], ...] = ()) -> dict[tuple[str, str], TracepointFormat]:
@@ -244,6 +247,15 @@ def test_every_member_kernel_layout_reads_is_used_by_the_program() -> None:
     # An unused member still has to exist in the kernel's BTF, or startup fails for nothing.
     used = set(re.findall(r"\bKOFF_\w+", program_code()))
     assert {macro_name(s, m) for s, m in MEMBERS} - used == set()
+
+
+def test_the_helpers_the_program_asks_about_are_the_ones_kernel_layout_checks() -> None:
+    assert set(re.findall(r"\bKHAS_\w+", PROGRAM.read_text())) == {helper_macro(h) for h in HELPERS}
+
+
+def test_the_program_never_names_the_user_read_helpers_that_cost_bcc_a_kallsyms_scan() -> None:
+    """bcc reads all of /proc/kallsyms for each compile that calls them by name (~150 ms)."""
+    assert re.findall(r"\bbpf_probe_read_user(?:_str)?\b", program_code()) == []
 
 
 def test_every_tracepoint_field_in_the_program_is_declared_in_python() -> None:

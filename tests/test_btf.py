@@ -11,6 +11,8 @@ import pytest
 from tracer.btf import (
     BTF_MAGIC,
     KIND_CONST,
+    KIND_ENUM,
+    KIND_ENUM64,
     KIND_INT,
     KIND_PTR,
     KIND_STRUCT,
@@ -83,6 +85,14 @@ class BtfBuilder:
             trailer += struct.pack("<III", self._name(mname), mtype, offset)
         kind = KIND_UNION if union else KIND_STRUCT
         return self._add(name, kind, len(members), size, trailer, kind_flag)
+
+    def add_enum(self, name: str, values: list[tuple[str, int]], signed: bool = False) -> int:
+        trailer = b"".join(struct.pack("<Ii" if signed else "<II", self._name(n), v) for n, v in values)
+        return self._add(name, KIND_ENUM, len(values), 4, trailer, kind_flag=signed)
+
+    def add_enum64(self, name: str, values: list[tuple[str, int]]) -> int:
+        trailer = b"".join(struct.pack("<III", self._name(n), v & 0xFFFFFFFF, v >> 32) for n, v in values)
+        return self._add(name, KIND_ENUM64, len(values), 8, trailer)
 
     def blob(self, *, types_last: bool = False, magic: int = BTF_MAGIC, types: bytes | None = None) -> bytes:
         type_sec = b"".join(self._types) if types is None else types
@@ -277,6 +287,31 @@ def test_name_offset_past_the_string_section_raises() -> None:
         Btf(b.blob())
 
 
+def test_enumerators_give_names_and_values_of_an_enum() -> None:
+    b = BtfBuilder()
+    b.add_enum("bpf_func_id", [("BPF_FUNC_unspec", 0), ("BPF_FUNC_probe_read_user", 112)])
+    assert Btf(b.blob()).enumerators("bpf_func_id") == {"BPF_FUNC_unspec": 0, "BPF_FUNC_probe_read_user": 112}
+
+
+def test_enumerators_of_a_signed_enum_are_negative_where_the_bits_say() -> None:
+    b = BtfBuilder()
+    b.add_enum("e", [("MINUS_ONE", -1)], signed=True)
+    assert Btf(b.blob()).enumerators("e") == {"MINUS_ONE": -1}
+
+
+def test_enumerators_of_a_64_bit_enum_join_both_halves() -> None:
+    b = BtfBuilder()
+    b.add_enum64("big", [("HIGH", 1 << 40 | 7)])
+    assert Btf(b.blob()).enumerators("big") == {"HIGH": 1 << 40 | 7}
+
+
+def test_missing_enum_raises_with_its_name() -> None:
+    b = BtfBuilder()
+    b.add_int("int", 4)
+    with pytest.raises(BtfError, match="no enum named 'bpf_func_id'"):
+        Btf(b.blob()).enumerators("bpf_func_id")
+
+
 def test_member_with_an_out_of_range_type_id_raises() -> None:
     b = BtfBuilder()
     b.add_composite("s", 8, [("", 99, 0)])  # an anonymous member of a type that does not exist
@@ -296,6 +331,11 @@ def vmlinux() -> Btf:
 def test_real_kernel_tgid_follows_pid_in_task_struct(vmlinux: Btf) -> None:
     # pid_t pid; pid_t tgid; are adjacent in every kernel's task_struct.
     assert vmlinux.offsetof("task_struct", "pid") + 4 == vmlinux.offsetof("task_struct", "tgid")
+
+
+def test_real_kernel_names_the_user_read_helpers_in_its_helper_enum(vmlinux: Btf) -> None:
+    helpers = vmlinux.enumerators("bpf_func_id")
+    assert helpers["BPF_FUNC_probe_read_user"] > helpers["BPF_FUNC_map_lookup_elem"] > 0
 
 
 def test_real_kernel_offsets_proctrace_reads_lie_within_their_structs(vmlinux: Btf) -> None:

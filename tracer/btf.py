@@ -102,6 +102,7 @@ class Btf:
             raise BtfError("BTF sections run past the end of the blob")
         self._types: list[_Type | None] = [None]  # type id 0 is void
         self._composites: dict[str, int] = {}
+        self._enums: dict[str, int] = {}
         self._parse_types(type_len)
 
     @classmethod
@@ -123,6 +124,7 @@ class Btf:
         unpack = header.unpack_from
         trailers = _TRAILER
         composites = self._composites
+        enums = self._enums
         types = self._types
         while pos < end:
             if pos + 12 > end:
@@ -139,6 +141,9 @@ class Btf:
                 name = self._string(name_off)
                 # The first definition wins; forward declarations are KIND_FWD.
                 composites.setdefault(name, len(types))
+            elif kind in (KIND_ENUM, KIND_ENUM64) and name_off:
+                name = self._string(name_off)
+                enums.setdefault(name, len(types))
             types.append(_Type(kind, name, size_or_type, pos + 12, vlen, bool(info >> 31)))
             pos += 12 + fixed + per_item * vlen
         if pos != end:
@@ -197,6 +202,26 @@ class Btf:
         if total_bits % 8:
             raise BtfError(f"{struct_name}.{member_path} is a bitfield")
         return total_bits // 8
+
+    def enumerators(self, enum_name: str) -> dict[str, int]:
+        """The names and values of `enum enum_name`."""
+        try:
+            t = self._types[self._enums[enum_name]]
+        except KeyError:
+            raise BtfError(f"no enum named {enum_name!r} in BTF") from None
+        assert t is not None
+        out = {}
+        signed = t.kind_flag  # for an enum, the kind flag says its values are signed
+        for i in range(t.vlen):
+            if t.kind == KIND_ENUM:
+                name_off, value = struct.unpack_from("<Ii" if signed else "<II", self._blob, t.trailer + 8 * i)
+            else:
+                name_off, lo, hi = struct.unpack_from("<III", self._blob, t.trailer + 12 * i)
+                value = (hi << 32) | lo
+                if signed and value >= 1 << 63:
+                    value -= 1 << 64
+            out[self._string(name_off)] = value
+        return out
 
     def sizeof(self, struct_name: str) -> int:
         return self._resolve(self.struct_id(struct_name)).size_or_type

@@ -1,4 +1,5 @@
-"""The kernel struct offsets proctrace reads, taken from the running kernel's BTF.
+"""What the BPF program needs to know of the running kernel, from its BTF: the
+offsets of the struct members it reads, and which BPF helpers the kernel has.
 
 Parsing vmlinux BTF costs ~0.2 s, so the answer is cached per kernel build
 (release + build string + BTF size): a different kernel never reuses offsets.
@@ -35,18 +36,36 @@ MEMBERS: tuple[tuple[str, str], ...] = (
 )
 
 
+# BPF helpers the program calls under its own name where the kernel has them
+# (bpf/proctrace.bpf.c says why): KHAS_<helper> is 1 or 0.
+HELPERS: tuple[str, ...] = ("BPF_FUNC_probe_read_user", "BPF_FUNC_probe_read_user_str")
+
+
 def macro_name(struct: str, member: str) -> str:
     return f"KOFF_{struct}_{member}"
 
 
+def helper_macro(helper: str) -> str:
+    return f"KHAS_{helper}"
+
+
+def macro_names() -> set[str]:
+    return {macro_name(s, m) for s, m in MEMBERS} | {helper_macro(h) for h in HELPERS}
+
+
 def offsets_from_btf(btf: Btf) -> dict[str, int]:
-    return {macro_name(s, m): btf.offsetof(s, m) for s, m in MEMBERS}
+    """The prelude's kernel facts: member offsets, and 1 or 0 for each helper
+    (whether the kernel's enum bpf_func_id names it)."""
+    facts = {macro_name(s, m): btf.offsetof(s, m) for s, m in MEMBERS}
+    known = btf.enumerators("bpf_func_id")
+    facts.update({helper_macro(h): int(h in known) for h in HELPERS})
+    return facts
 
 
 def _build_key(btf_path: Path) -> str:
     uname = platform.uname()
     st = btf_path.stat()
-    raw = f"{uname.release}|{uname.version}|{st.st_size}|{len(MEMBERS)}|{MEMBERS}"
+    raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{HELPERS}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -58,7 +77,7 @@ def kernel_offsets(btf_path: Path = VMLINUX_BTF, cache_dir: Path | None = CACHE_
     if cache_file is not None:
         try:
             cached = json.loads(cache_file.read_text())
-            if set(cached) == {macro_name(s, m) for s, m in MEMBERS}:
+            if set(cached) == macro_names():
                 return {k: int(v) for k, v in cached.items()}
         except (OSError, ValueError):
             pass
