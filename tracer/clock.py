@@ -24,10 +24,11 @@ class Clock:
 
     def iso(self, ts_ns: int) -> str:
         """ISO 8601 UTC with microseconds; the formatted second is cached, since
-        consecutive events almost always share it."""
+        consecutive events almost always share it. This runs for every event of
+        --json and of a recording, hence the % formatting (faster than a format spec)."""
         wall = ts_ns + self.offset_ns
-        second, frac = divmod(wall, 1_000_000_000)
+        second = wall // 1_000_000_000
         if second != self._iso_second:
             self._iso_second = second
-            self._iso_prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._iso_prefix}.{frac // 1000:06d}Z"
+            self._iso_prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        return self._iso_prefix + "%06dZ" % (wall % 1_000_000_000 // 1000)  # noqa: UP031

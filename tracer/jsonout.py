@@ -15,6 +15,7 @@ from typing import Any
 
 from tracer.clock import Clock
 from tracer.events import (
+    CLONE_THREAD,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     SIGNAL_RESULTS,
@@ -113,8 +114,21 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
 # tests/test_jsonout.py checks the two agree to the byte on arbitrary events.
 
 
+_CACHE_MAX = 4096  # entries per cache below, so a long session cannot grow them without bound
+_quoted: dict[bytes, str] = {}
+
+
 def _q(raw: bytes) -> str:
-    return _quote(raw.decode("utf-8", "surrogateescape"))
+    """`raw` as a JSON string. Names and arguments recur (comms, flags, paths),
+    so short ones are quoted once."""
+    quoted = _quoted.get(raw)
+    if quoted is None:
+        quoted = _quote(raw.decode("utf-8", "surrogateescape"))
+        if len(raw) <= 256:
+            if len(_quoted) >= _CACHE_MAX:
+                _quoted.clear()
+            _quoted[raw] = quoted
+    return quoted
 
 
 def _b(flag: bool) -> str:
@@ -141,17 +155,26 @@ def _exec_json(ev: ExecEvent, clock: Clock) -> str:
 def _fork_json(ev: ForkEvent, clock: Clock) -> str:
     return (
         f'{_head(ev, clock)},"child_pid":{ev.child_pid},"child_tgid":{ev.child_tgid},"child_ppid":{ev.child_ppid},'
-        f'"thread":{_b(ev.thread)},"clone_flags":{ev.clone_flags}}}'
+        f'"thread":{"true" if ev.clone_flags & CLONE_THREAD else "false"},"clone_flags":{ev.clone_flags}}}'
     )
+
+
+_status_texts: dict[int, str] = {}
 
 
 def _status_json(st: WaitStatus) -> str:
-    code = st.exit_code
-    sig = st.signal
-    return (
-        f'"exit_code":{"null" if code is None else code},"signal":{"null" if sig is None else _quote(sig)},'
-        f'"core_dumped":{_b(st.core_dumped)},"status":{st.raw}'
-    )
+    text = _status_texts.get(st.raw)
+    if text is None:
+        code = st.exit_code
+        sig = st.signal
+        text = (
+            f'"exit_code":{"null" if code is None else code},"signal":{"null" if sig is None else _quote(sig)},'
+            f'"core_dumped":{_b(st.core_dumped)},"status":{st.raw}'
+        )
+        if len(_status_texts) >= _CACHE_MAX:
+            _status_texts.clear()
+        _status_texts[st.raw] = text
+    return text
 
 
 def _exit_json(ev: ExitEvent, clock: Clock) -> str:
