@@ -321,3 +321,14 @@ def test_every_tp_macro_the_program_needs_is_defined_for_a_new_kernel() -> None:
             if name not in d:
                 missing.append(name)
     assert missing == []
+
+
+def test_a_ring_buffer_submit_that_fails_is_tried_once_more_before_it_counts_as_lost() -> None:
+    """The ring's lock can give up under contention with room to spare (6.15+):
+    one retry, then count_lost() only if that fails too."""
+    body = re.search(r"void submit\(.*?\n\}", program_code(), re.S)
+    assert body, "submit() not found"
+    ring_part = body.group(0).split("#else")[0]
+    calls = [m.start() for m in re.finditer(r"events\.ringbuf_output\(", ring_part)]
+    assert len(calls) == 2
+    assert body.group(0).index("count_lost()") > calls[1]
