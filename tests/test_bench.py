@@ -486,3 +486,36 @@ def test_the_slowdown_target_says_how_many_runs_were_disturbed():
     doc["storm"]["proctrace"]["disturbed_runs"] = 1
     slowdown = next(t for t in bench.evaluate_targets(doc) if t.name == "storm slowdown (median)")
     assert "1 of 3 runs disturbed" in slowdown.value
+
+
+# ---- between runs ---------------------------------------------------------------
+
+
+def _stopped_tracer(before: set[str]):
+    tracer = object.__new__(bench.TracerProcess)  # the waiting logic alone, no process
+    tracer._tracers_before = before
+    return tracer
+
+
+def test_a_stopped_tracer_is_waited_for_until_its_probes_are_detached(monkeypatch):
+    """proctrace detaches in a child after it exits: the next run must not start
+    while those probes still fire (they would count against it)."""
+    polls = iter([["ptbench[7]", "proctrace[42]"], ["ptbench[7]", "proctrace[42]"], ["ptbench[7]"]])
+    seen = []
+
+    def fake_tracers(_ours):
+        seen.append(1)
+        return next(polls)
+
+    monkeypatch.setattr(bench, "foreign_tracers", fake_tracers)
+    monkeypatch.setattr(bench.time, "sleep", lambda _s: None)
+    _stopped_tracer({"ptbench[7]"})._wait_detached()
+    assert len(seen) == 3  # waited through two polls that still saw the probes
+
+
+def test_the_wait_for_detached_probes_gives_up_after_its_timeout(monkeypatch):
+    clock = iter(range(0, 1000))
+    monkeypatch.setattr(bench, "foreign_tracers", lambda _ours: ["stuck[9]"])
+    monkeypatch.setattr(bench.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(bench.time, "sleep", lambda _s: None)
+    _stopped_tracer(set())._wait_detached(timeout=5.0)  # returns rather than hanging
