@@ -1,4 +1,5 @@
-"""tracer/live.py's drain timer: short when idle, longer under load when the buffer has room."""
+"""tracer/live.py: the drain timer (short when idle, longer under load when the
+buffer has room) and the status line's text."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from tracer.live import (
     BUSY_MIN_BUFFER,
     DRAIN_INTERVAL_S,
     drain_interval,
+    status_text,
 )
 
 DEFAULT_RING = 4 << 20
@@ -40,3 +42,7 @@ def test_the_busy_interval_fits_a_storm_in_the_smallest_buffer_it_is_used_with()
     """At 20k events/s of ~200 bytes (twice the bench storm), one busy interval
     must fill under a quarter of the smallest buffer that gets it."""
     assert 20_000 * 200 * BUSY_DRAIN_INTERVAL_S < BUSY_MIN_BUFFER / 4
+
+
+def test_the_status_line_reads_rate_live_processes_and_losses() -> None:
+    assert status_text(1234.4, 56, 0) == "1,234 events/s · 56 live processes · 0 lost"

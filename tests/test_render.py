@@ -38,7 +38,6 @@ from tracer.render import (
     escape_bytes,
     format_duration,
     shell_quote,
-    status_text,
 )
 
 EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC
@@ -533,10 +532,6 @@ def test_width_in_colour_mode_counts_only_visible_cells():
 )
 def test_format_duration_is_short_and_human(ns: int, text: str):
     assert format_duration(ns) == text
-
-
-def test_status_text_reads_rate_live_and_lost():
-    assert status_text(1234.4, 56, 0) == "1234 events/s · 56 live · 0 lost"
 
 
 class RecordingStream:

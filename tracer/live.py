@@ -57,6 +57,11 @@ class StopFlag:
         return self.signo is not None
 
 
+def status_text(events_per_s: float, live_processes: int, lost: int) -> str:
+    """The terminal's status line: "1,234 events/s · 56 live processes · 0 lost"."""
+    return f"{events_per_s:,.0f} events/s · {live_processes} live processes · {lost} lost"
+
+
 def drain_interval(last_batch: int, buffer_bytes: int) -> float:
     """How long to wait before the next drain, given how many events the last one brought."""
     if last_batch >= BUSY_BATCH and buffer_bytes >= BUSY_MIN_BUFFER:
@@ -117,8 +122,7 @@ def run_live(
             if sink.shows_status:
                 # Counted in /proc on this timer rather than from the events,
                 # which would cost every event and drift with any loss.
-                rate = window_events / (now - last_status)
-                text = f"{rate:,.0f} events/s · {count_processes()} live processes · {totals.lost} lost"
+                text = status_text(window_events / (now - last_status), count_processes(), totals.lost)
             sink.status(text)
             last_status, window_events = now, 0
         if finishing:

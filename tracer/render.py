@@ -203,11 +203,6 @@ def format_duration(ns: int) -> str:
     return f"{hours // 24}d{hours % 24:02d}h"
 
 
-def status_text(events_per_s: float, live: int, lost: int) -> str:
-    """The status line's text: "1234 events/s · 56 live · 0 lost"."""
-    return f"{events_per_s:.0f} events/s · {live} live · {lost} lost"
-
-
 # ---------------------------------------------------------------------------
 # Colours
 
