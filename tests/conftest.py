@@ -1,8 +1,9 @@
 """Shared test set-up: the live BPF tests need root, bcc, a header tree and tracefs.
 
 Outside CI a machine without them skips the live tests with the reason. With
-PROCTRACE_REQUIRE_LIVE=1 (scripts/test sets it when CI=true) they fail instead:
-a suite whose live tests all skipped has tested nothing.
+PROCTRACE_REQUIRE_ALL=1 (scripts/test sets it when CI=true) the run stops
+instead: a suite whose live tests all skipped has tested nothing. Other tests
+state what they need with tests/environment.py's requires(), under the same rule.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+from tests.environment import REQUIRE_ALL, every_test_must_run
 
 
 def live_unavailable_reason() -> str | None:
@@ -33,7 +36,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = live_unavailable_reason()
     if reason is None:
         return
-    if os.environ.get("PROCTRACE_REQUIRE_LIVE") == "1":
-        raise pytest.UsageError(f"live BPF tests are required here but cannot run: {reason}")
+    if every_test_must_run():
+        raise pytest.UsageError(f"live BPF tests are required here ({REQUIRE_ALL}=1) but cannot run: {reason}")
     for item in live_items:
         item.add_marker(pytest.mark.skip(reason=reason))

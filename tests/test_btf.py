@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import requires
 from tracer.btf import (
     BTF_MAGIC,
     KIND_CONST,
@@ -321,10 +322,8 @@ def test_member_with_an_out_of_range_type_id_raises() -> None:
 
 @pytest.fixture(scope="module")
 def vmlinux() -> Btf:
-    if not VMLINUX.exists():
-        pytest.skip(f"{VMLINUX} does not exist: kernel built without CONFIG_DEBUG_INFO_BTF")
-    if not os.access(VMLINUX, os.R_OK):
-        pytest.skip(f"{VMLINUX} is not readable by this user")
+    requires(VMLINUX.exists(), f"{VMLINUX} does not exist: kernel built without CONFIG_DEBUG_INFO_BTF")
+    requires(os.access(VMLINUX, os.R_OK), f"{VMLINUX} is not readable by this user")
     return Btf.from_file(VMLINUX)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import requires
 from tracer import command
 from tracer.command import CommandError, HeldCommand, Identity, resolve, sudo_identity
 
@@ -41,11 +42,17 @@ def test_sudo_from_root_keeps_root(as_root) -> None:
     assert sudo_identity({"SUDO_UID": "0", "SUDO_GID": "0"}) is None
 
 
-def test_sudo_uid_of_nobody_gives_nobodys_identity(as_root) -> None:
+def passwd_entry(uid: int) -> pwd.struct_passwd | None:
     try:
-        entry = pwd.getpwuid(65534)
+        return pwd.getpwuid(uid)
     except KeyError:
-        pytest.skip("no passwd entry for uid 65534 here")
+        return None
+
+
+def test_sudo_uid_of_nobody_gives_nobodys_identity(as_root) -> None:
+    entry = passwd_entry(65534)
+    requires(entry is not None, "needs a passwd entry for uid 65534 (nobody)")
+    assert entry is not None
     ident = sudo_identity({"SUDO_UID": "65534", "SUDO_GID": "65534", "SUDO_USER": "ignored"})
     assert ident is not None
     assert (ident.uid, ident.gid, ident.name, ident.home) == (65534, 65534, entry.pw_name, entry.pw_dir)
@@ -55,11 +62,7 @@ def test_sudo_uid_of_nobody_gives_nobodys_identity(as_root) -> None:
 
 def test_sudo_uid_without_passwd_entry_falls_back_to_sudo_user(as_root) -> None:
     uid = 3_987_654
-    try:
-        pwd.getpwuid(uid)
-        pytest.skip(f"uid {uid} unexpectedly exists")
-    except KeyError:
-        pass
+    requires(passwd_entry(uid) is None, f"needs uid {uid} to have no passwd entry")
     ident = sudo_identity({"SUDO_UID": str(uid), "SUDO_GID": "4242", "SUDO_USER": "ghost"})
     assert ident == Identity(uid, 4242, [4242], "ghost", "/")
     assert sudo_identity({"SUDO_UID": str(uid), "SUDO_GID": "4242"}).name == str(uid)
@@ -180,16 +183,17 @@ def test_release_of_a_command_that_cannot_be_executed_raises(tmp_path: Path) -> 
     script.write_text("#!/bin/sh\n")
     script.chmod(0o644)
     held = HeldCommand([str(script)], None)
-    if os.geteuid() == 0 and os.access(script, os.X_OK):
+    runs_anyway = os.geteuid() == 0 and os.access(script, os.X_OK)
+    if runs_anyway:
         held.abandon()
-        pytest.skip("root may execute files without an execute bit here")
+    requires(not runs_anyway, "root may execute a file without an execute bit here")
     with pytest.raises(CommandError, match="Permission denied"):
         held.release()
     assert held.status is not None
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
 def test_command_runs_as_the_given_identity_with_only_its_groups(capfd: pytest.CaptureFixture[str]) -> None:
+    requires(os.geteuid() == 0, "switching to another user needs root")
     who = Identity(uid=65534, gid=65534, groups=[65534, 4321], name="pt-user", home="/pt-home")
     held = HeldCommand(["/bin/sh", "-c", 'echo "$(id -u) $(id -g) $(id -G) $HOME $USER $LOGNAME"'], who)
     held.release()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import requires
 from tracer.kernel_layout import HELPERS, MEMBERS, helper_macro, kernel_offsets, macro_name, macro_names
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
@@ -15,8 +16,7 @@ VMLINUX = Path("/sys/kernel/btf/vmlinux")
 
 @pytest.fixture
 def readable_vmlinux() -> Path:
-    if not VMLINUX.exists() or not os.access(VMLINUX, os.R_OK):
-        pytest.skip(f"{VMLINUX} is not readable here")
+    requires(VMLINUX.exists() and os.access(VMLINUX, os.R_OK), f"{VMLINUX} is missing or not readable here")
     return VMLINUX
 
 

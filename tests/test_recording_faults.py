@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from test_recording import SNAPSHOT, every_kind, header, read_all
 
+from tests.environment import requires
 from tracer import recording
 from tracer.events import Event
 from tracer.procsnap import ProcInfo
@@ -34,8 +35,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         capture_output=True,
         text=True,
     )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
+    requires(result.returncode == 0, f"cannot mount a tmpfs to fill (needs root): {result.stderr.strip()}")
     try:
         yield mountpoint
     finally:

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
+from tests.environment import requires
 from tracer.clock import Clock
 from tracer.events import (
     CLONE_PARENT,
@@ -441,8 +442,8 @@ def test_shell_quote_makes_spaces_and_quotes_visible(raw: bytes, quoted: str):
     assert shell_quote(raw) == quoted
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_shell_quoted_arguments_paste_back_into_bash_as_the_same_bytes():
+    requires(shutil.which("bash") is not None, "needs bash")
     samples = [b"", b"it's", b"a b", b"a\nb\tc\rd", b"\x1b[2J", b"\xff\xfe", "\u202eé日".encode(), b"\\x41", b"$(x)"]
     rng = random.Random(7)  # and arbitrary bytes (an argument cannot hold a NUL)
     samples += [bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 24))) for _ in range(200)]

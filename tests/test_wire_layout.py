@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.environment import requires
 from tracer import events, wire
 
 HEADER = Path(__file__).resolve().parent.parent / "bpf" / "event.h"
 CC = shutil.which("gcc")
 
-pytestmark = pytest.mark.skipif(CC is None, reason="needs gcc to compile bpf/event.h")
 
 # wire.py constant -> the C name it mirrors
 CONSTANTS = {name: "PT_" + name.removeprefix("KIND_") for name in dir(wire) if name.startswith(("KIND_", "EXEC_"))}
@@ -157,6 +157,8 @@ class CLayout:
 
 @pytest.fixture(scope="module")
 def c_layout(tmp_path_factory: pytest.TempPathFactory) -> CLayout:
+    requires(CC is not None, "needs gcc to compile bpf/event.h")
+    assert CC is not None
     workdir = tmp_path_factory.mktemp("wire_layout")
     source, program = workdir / "layout.c", workdir / "layout"
     source.write_text(c_program())

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.environment import requires
 from tests.live.conftest import ROOT
 
 pytestmark = pytest.mark.live
@@ -124,8 +125,8 @@ b.o: b.c
 """
 
 
-@pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None, reason="needs make and a C compiler")
 def test_make_and_everything_it_spawns(tmp_path):
+    requires(shutil.which("make") is not None and shutil.which("cc") is not None, "needs make and a C compiler")
     (tmp_path / "Makefile").write_text(MAKEFILE)
     (tmp_path / "a.c").write_text("int a(void) { return 1; }\n")
     (tmp_path / "b.c").write_text("int b(void) { return 2; }\n")

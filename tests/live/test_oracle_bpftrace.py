@@ -3,13 +3,14 @@ independent reader of the same kernel field (bpftrace resolves it through BTF)."
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import time
 
 import pytest
+
+from tests.environment import requires
 
 pytestmark = pytest.mark.live
 
@@ -34,8 +35,8 @@ def start_bpftrace() -> subprocess.Popen[str]:
     return proc
 
 
-@pytest.mark.skipif(shutil.which("bpftrace") is None and os.environ.get("CI") != "true", reason="needs bpftrace")
 def test_exit_statuses_match_bpftrace(trace):
+    requires(shutil.which("bpftrace") is not None, "needs bpftrace")
     oracle = start_bpftrace()
     try:
         t = trace(WORKLOAD)
