@@ -11,6 +11,8 @@ import errno as errno_mod
 import signal as signal_mod
 from dataclasses import dataclass, field
 
+from tracer.memo import remember
+
 CLONE_VM = 0x00000100
 CLONE_VFORK = 0x00004000
 CLONE_PARENT = 0x00008000
@@ -112,12 +114,7 @@ _wait_statuses: dict[int, WaitStatus] = {}
 def wait_status(raw: int) -> WaitStatus:
     """The WaitStatus of `raw`, shared: it is frozen, and a session holds few
     distinct statuses, so decoding reuses one object per value."""
-    ws = _wait_statuses.get(raw)
-    if ws is None:
-        ws = WaitStatus(raw)
-        if len(_wait_statuses) < 4096:
-            _wait_statuses[raw] = ws
-    return ws
+    return _wait_statuses.get(raw) or remember(_wait_statuses, raw, WaitStatus(raw))
 
 
 @dataclass(slots=True)

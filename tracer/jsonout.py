@@ -32,6 +32,7 @@ from tracer.events import (
     signal_number,
     wait_status,
 )
+from tracer.memo import remember
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
@@ -114,7 +115,6 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
 # tests/test_jsonout.py checks the two agree to the byte on arbitrary events.
 
 
-_CACHE_MAX = 4096  # entries per cache below, so a long session cannot grow them without bound
 _quoted: dict[bytes, str] = {}
 
 
@@ -125,9 +125,7 @@ def _q(raw: bytes) -> str:
     if quoted is None:
         quoted = _quote(raw.decode("utf-8", "surrogateescape"))
         if len(raw) <= 256:
-            if len(_quoted) >= _CACHE_MAX:
-                _quoted.clear()
-            _quoted[raw] = quoted
+            remember(_quoted, raw, quoted)
     return quoted
 
 
@@ -171,9 +169,7 @@ def _status_json(st: WaitStatus) -> str:
             f'"exit_code":{"null" if code is None else code},"signal":{"null" if sig is None else _quote(sig)},'
             f'"core_dumped":{_b(st.core_dumped)},"status":{st.raw}'
         )
-        if len(_status_texts) >= _CACHE_MAX:
-            _status_texts.clear()
-        _status_texts[st.raw] = text
+        remember(_status_texts, st.raw, text)
     return text
 
 

@@ -48,6 +48,7 @@ from tracer.events import (
     errno_name,
     signal_name,
 )
+from tracer.memo import remember
 
 DETAIL_MAX = 4096
 """Characters of an exec's filename and arguments shown before the rest is cut."""
@@ -56,7 +57,6 @@ TRUNCATED = "…(truncated)"
 """The kernel side cut the value (the event carries only its start)."""
 
 _SIGKILL = 9
-_CACHE_MAX = 4096  # entries per renderer cache, so a long trace cannot grow them without bound
 
 # Column widths: a pid is at most 7 digits (pid_max <= 4194304), a comm 15 bytes.
 _KIND_W, _PID_W, _COMM_W = 6, 7, 15
@@ -303,10 +303,6 @@ class StreamRenderer:
         batch at a time with everything it needs in local variables, keeps
         dictionary caches for what repeats (the clock's second, padded pids,
         comms, statuses) and uses no format specs, which cost ~0.1 us each."""
-        if len(self._pids) >= _CACHE_MAX:  # bounded, checked once a batch
-            self._pids.clear()
-        if len(self._comms) >= _CACHE_MAX:
-            self._comms.clear()
         offset, pids, comms, details = self._offset_ns, self._pids, self._comms, self._details
         width, color = self._width, self._color
         second_shown, hms = self._second, self._hms
@@ -322,14 +318,14 @@ class StreamRenderer:
             stamp = hms + "%06d" % (wall % 1_000_000_000 // 1000)  # noqa: UP031 (faster than a format spec)
             tgid = event.tgid
             if event.pid == tgid:
-                pid = pids.get(tgid) or pids.setdefault(tgid, str(tgid).ljust(_PID_W))
+                pid = pids.get(tgid) or remember(pids, tgid, str(tgid).ljust(_PID_W))
             else:
                 pid = f"{tgid}/{event.pid}".ljust(_PID_W)
-            ppid = pids.get(event.ppid) or pids.setdefault(event.ppid, str(event.ppid).ljust(_PID_W))
+            ppid = pids.get(event.ppid) or remember(pids, event.ppid, str(event.ppid).ljust(_PID_W))
             comm = comms.get(event.comm)
             if comm is None:
                 shown = escape_bytes(event.comm)
-                comm = comms[event.comm] = shown + " " * (_COMM_W - _cells(shown))  # cells, not characters
+                comm = remember(comms, event.comm, shown + " " * (_COMM_W - _cells(shown)))  # cells, not characters
             kind = _KIND_COLUMN.get(event.kind) or event.kind.ljust(_KIND_W)
             detailer = details.get(type(event))
             role, detail = detailer(event) if detailer else ("other", "")
@@ -344,12 +340,7 @@ class StreamRenderer:
         return out
 
     def _describe(self, status: WaitStatus) -> str:
-        text = self._statuses.get(status.raw)
-        if text is None:
-            if len(self._statuses) >= _CACHE_MAX:
-                self._statuses.clear()
-            text = self._statuses[status.raw] = status.describe()
-        return text
+        return self._statuses.get(status.raw) or remember(self._statuses, status.raw, status.describe())
 
     def _quote(self, raw: bytes) -> str:
         """shell_quote, remembered for short values: the same arguments recur."""
@@ -357,9 +348,7 @@ class StreamRenderer:
         if quoted is None:
             quoted = shell_quote(raw)
             if len(raw) <= 256:
-                if len(self._quoted) >= _CACHE_MAX:
-                    self._quoted.clear()
-                self._quoted[raw] = quoted
+                remember(self._quoted, raw, quoted)
         return quoted
 
     # Each returns (colour role, detail text).

@@ -18,6 +18,7 @@ from tracer.events import (
     _wait_statuses,
     wait_status,
 )
+from tracer.memo import remember
 
 KIND_FORK, KIND_EXEC, KIND_EXIT, KIND_SIGNAL, KIND_REAP = 1, 2, 3, 4, 5
 
@@ -71,11 +72,7 @@ _comms: dict[bytes, bytes] = {}
 def _comm(raw: bytes) -> bytes:
     # A machine runs few distinct command names: cut each one once.
     comm = _comms.get(raw)
-    if comm is None:
-        comm = _cstr(raw)
-        if len(_comms) < 4096:
-            _comms[raw] = comm
-    return comm
+    return remember(_comms, raw, _cstr(raw)) if comm is None else comm
 
 
 def split_argv(area: bytes) -> list[bytes]:
