@@ -110,8 +110,7 @@ class Probe:
             self._consume = self._bpf.ring_buffer_consume
             return
         self._ring = ring
-        batch, errors = self._batch, self._errors
-        self._consume = lambda: ring.drain(decode_at, batch, errors)
+        self._consume = lambda: ring.drain(decode_at, self._batch, self._errors)
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
@@ -134,11 +133,8 @@ class Probe:
         """The events decoded since the last call, and the errors of records
         that were not events."""
         self._consume()
-        if not self._batch and not self._errors:
-            return [], []
-        out, errors = self._batch[:], self._errors[:]
-        self._batch.clear()
-        self._errors.clear()
+        out, errors = self._batch, self._errors
+        self._batch, self._errors = [], []  # handed over whole, not copied
         return out, errors
 
     def _lost_count(self) -> int:
