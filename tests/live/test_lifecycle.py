@@ -109,9 +109,12 @@ def test_threads_are_marked_and_the_process_ends_once(trace):
     thread_forks = t.of_type("fork", tgid=tgid, thread=True)
     assert len(thread_forks) >= 3
     assert all(f["child_tgid"] == tgid for f in thread_forks)
-    thread_exits = t.of_type("exit", tgid=tgid, process_exit=False)
-    assert {e["pid"] for e in thread_exits} >= {f["child_pid"] for f in thread_forks[-3:]}
-    assert t.process_exit(tgid)["exit_code"] == 0
+    # Every thread's end is traced. The process ends with whichever task exits
+    # last, not necessarily the main thread: Python's join() returns before a
+    # joined thread has left the kernel, so that thread may still be exiting.
+    exits = t.of_type("exit", tgid=tgid)
+    assert {e["pid"] for e in exits} >= {f["child_pid"] for f in thread_forks}
+    assert t.process_exit(tgid)["exit_code"] == 0  # exactly one process exit
 
 
 def test_exec_of_missing_file_reports_enoent(trace):
