@@ -1,6 +1,6 @@
 /* The wire event: the one definition of what the BPF programs send to user space.
  *
- * tracer/wire.py decodes exactly this layout; tests/test_wire_layout.py compiles
+ * tracer/kernel/wire.py decodes exactly this layout; tests/test_wire_layout.py compiles
  * this header with the host C compiler and fails if any size or offset drifts
  * from the Python side. Change both together.
  *

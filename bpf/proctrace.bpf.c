@@ -1,6 +1,6 @@
 /* proctrace's kernel side: one event per fork, exec, exit, signal and reap.
  *
- * bcc compiles this at run time. tracer/bpf_source.py puts a prelude in front of
+ * bcc compiles this at run time. tracer/kernel/program.py puts a prelude in front of
  * it that defines, for the running kernel:
  *   KOFF_<struct>_<member>    byte offsets read from the kernel's own BTF, so
  *                             no struct is ever read through headers that may
@@ -32,7 +32,7 @@
  * call it sees to bpf_probe_read_user and _str against /proc/kallsyms, to fall back
  * to bpf_probe_read on kernels before 5.5, and that reads all of it once more
  * (120k symbols here): ~150 ms of start-up. The kernel's BTF already says
- * whether it has the helpers (KHAS_*, tracer/kernel_layout.py), so the program
+ * whether it has the helpers (KHAS_*, tracer/kernel/layout.py), so the program
  * calls them under names of its own. */
 #if KHAS_BPF_FUNC_probe_read_user && KHAS_BPF_FUNC_probe_read_user_str
 static long (*pt_read_user)(void *dst, u32 size, const void *src) = (void *)BPF_FUNC_probe_read_user;
@@ -68,7 +68,7 @@ struct saved_args {
 BPF_HASH(saved_args_by_tid, u32, struct saved_args, 16384);
 
 #ifdef PT_FOLLOW
-/* Tasks whose events we want (tracer/filters.py applies the same rules in user
+/* Tasks whose events we want (tracer/model/filters.py applies the same rules in user
  * space): pids named by the user or the traced command, processes that exec'd
  * into a matching name, and with PT_FOLLOW_CHILDREN what those fork.
  * Keys are task ids; a process's tgid is its leader's task id. */
@@ -355,8 +355,8 @@ static __always_inline int exec_failed(void *ctx, long ret)
     return 0;
 }
 
-/* The exit of execve and of execveat: one program that tracer/probe.py attaches
- * to both. Every sys_exit_* tracepoint has the same layout (tracer/bpf_source.py
+/* The exit of execve and of execveat: one program that tracer/kernel/probe.py attaches
+ * to both. Every sys_exit_* tracepoint has the same layout (tracer/kernel/program.py
  * checks), and compiling and verifying this once instead of twice takes ~50 ms
  * off the start-up. */
 int exec_syscall_exit(void *args)
@@ -548,7 +548,7 @@ static __always_inline u32 waitid_reaped(struct saved_args *a, long ret, u32 *st
 }
 
 /* The exit of wait4 and of waitid: one program, attached to both by
- * tracer/probe.py (as exec_syscall_exit is), that tells them apart by what
+ * tracer/kernel/probe.py (as exec_syscall_exit is), that tells them apart by what
  * the entry saved. */
 int wait_syscall_exit(void *args)
 {

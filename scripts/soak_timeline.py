@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tracer.events import CLONE_VM, ExecEvent, ExitEvent, ForkEvent, ReapEvent, WaitStatus
-from tracer.timeline import ProcessTable
+from proctrace.model.events import CLONE_VM, ExecEvent, ExitEvent, ForkEvent, ReapEvent, WaitStatus
+from proctrace.model.process_table import ProcessTable
 
 PARENT = 100
 PID_SPACE = 32768

@@ -18,8 +18,8 @@ from tests.environment import REQUIRE_ALL, every_test_must_run
 def live_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "live BPF tests need root"
-    from tracer.bcc_import import load_bcc
-    from tracer.prereqs import PrereqError, ensure_live_ready
+    from proctrace.kernel.bcc import load_bcc
+    from proctrace.kernel.prereqs import PrereqError, ensure_live_ready
 
     try:
         ensure_live_ready()

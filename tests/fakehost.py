@@ -1,6 +1,6 @@
 """A fake machine in a temporary directory for the prerequisite and doctor tests.
 
-`make_host` lays out the files tracer.prereqs reads (/proc/self/status, BTF,
+`make_host` lays out the files proctrace.kernel.prereqs reads (/proc/self/status, BTF,
 mounts, tracefs, /usr/src header trees, kallsyms, config.gz) so each test can
 take away one prerequisite without root and without touching the real machine.
 """
@@ -11,7 +11,7 @@ import gzip
 import types
 from pathlib import Path
 
-from tracer.prereqs import TRACEPOINTS, Host
+from proctrace.kernel.prereqs import TRACEPOINTS, Host
 
 ROOT_STATUS = "Name:\tpython3\nUid:\t0\t0\t0\t0\nCapEff:\t000001ffffffffff\n"
 USER_STATUS = "Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\nCapEff:\t0000000000000000\n"

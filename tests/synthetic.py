@@ -4,7 +4,7 @@ same shell, the same clock and the same event shapes."""
 
 from __future__ import annotations
 
-from tracer.events import (
+from proctrace.model.events import (
     CLONE_PARENT,
     CLONE_THREAD,
     SI_USER,

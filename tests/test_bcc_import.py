@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tracer.bcc_import import distro_bcc_dirs, load_bcc
-from tracer.prereqs import PrereqError
+from proctrace.kernel.bcc import BccUnavailable, distro_bcc_dirs, load_bcc
 
 REAL_BCC = """
 from .libbcc import lib  # a relative import: the package must work as `bcc`
@@ -78,7 +76,7 @@ def test_distro_directory_is_not_put_on_sys_path(tmp_path: Path) -> None:
 
 def test_missing_bcc_names_the_debian_and_fedora_packages(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PrereqError) as info:
+    with pytest.raises(BccUnavailable) as info:
         load_bcc(candidates=[tmp_path / "empty"])
     message = str(info.value)
     assert "not installed" in message
@@ -92,7 +90,7 @@ def test_pypi_lattice_bcc_is_rejected_with_advice_to_uninstall_it(
     make_package(tmp_path / "site-packages", LATTICE_BCC)
     monkeypatch.setattr(sys, "meta_path", sys.meta_path[1:])  # let `import bcc` find the impostor
     monkeypatch.syspath_prepend(str(tmp_path / "site-packages"))
-    with pytest.raises(PrereqError) as info:
+    with pytest.raises(BccUnavailable) as info:
         load_bcc(candidates=[])
     assert "unrelated" in str(info.value)
     assert "pip uninstall bcc" in str(info.value)
@@ -109,13 +107,13 @@ def test_pypi_lattice_bcc_on_path_gives_way_to_the_distro_bcc(tmp_path: Path, mo
 
 def test_lattice_bcc_in_a_distro_directory_is_rejected(tmp_path: Path) -> None:
     impostor = make_package(tmp_path / "dist-packages", LATTICE_BCC)
-    with pytest.raises(PrereqError, match="unrelated"):
+    with pytest.raises(BccUnavailable, match="unrelated"):
         load_bcc(candidates=[impostor])
 
 
 def test_broken_distro_bcc_reports_why_it_does_not_load(tmp_path: Path) -> None:
     broken = make_package(tmp_path / "dist-packages", "raise OSError('libbcc.so.0: cannot open shared object file')\n")
-    with pytest.raises(PrereqError) as info:
+    with pytest.raises(BccUnavailable) as info:
         load_bcc(candidates=[broken])
     assert "does not load" in str(info.value)
     assert "libbcc.so.0" in str(info.value)

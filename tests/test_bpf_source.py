@@ -1,4 +1,4 @@
-"""tracer/bpf_source.py: the prelude it writes for a kernel, and agreement between the
+"""tracer/kernel/program.py: the prelude it writes for a kernel, and agreement between the
 names the C program uses and the names the Python side defines."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from tracer import bpf_source
-from tracer.bpf_source import (
+from proctrace.kernel import program as bpf_source
+from proctrace.kernel.layout import HELPERS, MEMBERS, helper_macro, macro_name
+from proctrace.kernel.program import (
     ARGV_MAX_LIMIT,
     EXEC_SYSCALLS,
     OPTIONAL_FIELDS,
@@ -23,8 +23,7 @@ from tracer.bpf_source import (
     shared_attachments,
     tracepoints_used,
 )
-from tracer.kernel_layout import HELPERS, MEMBERS, helper_macro, macro_name
-from tracer.tpformat import Field, FormatError, TracepointFormat, parse_format
+from proctrace.kernel.tracepoints import Field, FormatError, TracepointFormat, parse_format
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 PROGRAM = bpf_source.BPF_DIR / "proctrace.bpf.c"

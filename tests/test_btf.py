@@ -1,4 +1,4 @@
-"""tracer/btf.py on BTF blobs assembled here, type by type, and on the running kernel's own BTF."""
+"""tracer/kernel/btf.py on BTF blobs assembled here, type by type, and on the running kernel's own BTF."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-
-from tests.environment import requires
-from tracer.btf import (
+from proctrace.kernel.btf import (
     BTF_MAGIC,
     KIND_CONST,
     KIND_ENUM,
@@ -22,6 +20,8 @@ from tracer.btf import (
     Btf,
     BtfError,
 )
+
+from tests.environment import requires
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 HEADER_LEN = 24
@@ -338,7 +338,7 @@ def test_real_kernel_names_the_user_read_helpers_in_its_helper_enum(vmlinux: Btf
 
 
 def test_real_kernel_offsets_proctrace_reads_lie_within_their_structs(vmlinux: Btf) -> None:
-    from tracer.kernel_layout import MEMBERS
+    from proctrace.kernel.layout import MEMBERS
 
     for struct_name, member in MEMBERS:
         off = vmlinux.offsetof(struct_name, member)

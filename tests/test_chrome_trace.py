@@ -11,17 +11,17 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-
-from tests.synthetic import INIT, MS, SHELL, SHELL_START, deliver, execve, exit_, exited, fork, generate, reap
-from tracer.chrome_trace import PID_MAX_LIMIT, export_chrome_trace
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace.formats.chrome_trace import PID_MAX_LIMIT, export_chrome_trace
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
     CLONE_THREAD,
     Event,
     WaitStatus,
 )
-from tracer.procsnap import ProcInfo
-from tracer.timeline import ProcessTable
+from proctrace.model.process_table import ProcessTable
+from proctrace.model.procsnap import ProcInfo
+
+from tests.synthetic import INIT, MS, SHELL, SHELL_START, deliver, execve, exit_, exited, fork, generate, reap
 
 US = 1_000
 T0 = 1_000 * MS  # the session's first event

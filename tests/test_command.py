@@ -1,4 +1,4 @@
-"""tracer/command.py: who a command runs as, finding it, and holding it until released.
+"""tracer/session/command.py: who a command runs as, finding it, and holding it until released.
 
 No BPF here; HeldCommand forks real children running harmless programs.
 """
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from proctrace.session import command
+from proctrace.session.command import CommandError, HeldCommand, Identity, resolve, sudo_identity
 
 from tests.environment import requires
-from tracer import command
-from tracer.command import CommandError, HeldCommand, Identity, resolve, sudo_identity
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -245,7 +245,7 @@ def test_release_reports_a_child_that_failed_before_exec_as_command_error() -> N
 
 CHILD_ESCAPE_SCRIPT = """
 import os, sys
-from tracer.command import HeldCommand
+from proctrace.session.command import HeldCommand
 parent = os.getpid()
 try:
     held = HeldCommand(["/bin/true", "bad\\0arg"], None)

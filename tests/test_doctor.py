@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 from fakehost import ALL_TRACEPOINTS, REQUIRED_TRACEPOINTS, fake_bcc, make_host
-
-from tracer import prereqs
-from tracer.bcc_import import _absent_message
-from tracer.doctor import run_doctor
-from tracer.prereqs import TRACEPOINTS, PrereqError
+from proctrace.doctor import run_doctor
+from proctrace.kernel import prereqs
+from proctrace.kernel.bcc import BccUnavailable, _absent_message
+from proctrace.kernel.prereqs import TRACEPOINTS
 
 
 def no_bcc() -> object:
-    raise PrereqError(_absent_message(impostor=None, error=None))
+    raise BccUnavailable(_absent_message(impostor=None, error=None))
 
 
 @pytest.fixture(autouse=True)

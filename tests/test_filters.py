@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tracer.events import (
+from proctrace.model.events import (
     CLONE_THREAD,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
@@ -15,8 +14,8 @@ from tracer.events import (
     SignalEvent,
     WaitStatus,
 )
-from tracer.filters import EventFilter, FilterError, FilterSpec, parse_kinds
-from tracer.procsnap import ProcInfo
+from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
+from proctrace.model.procsnap import ProcInfo
 
 _ts = iter(range(1_000, 10**9, 1_000))
 

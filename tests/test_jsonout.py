@@ -1,4 +1,4 @@
-"""tracer/jsonout.py (one JSON object per event) and tracer/clock.py (monotonic to wall time)."""
+"""tracer/formats/jsonl.py (one JSON object per event) and tracer/model/clock.py (monotonic to wall time)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace.formats.jsonl import event_dict, event_from_dict, event_json
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VM,
     SIGNAL_DELIVER,
@@ -22,7 +22,6 @@ from tracer.events import (
     SignalEvent,
     WaitStatus,
 )
-from tracer.jsonout import event_dict, event_from_dict, event_json
 
 SEC = 1_000_000_000
 # 1_700_000_000 s after the epoch is 2023-11-14T22:13:20Z.

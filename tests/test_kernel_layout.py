@@ -1,4 +1,4 @@
-"""tracer/kernel_layout.py: the kernel facts the BPF program is built with, and their cache."""
+"""tracer/kernel/layout.py: the kernel facts the BPF program is built with, and their cache."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from proctrace.kernel.layout import HELPERS, MEMBERS, helper_macro, kernel_offsets, macro_name, macro_names
 
 from tests.environment import requires
-from tracer.kernel_layout import HELPERS, MEMBERS, helper_macro, kernel_offsets, macro_name, macro_names
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 

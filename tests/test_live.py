@@ -1,9 +1,9 @@
-"""tracer/live.py: the drain timer (short when idle, longer under load when the
+"""tracer/session/live.py: the drain timer (short when idle, longer under load when the
 buffer has room) and the status line's text."""
 
 from __future__ import annotations
 
-from tracer.live import (
+from proctrace.session.live import (
     BUSY_BATCH,
     BUSY_DRAIN_INTERVAL_S,
     BUSY_MIN_BUFFER,

@@ -1,8 +1,8 @@
-"""tracer/memo.py: the caches of the per-event path stay bounded."""
+"""tracer/model/memo.py: the caches of the per-event path stay bounded."""
 
 from __future__ import annotations
 
-from tracer.memo import CACHE_MAX, remember
+from proctrace.model.memo import CACHE_MAX, remember
 
 
 def test_remember_stores_and_returns_the_value() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from fakehost import ALL_TRACEPOINTS, REQUIRED_TRACEPOINTS, add_debian_headers, fake_bcc, make_host
-
-from tracer import prereqs
-from tracer.prereqs import (
+from proctrace.kernel import prereqs
+from proctrace.kernel.bcc import BccUnavailable
+from proctrace.kernel.prereqs import (
     TRACEPOINTS,
     Host,
     PrereqError,
@@ -32,7 +32,7 @@ from tracer.prereqs import (
 
 
 def no_bcc() -> object:
-    raise PrereqError("bcc (the BPF Compiler Collection's Python module) is not installed. Install it: ...")
+    raise BccUnavailable("bcc (the BPF Compiler Collection's Python module) is not installed. Install it: ...")
 
 
 @pytest.fixture(autouse=True)

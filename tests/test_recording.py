@@ -1,4 +1,4 @@
-"""tracer/recording.py: the session file, written and read back.
+"""tracer/formats/recording.py: the session file, written and read back.
 
 Faults while writing (a full disk, I/O errors, the directory removed) are in
 test_recording_faults.py.
@@ -22,10 +22,20 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tracer import __version__, recording
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace import __version__
+from proctrace.formats import recording
+from proctrace.formats.jsonl import event_from_dict, event_json
+from proctrace.formats.recording import (
+    NO_TRAILER,
+    LostRecord,
+    Recording,
+    RecordingError,
+    RecordingWriter,
+    make_header,
+    open_recording,
+)
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VM,
     SIGNAL_DELIVER,
@@ -38,18 +48,8 @@ from tracer.events import (
     SignalEvent,
     WaitStatus,
 )
-from tracer.jsonout import event_from_dict, event_json
-from tracer.output import JsonSink
-from tracer.procsnap import ProcInfo
-from tracer.recording import (
-    NO_TRAILER,
-    LostRecord,
-    Recording,
-    RecordingError,
-    RecordingWriter,
-    make_header,
-    open_recording,
-)
+from proctrace.model.procsnap import ProcInfo
+from proctrace.session.sinks import JsonSink
 
 SEC = 1_000_000_000
 CLOCK = Clock(realtime_minus_monotonic_ns=1_700_000_000 * SEC)
@@ -508,7 +508,7 @@ KILLED_WRITER = textwrap.dedent(
     sys.path.insert(0, {root!r})
     sys.path.insert(0, {tests!r})
     from test_recording import every_kind, header
-    from tracer import recording
+    from proctrace.formats import recording
     recording.FLUSH_INTERVAL_S = 0.05
     w = recording.RecordingWriter.create(sys.argv[1], header(), force=False)
     for i in range(20):

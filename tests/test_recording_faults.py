@@ -1,4 +1,4 @@
-"""tracer/recording.py when writing goes wrong: a full disk, I/O errors, the
+"""tracer/formats/recording.py when writing goes wrong: a full disk, I/O errors, the
 recording's directory or file removed while recording.
 
 The full-disk tests mount a 64 KiB tmpfs and need root; they skip, saying
@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proctrace.formats import recording
+from proctrace.formats.recording import NO_TRAILER, RecordingError, RecordingWriter, open_recording
+from proctrace.model.events import Event
+from proctrace.model.procsnap import ProcInfo
 from test_recording import SNAPSHOT, every_kind, header, read_all
 
 from tests.environment import requires
-from tracer import recording
-from tracer.events import Event
-from tracer.procsnap import ProcInfo
-from tracer.recording import NO_TRAILER, RecordingError, RecordingWriter, open_recording
 
 
 @pytest.fixture

@@ -13,11 +13,17 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.cells import cell_len
-
-from tests.environment import requires
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace.formats.stream import (
+    DETAIL_MAX,
+    StreamRenderer,
+    Terminal,
+    ansi_codes,
+    escape_bytes,
+    format_duration,
+    shell_quote,
+)
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
     CLONE_PARENT,
     CLONE_THREAD,
     CLONE_VFORK,
@@ -31,15 +37,9 @@ from tracer.events import (
     SignalEvent,
     WaitStatus,
 )
-from tracer.render import (
-    DETAIL_MAX,
-    StreamRenderer,
-    TerminalSink,
-    ansi_codes,
-    escape_bytes,
-    format_duration,
-    shell_quote,
-)
+from rich.cells import cell_len
+
+from tests.environment import requires
 
 EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 BOOT_OFFSET_NS = EPOCH_S * 1_000_000_000 - 100_000_000_000  # monotonic 100 s is EPOCH_S
@@ -553,7 +553,7 @@ class RecordingStream:
 
 def test_sink_off_a_tty_writes_each_batch_plainly_in_one_write():
     stream = RecordingStream()
-    sink = TerminalSink(stream, tty=False)  # type: ignore[arg-type]
+    sink = Terminal(stream, tty=False)  # type: ignore[arg-type]
     sink.set_status("10 events/s")
     sink.write_lines(["a", "b"])
     sink.write_lines([])
@@ -563,7 +563,7 @@ def test_sink_off_a_tty_writes_each_batch_plainly_in_one_write():
 
 def test_sink_on_a_tty_keeps_the_status_line_at_the_bottom():
     stream = RecordingStream()
-    sink = TerminalSink(stream, tty=True)  # type: ignore[arg-type]
+    sink = Terminal(stream, tty=True)  # type: ignore[arg-type]
     sink.write_lines(["first"])
     sink.set_status("10 events/s")
     sink.write_lines(["a", "b"])
@@ -578,7 +578,7 @@ def test_sink_on_a_tty_keeps_the_status_line_at_the_bottom():
 
 def test_sink_status_line_never_wraps_and_carries_no_control_characters():
     stream = RecordingStream()
-    sink = TerminalSink(stream, tty=True, width=20)  # type: ignore[arg-type]
+    sink = Terminal(stream, tty=True, width=20)  # type: ignore[arg-type]
     sink.set_status("x\x1b[2J" + "y" * 40)
     status = stream.writes[-1].removeprefix("\r\x1b[K")
     assert status == "x\\x1b[2Jyyyyyyyyyy…"
@@ -587,7 +587,7 @@ def test_sink_status_line_never_wraps_and_carries_no_control_characters():
 
 def test_sink_writes_nothing_for_an_empty_batch():
     stream = RecordingStream()
-    sink = TerminalSink(stream, tty=True)  # type: ignore[arg-type]
+    sink = Terminal(stream, tty=True)  # type: ignore[arg-type]
     sink.set_status("s")
     sink.write_lines([])
     assert stream.writes == ["\r\x1b[Ks"]

@@ -8,8 +8,7 @@ import os
 import struct
 
 import pytest
-
-from tracer.ringbuf import BUSY_BIT, DISCARD_BIT, HEADER_SIZE, RingReader
+from proctrace.kernel.ringbuf import BUSY_BIT, DISCARD_BIT, HEADER_SIZE, RingReader
 
 PAGE = mmap.PAGESIZE
 SIZE = PAGE  # data bytes: one page, as with --buffer-size 4K

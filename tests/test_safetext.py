@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from tracer.safetext import safe
+from proctrace.formats.text import safe
 
 
 def test_plain_text_is_unchanged():

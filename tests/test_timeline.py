@@ -8,6 +8,20 @@ import itertools
 import random
 
 import pytest
+from proctrace.formats.views import timeline_json
+from proctrace.model.events import (
+    CLONE_PARENT,
+    CLONE_THREAD,
+    CLONE_VM,
+    SIGNAL_DELIVER,
+    SIGNAL_GENERATE,
+    Event,
+    ForkEvent,
+    WaitStatus,
+)
+from proctrace.model.ordering import Reorderer
+from proctrace.model.process_table import ITEMS_MAX, Process, ProcessTable
+from proctrace.model.procsnap import ProcInfo
 
 from tests.synthetic import (
     INIT,
@@ -24,20 +38,6 @@ from tests.synthetic import (
     killed,
     reap,
 )
-from tracer.events import (
-    CLONE_PARENT,
-    CLONE_THREAD,
-    CLONE_VM,
-    SIGNAL_DELIVER,
-    SIGNAL_GENERATE,
-    Event,
-    ForkEvent,
-    WaitStatus,
-)
-from tracer.ordering import Reorderer
-from tracer.procsnap import ProcInfo
-from tracer.timeline import ITEMS_MAX, Process, ProcessTable
-from tracer.views import timeline_json
 
 SIGTERM, SIGKILL, SIGSTOP, SIGTSTP, SIGCONT = 15, 9, 19, 20, 18
 SI_KERNEL = 0x80

@@ -1,4 +1,4 @@
-"""tracer/tpformat.py on canned tracefs format files.
+"""tracer/kernel/tracepoints.py on canned tracefs format files.
 
 tests/data/formats/6.18/ holds the files as a 6.18 kernel prints them; 5.15/ holds
 pre-2025 variants written by hand (char comm arrays, no group_dead).
@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tracer.tpformat import Field, FormatError, parse_format, read_format
+from proctrace.kernel.tracepoints import Field, FormatError, parse_format, read_format
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 CATEGORY = {"sched_process_fork": "sched", "sched_process_exec": "sched", "sched_process_exit": "sched"}

@@ -9,9 +9,10 @@ import json
 import time
 
 import pytest
-
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace.formats.jsonl import raw_bytes
+from proctrace.formats.views import render_summary, render_timeline, render_tree, timeline_json
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
     CLONE_PARENT,
     CLONE_THREAD,
     SIGNAL_DELIVER,
@@ -24,10 +25,8 @@ from tracer.events import (
     SignalEvent,
     WaitStatus,
 )
-from tracer.jsonout import raw_bytes
-from tracer.procsnap import ProcInfo
-from tracer.timeline import ProcessTable
-from tracer.views import render_summary, render_timeline, render_tree, timeline_json
+from proctrace.model.process_table import ProcessTable
+from proctrace.model.procsnap import ProcInfo
 
 MS = 1_000_000
 T0 = 1_000 * MS  # the session's first event

@@ -1,4 +1,4 @@
-"""tracer/wire.py decoding raw event bytes, and the event records of tracer/events.py."""
+"""tracer/kernel/wire.py decoding raw event bytes, and the event records of tracer/model/events.py."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from tracer import wire
-from tracer.events import (
+from proctrace.kernel import wire
+from proctrace.kernel.wire import DecodeError, decode, split_argv
+from proctrace.model.events import (
     CLONE_PARENT,
     CLONE_THREAD,
     CLONE_VFORK,
@@ -27,7 +27,6 @@ from tracer.events import (
     errno_name,
     signal_name,
 )
-from tracer.wire import DecodeError, decode, split_argv
 
 
 def fmt(name: str) -> str:

@@ -1,4 +1,4 @@
-"""bpf/event.h and tracer/wire.py describe the same bytes; this test fails when they drift.
+"""bpf/event.h and tracer/kernel/wire.py describe the same bytes; this test fails when they drift.
 
 The header is compiled with the host C compiler into a small program that prints
 the size of every struct, the offset, size and signedness of every field that
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proctrace.kernel import wire
+from proctrace.model import events
 
 from tests.environment import requires
-from tracer import events, wire
 
 HEADER = Path(__file__).resolve().parent.parent / "bpf" / "event.h"
 CC = shutil.which("gcc")

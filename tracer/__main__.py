@@ -1,5 +1,5 @@
 import sys
 
-from tracer.cli import main
+from proctrace.cli import main
 
 sys.exit(main())

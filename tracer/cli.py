@@ -12,16 +12,16 @@ import signal
 import sys
 from typing import Any
 
-from tracer import __version__
-from tracer.bpf_source import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
-from tracer.btf import BtfError
-from tracer.clock import Clock
-from tracer.command import CommandError, HeldCommand, sudo_identity
-from tracer.events import EVENT_KINDS
-from tracer.filters import EventFilter, FilterError, FilterSpec, parse_kinds
-from tracer.output import reader_gone
-from tracer.safetext import safe
-from tracer.tpformat import FormatError
+from proctrace import __version__
+from proctrace.formats.text import safe
+from proctrace.kernel.btf import BtfError
+from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
+from proctrace.kernel.tracepoints import FormatError
+from proctrace.model.clock import Clock
+from proctrace.model.events import EVENT_KINDS
+from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
+from proctrace.session.command import CommandError, HeldCommand, sudo_identity
+from proctrace.session.sinks import reader_gone
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -232,13 +232,13 @@ def options_record(args: argparse.Namespace, spec: FilterSpec, command_pid: int 
 
 def run(args: argparse.Namespace, command: list[str] | None) -> int:
     # Imported here so that --help, --version and argument errors never pay for them.
-    from tracer.bcc_import import load_bcc
-    from tracer.live import StopFlag, run_live
-    from tracer.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
-    from tracer.probe import Probe
-    from tracer.procsnap import snapshot
-    from tracer.recording import make_header
-    from tracer.session import Session, refuse_existing
+    from proctrace.formats.recording import make_header
+    from proctrace.kernel.bcc import load_bcc
+    from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
+    from proctrace.kernel.probe import Probe
+    from proctrace.model.procsnap import snapshot
+    from proctrace.session.live import StopFlag, run_live
+    from proctrace.session.outputs import Session, refuse_existing
 
     spec = filter_spec(args)
     for path in (args.write, args.export_trace):
@@ -337,8 +337,8 @@ _leave_without_cleanup = False
 
 def replay(args: argparse.Namespace) -> int:
     """Read a recording back: no root and no bcc, and the same filters and views as live."""
-    from tracer.recording import LostRecord, open_recording
-    from tracer.session import Session, refuse_existing
+    from proctrace.formats.recording import LostRecord, open_recording
+    from proctrace.session.outputs import Session, refuse_existing
 
     spec = filter_spec(args)
     for path in (args.write, args.export_trace):
@@ -371,8 +371,9 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tracer.prereqs import PrereqError
-    from tracer.probe import ProbeError
+    from proctrace.kernel.bcc import BccUnavailable
+    from proctrace.kernel.prereqs import PrereqError
+    from proctrace.kernel.probe import ProbeError
 
     raw = sys.argv[1:] if argv is None else argv
     own, command = split_command(raw)
@@ -387,10 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.read and command is not None:
         parser.error("-r reads a recording; it cannot also run a command")
     if args.doctor:
-        from tracer.doctor import run_doctor
+        from proctrace.doctor import run_doctor
 
         return run_doctor(sys.stdout)
-    from tracer.recording import RecordingError
+    from proctrace.formats.recording import RecordingError
 
     try:
         code = replay(args) if args.read else run(args, command)
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FilterError, RecordingError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except (PrereqError, ProbeError, BtfError, FormatError) as exc:
+    except (PrereqError, BccUnavailable, ProbeError, BtfError, FormatError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except ModuleNotFoundError as exc:

@@ -1,6 +1,6 @@
 """`proctrace doctor`: a read-only report of whether live tracing will work here.
 
-It prints every prerequisite from tracer.prereqs with a mark, what is missing and
+It prints every prerequisite from proctrace.kernel.prereqs with a mark, what is missing and
 how to fix it, and exits 0 only when live tracing will work. It mounts and links
 nothing: gaps that proctrace closes by itself are reported as such.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TextIO
 
-from tracer.prereqs import Check, Host, Status, all_checks
+from proctrace.kernel.prereqs import Check, Host, Status, all_checks
 
 MARKS = {Status.OK: "✓", Status.AUTO: "✓", Status.WARN: "!", Status.FAIL: "✗"}
 ASCII_MARKS = {Status.OK: "ok", Status.AUTO: "ok", Status.WARN: "!!", Status.FAIL: "XX"}

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proctrace.formats.stream import ansi_codes
+from proctrace.kernel.program import ARGV_MAX_DEFAULT
 
 from tests.live.conftest import ROOT, WORKLOADS
-from tracer.bpf_source import ARGV_MAX_DEFAULT
-from tracer.render import ansi_codes
 
 pytestmark = pytest.mark.live
 

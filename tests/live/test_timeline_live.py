@@ -11,11 +11,11 @@ import sys
 from typing import Any
 
 import pytest
+from proctrace.formats.jsonl import event_from_dict
+from proctrace.formats.views import render_summary, render_tree, timeline_json
+from proctrace.model.process_table import ProcessTable
 
 from tests.live.conftest import ROOT, Trace, run_proctrace, workload
-from tracer.jsonout import event_from_dict
-from tracer.timeline import ProcessTable
-from tracer.views import render_summary, render_tree, timeline_json
 
 pytestmark = pytest.mark.live
 

@@ -9,13 +9,13 @@ import os
 import sys
 from typing import Any, TextIO
 
-from tracer.clock import Clock
-from tracer.filters import EventFilter
-from tracer.output import JsonSink, PrettySink, Sink
-from tracer.pipeline import Pipeline
-from tracer.procsnap import ProcInfo
-from tracer.recording import RecordingError, RecordingWriter
-from tracer.timeline import ProcessTable
+from proctrace.formats.recording import RecordingError, RecordingWriter, create_private_file
+from proctrace.model.clock import Clock
+from proctrace.model.filters import EventFilter
+from proctrace.model.process_table import ProcessTable
+from proctrace.model.procsnap import ProcInfo
+from proctrace.session.pipeline import Pipeline
+from proctrace.session.sinks import JsonSink, PrettySink, Sink
 
 
 def use_color(args: argparse.Namespace, stream: TextIO) -> bool:
@@ -87,7 +87,7 @@ class Session:
     def finish(self, roots: list[int] | None) -> None:
         """Export the trace and print the views asked for, then close the output."""
         if self.args.export_trace and self.table is not None:
-            export_trace(self.args.export_trace, self.table, self.clock, roots)
+            export_trace(self.args.export_trace, self.args.force, self.table, self.clock, roots)
         stream = self.stream
         if stream is None:
             return
@@ -99,29 +99,18 @@ class Session:
             stream.flush()
 
 
-def create_private(path: str) -> TextIO:
-    """A new file only root can read (it holds command lines), never through a symlink."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        raise RecordingError(f"cannot write {path}: {exc.strerror}") from None
-    os.fchmod(fd, 0o600)
-    return open(fd, "w", encoding="ascii")
+def export_trace(path: str, force: bool, table: ProcessTable, clock: Clock, roots: list[int] | None) -> None:
+    from proctrace.formats.chrome_trace import export_chrome_trace
 
-
-def export_trace(path: str, table: ProcessTable, clock: Clock, roots: list[int] | None) -> None:
-    from tracer.chrome_trace import export_chrome_trace
-
-    with create_private(path) as out:
+    with open(create_private_file(path, force), "w", encoding="ascii") as out:
         export_chrome_trace(table, out, clock, roots)
 
 
 def render_views(
     args: argparse.Namespace, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: int
 ) -> None:
-    from tracer.jsonout import dumps_line
-    from tracer.views import render_summary, render_timeline, render_tree, timeline_json
+    from proctrace.formats.jsonl import dumps_line
+    from proctrace.formats.views import render_summary, render_timeline, render_tree, timeline_json
 
     color = use_color(args, stream)
     if args.timeline is not None:

@@ -20,7 +20,12 @@ import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tracer.prereqs import BCC_INSTALL_FIX, PrereqError
+BCC_INSTALL_FIX = "apt-get install python3-bpfcc (Debian/Ubuntu) or dnf install python3-bcc (Fedora)"
+
+
+class BccUnavailable(Exception):
+    """No usable bcc: the message says why and how to install the real one."""
+
 
 # Where distributions install bcc's Python package, most common first.
 DISTRO_BCC_PATTERNS: tuple[str, ...] = (
@@ -54,7 +59,7 @@ def load_bcc(candidates: Iterable[Path] | None = None) -> types.ModuleType:
     """Return the bcc module, importing it from the distribution's directory if needed.
 
     `candidates` replaces the distribution directories searched (tests pass empty
-    or fake ones). Raises PrereqError, with the fix, when no usable bcc exists.
+    or fake ones). Raises BccUnavailable, with the fix, when no usable bcc exists.
     """
     cached = sys.modules.get("bcc")
     if is_real_bcc(cached):
@@ -79,7 +84,7 @@ def load_bcc(candidates: Iterable[Path] | None = None) -> types.ModuleType:
         if module is not None:
             impostor = impostor or str(directory)
 
-    raise PrereqError(_absent_message(impostor, error))
+    raise BccUnavailable(_absent_message(impostor, error))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from tracer.events import (
+from proctrace.model.events import (
     Event,
     ExecEvent,
     ExitEvent,
@@ -18,7 +18,7 @@ from tracer.events import (
     _wait_statuses,
     wait_status,
 )
-from tracer.memo import remember
+from proctrace.model.memo import remember
 
 KIND_FORK, KIND_EXEC, KIND_EXIT, KIND_SIGNAL, KIND_REAP = 1, 2, 3, 4, 5
 

@@ -68,9 +68,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn
 
-from tracer import __version__
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace import __version__
+from proctrace.formats.jsonl import dumps_line, event_from_dict, event_json, lost_json
+from proctrace.model.clock import TS_LIMIT, Clock
+from proctrace.model.events import (
     EVENT_KINDS,
     Event,
     ExecEvent,
@@ -79,8 +80,7 @@ from tracer.events import (
     ReapEvent,
     SignalEvent,
 )
-from tracer.jsonout import dumps_line, event_from_dict, event_json
-from tracer.procsnap import ProcInfo
+from proctrace.model.procsnap import ProcInfo
 
 FORMAT = "proctrace-recording"
 VERSION = 1
@@ -185,7 +185,11 @@ def _refuse_unless_regular(path: str, st: os.stat_result) -> None:
         raise RecordingError(f"{path} exists and is not a regular file")
 
 
-def _open_new_file(path: str, force: bool) -> int:
+def create_private_file(path: str, force: bool) -> int:
+    """A new file for what proctrace writes (recordings, exports): mode 0600, as
+    it may hold command lines; never through a symbolic link; an existing
+    regular file is replaced only with force, by unlink and create, so a planted
+    hard link is never written through. Returns the descriptor."""
     try:
         return _create_exclusive(path)
     except FileExistsError:
@@ -249,7 +253,7 @@ class RecordingWriter:
         if type(offset) is not int or not isinstance(header.get("snapshot"), list):
             raise ValueError("a recording header needs an int boot_offset_ns and a snapshot list")
         line = dumps_line(header).encode()  # before creating: a bad header leaves no file
-        fd = _open_new_file(path, force)
+        fd = create_private_file(path, force)
         writer = cls(path, fd, header, gzip)
         try:
             writer._append(line, sync=True)
@@ -271,8 +275,7 @@ class RecordingWriter:
         self._tick()
 
     def lost(self, ts_ns: int, new: int, total: int) -> None:
-        record = {"type": "lost", "ts_ns": ts_ns, "time": self._clock.iso(ts_ns), "count": new, "total": total}
-        self._append(dumps_line(record).encode())
+        self._append(lost_json(ts_ns, new, total, self._clock).encode())
         self._lost_total = total
         self._tick()
 
@@ -387,13 +390,12 @@ class RecordingWriter:
 
 # --------------------------------------------------------------------------- reading
 
-_TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
 NO_TRAILER = "the recording has no trailer: the tracer did not end cleanly (killed, or writing failed)"
 
 
 def _lost(d: dict[str, Any]) -> LostRecord:
     ts, count, total = d["ts_ns"], d["count"], d["total"]
-    if not (type(ts) is int and type(count) is int and type(total) is int and 0 <= ts < _TS_LIMIT):
+    if not (type(ts) is int and type(count) is int and type(total) is int and 0 <= ts < TS_LIMIT):
         raise ValueError("ts_ns, count and total must be integers")
     return LostRecord(ts, count, total)
 
@@ -772,7 +774,7 @@ def _parse_header(path: str, line: str, complete: bool) -> dict[str, Any]:
             f"this proctrace reads version {VERSION}): upgrade proctrace to read it"
         )
     offset = header.get("boot_offset_ns")
-    if type(offset) is not int or not -_TS_LIMIT < offset < _TS_LIMIT:
+    if type(offset) is not int or not -TS_LIMIT < offset < TS_LIMIT:
         raise bad("invalid header: boot_offset_ns must be an integer of at most 63 bits")
     if type(header.get("snapshot")) is not list:
         raise bad("invalid header: snapshot must be a list")

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from tracer.bpf_source import EXEC_SYSCALLS, REQUIRED_FIELDS, WAIT_SYSCALLS
+from proctrace.kernel.bcc import BccUnavailable, load_bcc
+from proctrace.kernel.program import EXEC_SYSCALLS, REQUIRED_FIELDS, WAIT_SYSCALLS
 
-BCC_INSTALL_FIX = "apt-get install python3-bpfcc (Debian/Ubuntu) or dnf install python3-bcc (Fedora)"
 HEADERS_INSTALL_FIX = (
     "run `sudo ./scripts/proctrace` once (it installs them), or apt-get install linux-headers-amd64 "
     "(Debian; linux-headers-generic on Ubuntu) or dnf install kernel-devel (Fedora)"
@@ -180,13 +180,9 @@ def check_privileges(host: Host) -> Check:
 
 def check_bcc(loader: Callable[[], object] | None = None) -> Check:
     """bcc's Python module imports and is the real one."""
-    if loader is None:
-        from tracer.bcc_import import load_bcc  # late: bcc_import imports this module
-
-        loader = load_bcc
     try:
-        bcc = loader()
-    except PrereqError as exc:
+        bcc = (loader or load_bcc)()
+    except BccUnavailable as exc:
         return Check("bcc", Status.FAIL, str(exc))  # the message already says how to fix it
     version = getattr(bcc, "__version__", "unknown version")
     where = Path(getattr(bcc, "__file__", "") or "?").parent
@@ -552,7 +548,7 @@ def ensure_live_ready(
 
 
 def main() -> int:
-    """`python -m tracer.prereqs`: prepare the machine (used by scripts/test before live tests)."""
+    """`python -m proctrace.kernel.prereqs`: prepare the machine (used by scripts/test before live tests)."""
     try:
         ensure_live_ready()
     except PrereqError as exc:

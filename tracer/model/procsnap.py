@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tracer.jsonout import raw_bytes, text
+from proctrace.formats.jsonl import raw_bytes, text
 
 
 @dataclass(slots=True)

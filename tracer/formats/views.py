@@ -2,7 +2,7 @@
 
 This module owns how a process's life is shown once a session ends (live or,
 later, replayed): per-process timelines, the process tree, the summary tables,
-and the JSON object per process. The facts come from tracer/timeline.py.
+and the JSON object per process. The facts come from tracer/model/process_table.py.
 
 Every string a process chose (comm, filename, argv) goes through
 render.escape_bytes, and then into rich.text.Text objects (tree, summary) or
@@ -23,17 +23,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
-
-from tracer.clock import Clock
-from tracer.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
-from tracer.jsonout import text as json_text
-from tracer.render import DETAIL_MAX, STYLES, TRUNCATED, ansi_codes, escape_bytes, format_duration, shell_quote
-from tracer.timeline import (
+from proctrace.formats.jsonl import text as json_text
+from proctrace.formats.stream import (
+    DETAIL_MAX,
+    STYLES,
+    TRUNCATED,
+    ansi_codes,
+    escape_bytes,
+    format_duration,
+    shell_quote,
+)
+from proctrace.model.clock import Clock
+from proctrace.model.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
+from proctrace.model.process_table import (
     SIGCONT,
     CommandCount,
     ExecRecord,
@@ -42,6 +44,11 @@ from tracer.timeline import (
     ProcessTable,
     SignalRecord,
 )
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
 COMMAND_MAX = 200
 """Characters of a command line shown in the tree and the summary before it is cut."""
@@ -51,7 +58,7 @@ SUMMARY_ROWS = 20
 
 _SIGKILL = int(signal_mod.SIGKILL)
 _TRAILING_BLANKS = re.compile(r" +$", re.MULTILINE)
-_HANDLERS = {0: "default", 1: "ignore"}  # as in tracer/jsonout.py; a handler's address is not kept
+_HANDLERS = {0: "default", 1: "ignore"}  # as in tracer/formats/jsonl.py; a handler's address is not kept
 
 
 @contextmanager
@@ -302,7 +309,7 @@ def _signal_dict(sig: SignalRecord) -> dict[str, Any]:
 
 
 def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
-    """One process as a JSON-ready object; strings as in tracer/jsonout.py."""
+    """One process as a JSON-ready object; strings as in tracer/formats/jsonl.py."""
     status = rec.status
     return {
         "pid": rec.tgid,

@@ -4,7 +4,7 @@ File names, command names and anything else a process or a file chose can hold
 terminal escapes, carriage returns or bidi controls. Messages on stderr show
 such characters as visible escapes, so they can neither move the cursor nor
 hide what the message says. (The event stream has its own, fuller escaping in
-tracer/render.py; this module stays free of rich so error paths load nothing.)
+tracer/formats/stream.py; this module stays free of rich so error paths load nothing.)
 """
 
 from __future__ import annotations

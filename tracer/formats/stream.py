@@ -3,7 +3,7 @@
 This module owns how an event looks on a terminal: the columns, the colours,
 the escaping of strings that processes chose (comm, filename, argv), durations,
 and the status line kept at the bottom of a TTY. The JSON form is elsewhere
-(tracer/jsonout.py).
+(tracer/formats/jsonl.py).
 
 Two constraints shape the code:
 
@@ -27,12 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from rich.cells import cell_len, set_cell_size
-from rich.color import ColorSystem
-from rich.style import Style
-
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VFORK,
     EVENT_KINDS,
@@ -48,7 +44,10 @@ from tracer.events import (
     errno_name,
     signal_name,
 )
-from tracer.memo import remember
+from proctrace.model.memo import remember
+from rich.cells import cell_len, set_cell_size
+from rich.color import ColorSystem
+from rich.style import Style
 
 DETAIL_MAX = 4096
 """Characters of an exec's filename and arguments shown before the rest is cut."""
@@ -438,7 +437,7 @@ class StreamRenderer:
 _CLEAR_LINE = "\r\x1b[K"
 
 
-class TerminalSink:
+class Terminal:
     """Writes batches of lines to a stream, one write call per batch.
 
     On a TTY a status line stays at the bottom: each batch clears it, writes

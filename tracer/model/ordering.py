@@ -19,7 +19,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from operator import attrgetter
 
-from tracer.events import Event
+from proctrace.model.events import Event
 
 # Longest expected gap between an event's timestamp and its submission: the
 # exec program reads up to ~32 KiB of arguments in between.

@@ -13,8 +13,8 @@ import json
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-from tracer.clock import Clock
-from tracer.events import (
+from proctrace.model.clock import TS_LIMIT, Clock
+from proctrace.model.events import (
     CLONE_THREAD,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
@@ -32,7 +32,7 @@ from tracer.events import (
     signal_number,
     wait_status,
 )
-from tracer.memo import remember
+from proctrace.model.memo import remember
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
@@ -211,12 +211,14 @@ def event_json(ev: Event, clock: Clock) -> str:
     return _JSON_BY_TYPE[type(ev)](ev, clock)
 
 
+def lost_json(ts_ns: int, count: int, total: int, clock: Clock) -> str:
+    """The line that reports lost events, in the stream and in recordings alike."""
+    return dumps_line({"type": "lost", "ts_ns": ts_ns, "time": clock.iso(ts_ns), "count": count, "total": total})
+
+
 def dumps_line(obj: Any) -> str:
     """One JSON Lines record, in the same compact ASCII form as the events."""
     return _encode(obj) + "\n"
-
-
-_TS_LIMIT = 1 << 63  # bounds timestamps so wall-clock times stay formattable
 
 
 # Plain loops: these run for every field of every record read back, and are
@@ -234,7 +236,7 @@ def _common(d: dict[str, Any]) -> tuple[int, int, int, int, int, bytes, int, int
     )  # fmt: skip
     if not (
         type(ts) is int and type(pid) is int and type(tgid) is int and type(ppid) is int
-        and type(uid) is int and type(start) is int and type(cpu) is int and 0 <= ts < _TS_LIMIT
+        and type(uid) is int and type(start) is int and type(cpu) is int and 0 <= ts < TS_LIMIT
     ):  # fmt: skip
         raise ValueError("ts_ns, pid, tgid, ppid, uid, start_ns and cpu must be integers")
     if type(comm) is not str:

@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracer.tpformat import FormatError, TracepointFormat
+from proctrace.kernel.tracepoints import FormatError, TracepointFormat
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
-if not (BPF_DIR / "proctrace.bpf.c").exists():  # installed as a wheel: shipped as package data
-    BPF_DIR = Path(__file__).resolve().parent / "bpf"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# In the source tree bpf/ sits beside tracer/; an installed wheel ships it as the
+# data package proctrace.bpf (pyproject.toml).
+BPF_DIR = _PACKAGE_DIR.parent / "bpf"
+if not (BPF_DIR / "proctrace.bpf.c").exists():
+    BPF_DIR = _PACKAGE_DIR / "bpf"
+BPF_SOURCES = ("event.h", "proctrace.bpf.c")
 
 # Tracepoint fields the program reads, per (category, event). Fields marked
 # optional are used where the kernel has them.
@@ -44,7 +48,7 @@ WAIT_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ("syscalls", "sys_exit_waitid"): ("ret",),
 }
 
-# Programs that serve several tracepoints, attached by name (tracer/probe.py)
+# Programs that serve several tracepoints, attached by name (tracer/kernel/probe.py)
 # rather than by bcc's TRACEPOINT_PROBE convention: (program, its tracepoints,
 # the group whose presence compiles it in). Its fields are read at the first
 # tracepoint's offsets.
@@ -62,7 +66,7 @@ class ProgramOptions:
     ring_buffer: bool = True
     buffer_pages: int = 1024  # ring buffer: total; perf buffer: per CPU
     argv_max: int = ARGV_MAX_DEFAULT
-    follow: bool = False  # only tasks in the `followed` map (see tracer/filters.py)
+    follow: bool = False  # only tasks in the `followed` map (see tracer/model/filters.py)
     follow_children: bool = False  # what a followed task forks is followed too
     match_comms: bool = False  # an exec into a name in `match_comms` is followed
     follow_max: int = 65536
@@ -90,7 +94,7 @@ def build_source(
     we use; missing syscall tracepoints switch their hooks off."""
     if not 64 <= options.argv_max <= ARGV_MAX_LIMIT:
         raise ValueError(f"argv limit must be between 64 and {ARGV_MAX_LIMIT} bytes")
-    lines = ["/* Generated for the running kernel by tracer/bpf_source.py */"]
+    lines = ["/* Generated for the running kernel by tracer/kernel/program.py */"]
     lines += [f"#define {name} {off}" for name, off in sorted(offsets.items())]
     for key, names in REQUIRED_FIELDS.items():
         if key not in formats:

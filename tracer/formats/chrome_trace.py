@@ -1,9 +1,9 @@
 """The session as a Chrome Trace Event file, for Perfetto UI and chrome://tracing.
 
-This module owns `--export-trace`: how the process table (tracer/timeline.py)
+This module owns `--export-trace`: how the process table (tracer/model/process_table.py)
 becomes a timeline in the Trace Event Format's JSON Object form
 ({"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}). The
-facts are those the views show (tracer/views.py); only their shape differs.
+facts are those the views show (tracer/formats/views.py); only their shape differs.
 
 What shapes it:
 
@@ -39,12 +39,12 @@ import math
 import re
 from typing import Any, TextIO
 
-from tracer import __version__
-from tracer.clock import Clock
-from tracer.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
-from tracer.render import escape_bytes, format_duration, shell_quote
-from tracer.timeline import ExecRecord, Process, ProcessTable, SignalRecord
-from tracer.views import comm_text, outcome
+from proctrace import __version__
+from proctrace.formats.stream import escape_bytes, format_duration, shell_quote
+from proctrace.formats.views import comm_text, outcome
+from proctrace.model.clock import Clock
+from proctrace.model.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
+from proctrace.model.process_table import ExecRecord, Process, ProcessTable, SignalRecord
 
 PID_MAX_LIMIT = 1 << 22
 """The kernel's largest possible pid (include/linux/threads.h): trace pids from

@@ -13,7 +13,7 @@ import os
 import platform
 from pathlib import Path
 
-from tracer.btf import Btf, BtfError
+from proctrace.kernel.btf import Btf, BtfError
 
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 CACHE_DIR = Path(os.environ.get("PROCTRACE_CACHE_DIR", "/var/cache/proctrace"))

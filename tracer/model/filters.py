@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tracer.events import (
+from proctrace.model.events import (
     EVENT_KINDS,
     SIGNAL_GENERATE,
     Event,
@@ -33,7 +33,7 @@ from tracer.events import (
     ReapEvent,
     SignalEvent,
 )
-from tracer.procsnap import ProcInfo
+from proctrace.model.procsnap import ProcInfo
 
 COMM_LEN = 15  # TASK_COMM_LEN - 1
 _GLOB_CHARS = frozenset("*?[")

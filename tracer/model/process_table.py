@@ -1,6 +1,6 @@
 """The process table: each process's whole life, rebuilt from the event stream.
 
-This module owns the model behind the end-of-session views (tracer/views.py):
+This module owns the model behind the end-of-session views (tracer/formats/views.py):
 who forked a process, what it exec'd, its threads, the signals it got, how it
 ended, who reaped it and when, and what it spawned. It is fed as a Sink, so
 live tracing and replay feed it the same way, and it needs neither root nor bcc.
@@ -16,7 +16,7 @@ What shapes it:
   child's record starts at the fork's timestamp, marked inexact, and takes the
   true start from the child's first own event when that start lies just before
   the fork.
-* Events come ordered by timestamp (tracer/ordering.py), but nothing here relies
+* Events come ordered by timestamp (tracer/model/ordering.py), but nothing here relies
   on it for correctness of identity: an event for a process nobody announced
   (its fork lost, or started before the snapshot) creates a record, and a fork
   that arrives after its child's first events is attached to that child.
@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from tracer.events import (
+from proctrace.model.events import (
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
@@ -53,7 +53,7 @@ from tracer.events import (
     WaitStatus,
     errno_name,
 )
-from tracer.procsnap import ProcInfo
+from proctrace.model.procsnap import ProcInfo
 
 KEEP_FINISHED = 10_000
 """Finished processes kept for the views; older ones leave the table."""

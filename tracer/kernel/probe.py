@@ -1,6 +1,6 @@
 """The one module that touches bcc: compile, attach, drain the buffer, count losses.
 
-It hands on decoded events (tracer/wire.py); everything after that is pure
+It hands on decoded events (tracer/kernel/wire.py); everything after that is pure
 Python shared with replay.
 """
 
@@ -12,7 +12,8 @@ import os
 import select
 from types import ModuleType
 
-from tracer.bpf_source import (
+from proctrace.kernel.layout import kernel_offsets
+from proctrace.kernel.program import (
     EXEC_SYSCALLS,
     WAIT_SYSCALLS,
     ProgramOptions,
@@ -20,11 +21,10 @@ from tracer.bpf_source import (
     shared_attachments,
     tracepoints_used,
 )
-from tracer.events import Event
-from tracer.kernel_layout import kernel_offsets
-from tracer.ringbuf import RingReader
-from tracer.tpformat import FormatError, TracepointFormat, read_format
-from tracer.wire import DecodeError, decode, decode_at
+from proctrace.kernel.ringbuf import RingReader
+from proctrace.kernel.tracepoints import FormatError, TracepointFormat, read_format
+from proctrace.kernel.wire import DecodeError, decode, decode_at
+from proctrace.model.events import Event
 
 
 class ProbeError(Exception):

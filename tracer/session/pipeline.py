@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tracer.events import Event
-from tracer.filters import EventFilter, FilterSpec
-from tracer.output import Sink
+from proctrace.model.events import Event
+from proctrace.model.filters import EventFilter, FilterSpec
+from proctrace.session.sinks import Sink
 
 
 class Pipeline:

@@ -6,7 +6,7 @@ us/event. Under load the timer stretches to 50 ms: at the storm's ~10k
 events/s that cut the CPU per event by another ~15% (fewer wake-ups, each
 finding its caches cold after the storm ran), and a line 50 ms late is
 invisible in a stream scrolling that fast. Events are released in timestamp
-order (tracer/ordering.py).
+order (tracer/model/ordering.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tracer.ordering import Reorderer
-from tracer.output import Sink
-from tracer.probe import Probe
+from proctrace.kernel.probe import Probe
+from proctrace.model.ordering import Reorderer
+from proctrace.session.sinks import Sink
 
 DRAIN_INTERVAL_S = 0.02
 BUSY_DRAIN_INTERVAL_S = 0.05

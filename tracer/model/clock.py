@@ -10,6 +10,10 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+# Bounds a timestamp or clock offset read from outside (a recording), so that
+# every wall-clock time derived from it stays formattable.
+TS_LIMIT = 1 << 63
+
 
 class Clock:
     def __init__(self, realtime_minus_monotonic_ns: int | None = None) -> None:

@@ -11,7 +11,7 @@ import errno as errno_mod
 import signal as signal_mod
 from dataclasses import dataclass, field
 
-from tracer.memo import remember
+from proctrace.model.memo import remember
 
 CLONE_VM = 0x00000100
 CLONE_VFORK = 0x00004000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import select
 from typing import Protocol, TextIO
 
-from tracer.clock import Clock
-from tracer.events import Event
-from tracer.jsonout import dumps_line, event_json
+from proctrace.formats.jsonl import event_json, lost_json
+from proctrace.model.clock import Clock
+from proctrace.model.events import Event
 
 
 def reader_gone(stream: TextIO) -> bool:
@@ -48,8 +48,7 @@ class JsonSink:
         self._stream.flush()
 
     def lost(self, ts_ns: int, new: int, total: int) -> None:
-        record = {"type": "lost", "ts_ns": ts_ns, "time": self._clock.iso(ts_ns), "count": new, "total": total}
-        self._stream.write(dumps_line(record))
+        self._stream.write(lost_json(ts_ns, new, total, self._clock))
         self._stream.flush()
 
     def status(self, text: str) -> None:
@@ -64,10 +63,10 @@ class PrettySink:
 
     def __init__(self, stream: TextIO, clock: Clock, color: bool, tty: bool) -> None:
         # Imported here: JSON output should not pay for loading rich.
-        from tracer.render import StreamRenderer, TerminalSink
+        from proctrace.formats.stream import StreamRenderer, Terminal
 
         self._renderer = StreamRenderer(clock, color=color)
-        self._term = TerminalSink(stream, tty=tty)
+        self._term = Terminal(stream, tty=tty)
         self.shows_status = tty
         self._term.write_lines([self._renderer.header()])
 
