@@ -9,7 +9,6 @@ import json
 import time
 
 import pytest
-from proctrace.formats.jsonl import raw_bytes
 from proctrace.formats.views import render_summary, render_timeline, render_tree, timeline_json
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
@@ -24,6 +23,7 @@ from proctrace.model.events import (
     ReapEvent,
     SignalEvent,
     WaitStatus,
+    as_bytes,
 )
 from proctrace.model.process_table import ProcessTable
 from proctrace.model.procsnap import ProcInfo
@@ -305,8 +305,8 @@ def test_timeline_json_strings_round_trip_bytes(table):
     (obj,) = timeline_json(table, [103])
     text = json.dumps(obj, ensure_ascii=True)
     back = json.loads(text)
-    assert [raw_bytes(a) for a in back["execs"][0]["argv"]] == [HOSTILE, b"\xff"]
-    assert raw_bytes(back["comm"]) == HOSTILE
+    assert [as_bytes(a) for a in back["execs"][0]["argv"]] == [HOSTILE, b"\xff"]
+    assert as_bytes(back["comm"]) == HOSTILE
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from proctrace.formats.stream import ansi_codes
+from proctrace.formats.text import ansi_codes
 from proctrace.kernel.program import ARGV_MAX_DEFAULT
 
 from tests.live.conftest import ROOT, WORKLOADS
@@ -95,7 +95,7 @@ def run_workload(tmp_path: Path, case: Case, *options: str) -> tuple[subprocess.
     out = tmp_path / "out"
     workload = [sys.executable, str(WORKLOADS / "hostile_names.py"), str(value_file), *flags]
     proc = subprocess.run(
-        [sys.executable, "-m", "tracer", "-o", str(out), *options, "--", *workload],
+        [sys.executable, "-m", "proctrace", "-o", str(out), *options, "--", *workload],
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "500"},  # the views' tables, unwrapped
         capture_output=True,
@@ -188,7 +188,7 @@ def test_json_carries_hostile_strings_exactly(tmp_path, case):
         assert exact(ex["comm"]) == os.path.basename(exec_path(tmp_path, case))[:COMM_MAX]
 
     replay = subprocess.run(
-        [sys.executable, "-m", "tracer", "-r", str(rec), "--json"], cwd=ROOT, capture_output=True, timeout=60
+        [sys.executable, "-m", "proctrace", "-r", str(rec), "--json"], cwd=ROOT, capture_output=True, timeout=60
     )
     assert replay.returncode == 0, replay.stderr
     assert replay.stdout == raw, "the recording carries the same bytes as the live stream"
@@ -229,7 +229,7 @@ def test_command_runs_directly_without_a_shell(trace):
 def test_command_name_with_shell_syntax_is_a_file_name(tmp_path):
     planted = tmp_path / "planted"
     run = subprocess.run(
-        [sys.executable, "-m", "tracer", "--", f"true; touch {planted}"],
+        [sys.executable, "-m", "proctrace", "--", f"true; touch {planted}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -260,7 +260,7 @@ def own_message_cases(tmp_path: Path) -> dict[str, list[str]]:
 def test_own_messages_escape_a_hostile_file_name(tmp_path, situation):
     shutil.copy("/bin/true", tmp_path / OSC_NAME)
     run = subprocess.run(
-        [sys.executable, "-m", "tracer", *own_message_cases(tmp_path)[situation]],
+        [sys.executable, "-m", "proctrace", *own_message_cases(tmp_path)[situation]],
         cwd=ROOT,
         capture_output=True,
         timeout=60,

@@ -27,23 +27,31 @@ What shapes it:
   so a slice's float end is also kept at or before its parent's (a last-ulp
   nudge where the addition rounds up).
 * Strings. Everything a process chose (comm, filename, argv) is escaped as in
-  the other views (render.escape_bytes), and characters beyond the BMP are
-  escaped too: the output is ASCII, and Perfetto's JSON reader rejects the
-  \\ud800-\\udfff escapes that JSON would otherwise need for them.
+  the other views (text.escape_bytes), and characters beyond the BMP are
+  escaped too (text.bmp_only): the output is ASCII, and Perfetto's JSON reader
+  rejects the \\ud800-\\udfff escapes that JSON would otherwise need for them.
+  Outcomes, signals and statuses are worded by tracer/formats/words.py.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any, TextIO
 
 from proctrace import __version__
-from proctrace.formats.stream import escape_bytes, format_duration, shell_quote
-from proctrace.formats.views import comm_text, outcome
+from proctrace.formats.text import bmp_only, comm_text, cut, escape_bytes, format_duration, shell_quote
+from proctrace.formats.words import (
+    delivered_title,
+    group_exit_cause,
+    handler_name,
+    outcome,
+    result_name,
+    sent_words,
+    status_fields,
+)
 from proctrace.model.clock import Clock
-from proctrace.model.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
+from proctrace.model.events import SIGNAL_DELIVER, errno_name, signal_name
 from proctrace.model.process_table import ExecRecord, Process, ProcessTable, SignalRecord
 
 PID_MAX_LIMIT = 1 << 22
@@ -53,31 +61,19 @@ here up stand for later holders of a reused pid."""
 NAME_MAX = 120
 """Characters of a command line in a track or slice name; args carry it whole."""
 
-_SIGKILL = 9
-_HANDLERS = {0: "default", 1: "ignore"}
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
-def _safe(text: str) -> str:
-    """Escaped text (no controls, no lone surrogates) made BMP-only, the way
-    escape_text writes a non-printable astral character."""
-    if text.isascii():
-        return text
-    return _ASTRAL.sub(lambda m: f"\\U{ord(m.group()):08x}", text)
-
-
 def _esc(raw: bytes) -> str:
-    return _safe(escape_bytes(raw))
+    return bmp_only(escape_bytes(raw))
 
 
-def _cut(text: str, limit: int = NAME_MAX) -> str:
-    # not ending in a lone backslash, which would read as an escape of the "…"
-    return text if len(text) <= limit else text[: limit - 1].rstrip("\\") + "…"
+def _name(text: str) -> str:
+    return cut(text, NAME_MAX, whole_escapes=True)
 
 
 def _words(argv: list[bytes]) -> str:
-    return _safe(" ".join(shell_quote(a) for a in argv))
+    return bmp_only(" ".join(shell_quote(a) for a in argv))
 
 
 def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: list[int] | None = None) -> int:
@@ -169,17 +165,6 @@ def _last_seen(rec: Process) -> int:
     return max(times)
 
 
-def _status_args(status: WaitStatus | None) -> dict[str, Any]:
-    if status is None:
-        return {}
-    return {
-        "exit_code": status.exit_code,
-        "signal": status.signal,
-        "core_dumped": status.core_dumped,
-        "status": status.raw,
-    }
-
-
 def _exec_args(ex: ExecRecord) -> dict[str, Any]:
     args: dict[str, Any] = {"filename": _esc(ex.filename), "argv": [_esc(a) for a in ex.argv]}
     if ex.errno:
@@ -193,21 +178,18 @@ def _exec_args(ex: ExecRecord) -> dict[str, Any]:
 
 
 def _signal_event(sig: SignalRecord) -> tuple[str, dict[str, Any]]:
-    name = signal_name(sig.signo)
-    args: dict[str, Any] = {"signal": name, "signo": sig.signo}
+    args: dict[str, Any] = {"signal": signal_name(sig.signo), "signo": sig.signo}
     if sig.stage == SIGNAL_DELIVER:
         args["stage"] = "deliver"
-        args["handler"] = _HANDLERS.get(sig.handler, "handler")
-        if sig.group_exit_signo and sig.signo == _SIGKILL:
-            cause = signal_name(sig.group_exit_signo)
-            args["group_exit_signal"] = cause
-            return f"SIGKILL delivered (group exit by {cause})", args
-        return f"{name} delivered", args
+        args["handler"] = handler_name(sig.handler)
+        cause = group_exit_cause(sig.signo, sig.group_exit_signo)
+        if cause:
+            args["group_exit_signal"] = signal_name(cause)
+        return delivered_title(sig.signo, sig.group_exit_signo), args
     args["stage"] = "generate"
     args["sender_pid"] = sig.sender_pid
-    args["result"] = SIGNAL_RESULTS.get(sig.result, str(sig.result))
-    sender = "the kernel" if sig.sender_pid is None else str(sig.sender_pid)
-    return f"{name} from {sender}", args
+    args["result"] = result_name(sig.result)
+    return sent_words(sig.signo, None if sig.sender_pid is None else str(sig.sender_pid)), args
 
 
 class _Writer:
@@ -247,11 +229,11 @@ class _Writer:
 
     def process(self, rec: Process, pid: int, sort_index: int) -> None:
         origin = self.origin
-        comm = _safe(comm_text(rec.comm))
+        comm = bmp_only(comm_text(rec.comm))
         parent = rec.original_ppid
         title = f"{comm} [{rec.tgid}]" + (f" ← {parent}" if parent else "")
         if rec.argv:
-            title += " · " + _cut(_words(rec.argv))
+            title += " · " + _name(_words(rec.argv))
         self._meta(pid, "process_name", {"name": title})
         self._meta(pid, "process_sort_index", {"sort_index": sort_index})
         self._meta(pid, "thread_name", {"name": comm})
@@ -318,7 +300,8 @@ class _Writer:
         if running and rec.start_ns:
             args["running_for_ns"] = max(0, self.end - rec.start_ns)  # as the views say "so far"
         args = {k: v for k, v in args.items() if v is not None}
-        args.update(_status_args(rec.status))  # exit_code and signal both, one null
+        if rec.status is not None:
+            args.update(status_fields(rec.status))  # exit_code and signal both, one null
         name = f"{comm}: " + ("running" if running else outcome(rec.status)[0])
         _, life_end = self._slice(pid, name, "process", start, stop, stop / 1000, 0, args)
 
@@ -327,7 +310,7 @@ class _Writer:
             begin = min(max(self._at(ex.ts_ns), start), stop)
             until = self._at(execs[i + 1].ts_ns) if i + 1 < len(execs) else stop
             until = min(max(until, begin), stop)
-            label = _cut(_words(ex.argv) if ex.argv else _esc(ex.filename))
+            label = _name(_words(ex.argv) if ex.argv else _esc(ex.filename))
             self._slice(pid, label or "exec", "exec", begin, until, life_end, 1, _exec_args(ex))
         for ex in rec.failed_execs:
             self._instant(

@@ -3,8 +3,9 @@
 Strings a process chose (comm, filename, argv) are bytes and may not be UTF-8.
 They are decoded with PEP 383's surrogateescape and written with ensure_ascii,
 so an undecodable byte 0xNN appears as the escape \\udcNN. Valid UTF-8 never
-produces a lone surrogate, so the mapping is lossless:
-`s.encode("utf-8", "surrogateescape")` gives back the exact bytes.
+produces a lone surrogate, so the mapping is lossless (as_text and as_bytes in
+tracer/model/events.py). How outcomes, handlers and statuses become fields is
+tracer/formats/words.py's.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ import json
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
+from proctrace.formats.words import (
+    HANDLER_NAMES,
+    HANDLER_VALUES,
+    OTHER_HANDLER,
+    RESULT_VALUES,
+    result_name,
+    status_fields,
+)
 from proctrace.model.clock import TS_LIMIT, Clock
 from proctrace.model.events import (
     CLONE_THREAD,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
-    SIGNAL_RESULTS,
     Event,
     ExecEvent,
     ExitEvent,
@@ -26,6 +34,7 @@ from proctrace.model.events import (
     ReapEvent,
     SignalEvent,
     WaitStatus,
+    as_bytes,
     errno_name,
     errno_number,
     signal_name,
@@ -37,82 +46,11 @@ from proctrace.model.memo import remember
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
-_HANDLERS = {0: "default", 1: "ignore"}
-_HANDLER_VALUES = {"default": 0, "ignore": 1, "handler": 2}  # a handler's address is not kept
-_RESULT_VALUES = {name: value for value, name in SIGNAL_RESULTS.items()}
-
-
-def text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def raw_bytes(value: str) -> bytes:
-    if type(value) is not str:
-        raise TypeError(f"expected a string, not {type(value).__name__}")
-    return value.encode("utf-8", "surrogateescape")
-
-
-def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "type": ev.kind,
-        "ts_ns": ev.ts_ns,
-        "time": clock.iso(ev.ts_ns),
-        "pid": ev.pid,
-        "tgid": ev.tgid,
-        "ppid": ev.ppid,
-        "comm": text(ev.comm),
-        "uid": ev.uid,
-        "start_ns": ev.start_ns,
-        "cpu": ev.cpu,
-    }
-    if isinstance(ev, ExecEvent):
-        d["filename"] = text(ev.filename)
-        d["argv"] = [text(a) for a in ev.argv]
-        d["argv_truncated"] = ev.argv_truncated
-        d["filename_truncated"] = ev.filename_truncated
-        d["argv_unreadable"] = ev.argv_unreadable
-        d["errno"] = errno_name(ev.errno) if ev.errno else None
-        d["old_pid"] = ev.old_pid if ev.old_pid != ev.pid else None
-    elif isinstance(ev, ForkEvent):
-        d["child_pid"] = ev.child_pid
-        d["child_tgid"] = ev.child_tgid
-        d["child_ppid"] = ev.child_ppid
-        d["thread"] = ev.thread
-        d["clone_flags"] = ev.clone_flags
-    elif isinstance(ev, ExitEvent):
-        st = ev.status
-        d["exit_code"] = st.exit_code
-        d["signal"] = st.signal
-        d["core_dumped"] = st.core_dumped
-        d["status"] = st.raw
-        d["process_exit"] = ev.process_exit
-        d["lifetime_ns"] = ev.lifetime_ns
-    elif isinstance(ev, SignalEvent):
-        d["signal"] = ev.signal
-        d["signo"] = ev.signo
-        d["stage"] = "deliver" if ev.stage == SIGNAL_DELIVER else "generate"
-        d["target_pid"] = ev.target_pid
-        d["target_comm"] = text(ev.target_comm)
-        d["sender_pid"] = ev.sender_pid
-        d["code"] = ev.code
-        if ev.stage == SIGNAL_DELIVER:
-            d["handler"] = _HANDLERS.get(ev.handler, "handler")
-            d["group_exit_signal"] = signal_name(ev.group_exit_signo) if ev.group_exit_signo else None
-        else:
-            d["result"] = SIGNAL_RESULTS.get(ev.result, str(ev.result))
-            d["group"] = ev.group
-    elif isinstance(ev, ReapEvent):
-        d["reaped_pid"] = ev.reaped_pid
-        d["exit_code"] = ev.status.exit_code
-        d["signal"] = ev.status.signal
-        d["core_dumped"] = ev.status.core_dumped
-        d["status"] = ev.status.raw
-    return d
-
-
-# event_json writes the same text as `_encode(event_dict(ev, clock))`, about
-# twice as fast: it is the per-event cost of --json and of every recording.
-# tests/test_jsonout.py checks the two agree to the byte on arbitrary events.
+# event_json is the per-event cost of --json and of every recording, so it
+# writes its text with f-strings rather than through a dict and json.dumps.
+# tests/oracle.py spells each object out as a dict, and tests/test_jsonl.py
+# checks that event_json writes exactly json.dumps of it, to the byte, on
+# arbitrary events.
 
 
 _quoted: dict[bytes, str] = {}
@@ -161,16 +99,11 @@ _status_texts: dict[int, str] = {}
 
 
 def _status_json(st: WaitStatus) -> str:
-    text = _status_texts.get(st.raw)
-    if text is None:
-        code = st.exit_code
-        sig = st.signal
-        text = (
-            f'"exit_code":{"null" if code is None else code},"signal":{"null" if sig is None else _quote(sig)},'
-            f'"core_dumped":{_b(st.core_dumped)},"status":{st.raw}'
-        )
-        remember(_status_texts, st.raw, text)
-    return text
+    """The status fields (words.status_fields) as JSON text, made once per status value."""
+    return _status_texts.get(st.raw) or remember(_status_texts, st.raw, _encode(status_fields(st))[1:-1])
+
+
+_result_texts: dict[int, str] = {}
 
 
 def _exit_json(ev: ExitEvent, clock: Clock) -> str:
@@ -189,8 +122,8 @@ def _signal_json(ev: SignalEvent, clock: Clock) -> str:
     )
     if ev.stage == SIGNAL_DELIVER:
         group_exit = _quote(signal_name(ev.group_exit_signo)) if ev.group_exit_signo else "null"
-        return f'{common},"handler":"{_HANDLERS.get(ev.handler, "handler")}","group_exit_signal":{group_exit}}}'
-    result = _quote(SIGNAL_RESULTS.get(ev.result, str(ev.result)))
+        return f'{common},"handler":"{HANDLER_NAMES.get(ev.handler, OTHER_HANDLER)}","group_exit_signal":{group_exit}}}'
+    result = _result_texts.get(ev.result) or remember(_result_texts, ev.result, _quote(result_name(ev.result)))
     return f'{common},"result":{result},"group":{_b(ev.group)}}}'
 
 
@@ -267,8 +200,8 @@ def _exec(d: dict[str, Any]) -> ExecEvent:
         raise ValueError("exec fields have the wrong types")
     return ExecEvent(
         *common,
-        raw_bytes(d["filename"]),
-        list(map(raw_bytes, argv)),
+        as_bytes(d["filename"]),
+        list(map(as_bytes, argv)),
         *flags,
         0 if err is None else errno_number(err),
         common[1] if old_pid is None else old_pid,
@@ -293,17 +226,17 @@ def _signal(d: dict[str, Any]) -> SignalEvent:
     if d["stage"] == "deliver":
         group_exit = d["group_exit_signal"]
         stage, result, group = SIGNAL_DELIVER, 0, False
-        handler = _HANDLER_VALUES[d["handler"]]
+        handler = HANDLER_VALUES[d["handler"]]
         group_exit_signo = signal_number(group_exit) if group_exit else 0
     else:
         stage, handler, group_exit_signo = SIGNAL_GENERATE, 0, 0
         result = d["result"]
-        # event_dict writes a result it has no name for as its number.
-        result = _RESULT_VALUES[result] if result in _RESULT_VALUES else int(result)
+        # a result with no name is written as its number (words.result_name)
+        result = RESULT_VALUES[result] if result in RESULT_VALUES else int(result)
         group = d["group"]
         if type(group) is not bool:
             raise ValueError("group must be a boolean")
-    target_comm = raw_bytes(d["target_comm"])
+    target_comm = as_bytes(d["target_comm"])
     return SignalEvent(*common, stage, signo, code, target_pid, target_comm, result, group, handler, group_exit_signo)
 
 
@@ -319,8 +252,8 @@ _FROM_DICT = {"fork": _fork, "exec": _exec, "exit": _exit, "signal": _signal, "r
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:
-    """The inverse of event_dict: `event_dict(event_from_dict(d), clock) == d`
-    for every d that event_dict produced with the same clock. Strict about
+    """The inverse of event_json: `event_json(event_from_dict(json.loads(line)), clock) == line`
+    for every line event_json wrote with the same clock. Strict about
     types, since it reads files anyone may have written: raises KeyError,
     TypeError or ValueError on objects that are not such events."""
     try:

@@ -1,9 +1,10 @@
 """The pretty event stream: one line per event, for people at a terminal.
 
-This module owns how an event looks on a terminal: the columns, the colours,
-the escaping of strings that processes chose (comm, filename, argv), durations,
-and the status line kept at the bottom of a TTY. The JSON form is elsewhere
-(tracer/formats/jsonl.py).
+This module owns how an event looks on a terminal: the columns, the line of
+each kind of event, cutting a line to the terminal's width, and the status
+line kept at the bottom of a TTY. The escaping, quoting, durations and colours
+are tracer/formats/text.py's, the words for outcomes and signals
+tracer/formats/words.py's, and the JSON form is tracer/formats/jsonl.py.
 
 Two constraints shape the code:
 
@@ -12,28 +13,35 @@ Two constraints shape the code:
   with f-strings and ANSI sequences computed once from rich styles; no rich
   renderable is made per event.
 * Hostile strings. Any process picks its own comm, filename and arguments. What
-  we print must never reach the terminal as a control sequence, so everything
-  that is not plainly printable is shown as an escape, in the notation of bash's
-  $'...' quoting: \\n \\t \\r \\\\, \\xNN for a byte (a control character below 0x80 or
-  a byte that is not UTF-8), \\uNNNN or \\UNNNNNNNN for a non-printable code point
-  (C1 controls, bidi and other format characters, separators other than space).
+  we print must never reach the terminal as a control sequence, so every such
+  string goes through text.escape_bytes or text.shell_quote.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from proctrace.formats.text import (
+    DETAIL_MAX,
+    TRUNCATED,
+    ansi_codes,
+    cut_marker,
+    escape_bytes,
+    escape_text,
+    format_duration,
+    quote_prefix,
+    shell_quote,
+)
+from proctrace.formats.words import delivered_words, exec_notes, outcome, result_words
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VFORK,
     EVENT_KINDS,
     SIGNAL_DELIVER,
-    SIGNAL_RESULTS,
     Event,
     ExecEvent,
     ExitEvent,
@@ -46,196 +54,14 @@ from proctrace.model.events import (
 )
 from proctrace.model.memo import remember
 from rich.cells import cell_len, set_cell_size
-from rich.color import ColorSystem
-from rich.style import Style
-
-DETAIL_MAX = 4096
-"""Characters of an exec's filename and arguments shown before the rest is cut."""
-
-TRUNCATED = "…(truncated)"
-"""The kernel side cut the value (the event carries only its start)."""
-
-_SIGKILL = 9
 
 # Column widths: a pid is at most 7 digits (pid_max <= 4194304), a comm 15 bytes.
 _KIND_W, _PID_W, _COMM_W = 6, 7, 15
 _KIND_COLUMN = {kind: kind.ljust(_KIND_W) for kind in EVENT_KINDS}
-
-# ---------------------------------------------------------------------------
-# Escaping
-
-
-def _escape_char(c: str) -> str:
-    if c == "\n":
-        return "\\n"
-    if c == "\t":
-        return "\\t"
-    if c == "\r":
-        return "\\r"
-    if c == "\\":
-        return "\\\\"
-    if c.isprintable():
-        return c
-    o = ord(c)
-    if 0xDC80 <= o <= 0xDCFF:
-        # surrogateescape's stand-in for a byte that was not valid UTF-8
-        return f"\\x{o - 0xDC00:02x}"
-    if o < 0x80:
-        return f"\\x{o:02x}"
-    if o <= 0xFFFF:
-        return f"\\u{o:04x}"
-    return f"\\U{o:08x}"
-
-
-_ASCII_ESCAPES = [_escape_char(chr(i)) for i in range(128)]
-# Runs of anything but printable ASCII other than the backslash.
-_UNPLAIN_RUN = re.compile(r"[^\x20-\x5b\x5d-\x7e]+")
-
-
-def _escape_run(match: re.Match[str]) -> str:
-    run = match.group()
-    if run.isprintable() and "\\" not in run:
-        return run
-    return "".join([_escape_char(c) for c in run])
-
-
-def escape_bytes(raw: bytes) -> str:
-    """`raw` as text that is safe to print: every character that str.isprintable()
-    rejects (controls, format and bidi characters, separators other than space,
-    unassigned code points) and the backslash are escaped, as are bytes that are
-    not UTF-8. The result contains no control character of any kind."""
-    if raw.isascii():
-        text = raw.decode("ascii")
-        if text.isprintable() and "\\" not in text:
-            return text
-        return text.translate(_ASCII_ESCAPES)
-    # an undecodable byte becomes a lone surrogate, which is not printable
-    return escape_text(raw.decode("utf-8", "surrogateescape"))
-
-
-def escape_text(text: str) -> str:
-    """escape_bytes for text already decoded (with surrogateescape, if at all)."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    if text.isascii():
-        return text.translate(_ASCII_ESCAPES)
-    return _UNPLAIN_RUN.sub(_escape_run, text)
-
-
-_SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+", re.ASCII).fullmatch
-
-
-def _quote_escaped(text: str) -> str:
-    """Shell-quote text made by escape_bytes. Text with escapes gets bash's
-    $'...' quoting, whose escapes are exactly ours, so a line can be pasted."""
-    if not text:
-        return "''"
-    if _SHELL_SAFE(text):
-        return text
-    if "\\" in text:
-        return "$'" + text.replace("'", "\\'") + "'"
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
-def shell_quote(raw: bytes) -> str:
-    """`raw` escaped and quoted the way a shell would need it (shlex.quote for bytes)."""
-    return _quote_escaped(escape_bytes(raw))
-
-
-def _utf8_boundary(raw: bytes, n: int) -> int:
-    """The largest cut <= n that does not split a UTF-8 sequence."""
-    if n >= len(raw):
-        return len(raw)
-    cut = n
-    for _ in range(3):  # a UTF-8 sequence has at most 3 continuation bytes
-        if cut == 0 or (raw[cut] & 0xC0) != 0x80:
-            break
-        cut -= 1
-    return n if (raw[cut] & 0xC0) == 0x80 else cut  # no lead byte: not UTF-8 anyway
-
-
-def _quote_prefix(raw: bytes, budget: int) -> tuple[str, int]:
-    """The quoted form of the longest start of `raw` that fits `budget` characters,
-    and how many bytes of `raw` it shows."""
-    n = min(len(raw), budget)
-    while True:
-        n = _utf8_boundary(raw, n)
-        quoted = _quote_escaped(escape_bytes(raw[:n]))
-        if len(quoted) <= budget or n == 0:
-            return quoted, n
-        # an escape is at most 10 characters a byte; shrink in proportion, by at least one
-        n = min(n - 1, n * budget // len(quoted))
-
-
-def _cut_marker(arg: bytes, shown: int, rest: list[bytes]) -> str:
-    """What an exec line leaves out: bytes of argument text, and whole arguments."""
-    hidden = len(arg) - shown + sum(len(a) for a in rest)
-    if rest:
-        return f"…(+{hidden} bytes, {len(rest)} more args)"
-    return f"…(+{hidden} bytes)"
-
-
-# ---------------------------------------------------------------------------
-# Durations and the status line
-
-
-def format_duration(ns: int) -> str:
-    """A lifetime for people: 850ns, 12.3µs, 1.2ms, 3.40s, 2m05s, 4h07m, 3d02h."""
-    if ns < 1_000:
-        return f"{max(ns, 0)}ns"
-    if ns < 999_950:
-        tenths = (ns + 50) // 100
-        return f"{tenths // 10}.{tenths % 10}µs"
-    if ns < 999_950_000:
-        tenths = (ns + 50_000) // 100_000
-        return f"{tenths // 10}.{tenths % 10}ms"
-    if ns < 59_995_000_000:
-        hundredths = (ns + 5_000_000) // 10_000_000
-        return f"{hundredths // 100}.{hundredths % 100:02d}s"
-    seconds = (ns + 500_000_000) // 1_000_000_000
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    minutes = (ns + 30_000_000_000) // 60_000_000_000
-    if minutes < 24 * 60:
-        return f"{minutes // 60}h{minutes % 60:02d}m"
-    hours = (ns + 1_800_000_000_000) // 3_600_000_000_000
-    return f"{hours // 24}d{hours % 24:02d}h"
-
-
-# ---------------------------------------------------------------------------
-# Colours
-
-
-def _ansi(style: str) -> tuple[str, str]:
-    """The escape sequences that switch `style` on and off, computed once by rich."""
-    rendered = Style.parse(style).render("\0", color_system=ColorSystem.STANDARD)
-    on, _, off = rendered.partition("\0")
-    return on, off
-
-
-# role -> rich style; every ANSI sequence the renderer ever emits comes from here.
-STYLES: dict[str, str] = {
-    "time": "dim",
-    "comm": "bold",
-    "header": "bold",
-    "fork": "blue",
-    "exec": "cyan",
-    "exec_failed": "red",
-    "exit_ok": "green",
-    "exit_bad": "red",
-    "signal_generate": "yellow",
-    "signal_deliver": "magenta",
-    "reap": "dim",
-    "other": "",
-}
-
-
-def ansi_codes() -> dict[str, tuple[str, str]]:
-    """role -> (on, off) ANSI sequences, as the colour mode uses them."""
-    return {role: _ansi(style) if style else ("", "") for role, style in STYLES.items()}
-
-
 _ANSI = ansi_codes()
+
+# ---------------------------------------------------------------------------
+# Terminal cells
 
 
 def _cells(text: str) -> int:
@@ -275,7 +101,7 @@ class StreamRenderer:
         self._hms = ""
         self._pids: dict[int, str] = {}
         self._comms: dict[bytes, str] = {}
-        self._statuses: dict[int, str] = {}
+        self._outcomes: dict[int, tuple[str, str]] = {}
         self._quoted: dict[bytes, str] = {}
         self._details: dict[type, Callable[[Any], tuple[str, str]]] = {
             ForkEvent: self._fork,
@@ -301,7 +127,7 @@ class StreamRenderer:
         """One line per event. The hot path of the pretty stream, so it works a
         batch at a time with everything it needs in local variables, keeps
         dictionary caches for what repeats (the clock's second, padded pids,
-        comms, statuses) and uses no format specs, which cost ~0.1 us each."""
+        comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
         offset, pids, comms, details = self._offset_ns, self._pids, self._comms, self._details
         width, color = self._width, self._color
         second_shown, hms = self._second, self._hms
@@ -338,8 +164,8 @@ class StreamRenderer:
         self._second, self._hms = second_shown, hms
         return out
 
-    def _describe(self, status: WaitStatus) -> str:
-        return self._statuses.get(status.raw) or remember(self._statuses, status.raw, status.describe())
+    def _outcome(self, status: WaitStatus) -> tuple[str, str]:
+        return remember(self._outcomes, status.raw, outcome(status))
 
     def _quote(self, raw: bytes) -> str:
         """shell_quote, remembered for short values: the same arguments recur."""
@@ -375,25 +201,21 @@ class StreamRenderer:
             room = DETAIL_MAX - used - 1
             quoted = self._quote(arg) if len(arg) <= room else None
             if quoted is None or len(quoted) > room:
-                shown, nbytes = _quote_prefix(arg, max(room, 0))
-                words.append((shown if nbytes else "") + _cut_marker(arg, nbytes, argv[i + 1 :]))
+                shown, nbytes = quote_prefix(arg, max(room, 0))
+                words.append((shown if nbytes else "") + cut_marker(arg, nbytes, argv[i + 1 :]))
                 break
             words.append(quoted)
             used += len(quoted) + 1
-        if ev.argv_unreadable:
-            words.append("(argv unreadable)")
-        if ev.argv_truncated:
-            words.append(TRUNCATED)
-        if ev.old_pid and ev.old_pid != ev.pid:
-            words.append(f"(from thread {ev.old_pid})")
+        from_thread = ev.old_pid if ev.old_pid != ev.pid else 0
+        if ev.argv_unreadable or ev.argv_truncated or from_thread:
+            words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread))
         if ev.errno:
             return "exec_failed", f"FAILED {errno_name(ev.errno)} {' '.join(words)}"
         return "exec", " ".join(words)
 
     def _exit(self, ev: ExitEvent) -> tuple[str, str]:
         status = ev.status
-        described = self._statuses.get(status.raw) or self._describe(status)
-        role = "exit_bad" if status.raw else "exit_ok"
+        described, role = self._outcomes.get(status.raw) or self._outcome(status)
         if ev.process_exit:
             who, start = "process", ev.start_ns
         else:
@@ -403,31 +225,20 @@ class StreamRenderer:
         return role, f"{who} {described} after {format_duration(ev.ts_ns - start)}"
 
     def _signal(self, ev: SignalEvent) -> tuple[str, str]:
-        name = signal_name(ev.signo)
         if ev.stage == SIGNAL_DELIVER:
-            if ev.signo == _SIGKILL and ev.group_exit_signo:
-                # every thread of a process dying of a fatal signal is sent SIGKILL
-                if ev.group_exit_signo == _SIGKILL:
-                    return "signal_deliver", "SIGKILL delivered (group exit)"
-                cause = signal_name(ev.group_exit_signo)
-                return "signal_deliver", f"SIGKILL (group exit by {cause}) delivered"
-            if ev.handler == 0:
-                return "signal_deliver", f"{name} delivered, default action"
-            if ev.handler == 1:
-                return "signal_deliver", f"{name} delivered, ignored"
-            return "signal_deliver", f"{name} delivered to handler"
+            return "signal_deliver", delivered_words(ev.signo, ev.handler, ev.group_exit_signo, terse=True)
         target = f"{ev.target_pid}" if ev.group else f"thread {ev.target_pid}"
-        text = f"{name} -> {target}"
+        text = f"{signal_name(ev.signo)} -> {target}"
         if ev.target_comm:
             text += f" ({escape_bytes(ev.target_comm)})"
         if ev.sender_pid is None:
             text += " from kernel"
         if ev.result:
-            text += " " + SIGNAL_RESULTS.get(ev.result, f"result {ev.result}").replace("_", " ")
+            text += " " + result_words(ev.result)
         return "signal_generate", text
 
     def _reap(self, ev: ReapEvent) -> tuple[str, str]:
-        described = self._statuses.get(ev.status.raw) or self._describe(ev.status)
+        described = (self._outcomes.get(ev.status.raw) or self._outcome(ev.status))[0]
         return "reap", f"reaped {ev.reaped_pid} ({described})"
 
 

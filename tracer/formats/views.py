@@ -2,11 +2,12 @@
 
 This module owns how a process's life is shown once a session ends (live or,
 later, replayed): per-process timelines, the process tree, the summary tables,
-and the JSON object per process. The facts come from tracer/model/process_table.py.
+and the JSON object per process. The facts come from tracer/model/process_table.py;
+the words for outcomes and signals from tracer/formats/words.py.
 
 Every string a process chose (comm, filename, argv) goes through
-render.escape_bytes, and then into rich.text.Text objects (tree, summary) or
-plain lines (timeline), never into markup: a comm such as "[red]x" is printed
+text.escape_bytes or text.shell_quote, and then into rich.text.Text objects
+(tree, summary) or plain lines (timeline), never into markup: a comm such as "[red]x" is printed
 as those characters, and control bytes as escapes. The consoles are made with
 markup, emoji and highlighting off as a second guard.
 
@@ -17,24 +18,34 @@ as wall-clock time when a Clock is given.
 from __future__ import annotations
 
 import re
-import signal as signal_mod
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from proctrace.formats.jsonl import text as json_text
-from proctrace.formats.stream import (
+from proctrace.formats.text import (
     DETAIL_MAX,
     STYLES,
     TRUNCATED,
     ansi_codes,
+    comm_text,
+    cut,
     escape_bytes,
     format_duration,
     shell_quote,
 )
+from proctrace.formats.words import (
+    delivered_words,
+    exec_notes,
+    handler_name,
+    outcome,
+    result_name,
+    result_words,
+    sent_words,
+    status_fields,
+)
 from proctrace.model.clock import Clock
-from proctrace.model.events import SIGNAL_DELIVER, SIGNAL_RESULTS, WaitStatus, errno_name, signal_name
+from proctrace.model.events import SIGNAL_DELIVER, as_text, errno_name, signal_name
 from proctrace.model.process_table import (
     SIGCONT,
     CommandCount,
@@ -56,9 +67,7 @@ COMMAND_MAX = 200
 SUMMARY_ROWS = 20
 """Rows per summary table before the rest is folded into one line."""
 
-_SIGKILL = int(signal_mod.SIGKILL)
 _TRAILING_BLANKS = re.compile(r" +$", re.MULTILINE)
-_HANDLERS = {0: "default", 1: "ignore"}  # as in tracer/formats/jsonl.py; a handler's address is not kept
 
 
 @contextmanager
@@ -91,17 +100,8 @@ def _selected(table: ProcessTable, pids: list[int] | None, roots: list[int] | No
 # Words shared by the views
 
 
-def comm_text(comm: bytes) -> str:
-    """A comm, escaped; "?" when unknown (a process only ever seen being reaped)."""
-    return escape_bytes(comm) if comm else "?"
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _argv_words(argv: list[bytes] | tuple[bytes, ...], limit: int = COMMAND_MAX) -> str:
-    return _cut(" ".join(shell_quote(a) for a in argv), limit)
+    return cut(" ".join(shell_quote(a) for a in argv), limit)
 
 
 def command_line(rec: Process, limit: int = COMMAND_MAX) -> str:
@@ -110,23 +110,11 @@ def command_line(rec: Process, limit: int = COMMAND_MAX) -> str:
     return _argv_words(rec.argv, limit) if rec.argv else f"[{comm_text(rec.comm)}]"
 
 
-def outcome(status: WaitStatus | None) -> tuple[str, str]:
-    """(text, colour role) of how a process ended."""
-    if status is None:
-        return "end not seen", "other"
-    return status.describe(), "exit_ok" if status.raw == 0 else "exit_bad"
-
-
 def _exec_words(ex: ExecRecord) -> str:
     words = [shell_quote(ex.filename) + (TRUNCATED if ex.filename_truncated else "")]
     words.extend(shell_quote(a) for a in ex.argv)
-    if ex.argv_unreadable:
-        words.append("(argv unreadable)")
-    if ex.argv_truncated:
-        words.append(TRUNCATED)
-    if ex.old_pid:
-        words.append(f"(from thread {ex.old_pid})")
-    return _cut(" ".join(words), DETAIL_MAX)
+    words.extend(exec_notes(ex.argv_unreadable, ex.argv_truncated, ex.old_pid))
+    return cut(" ".join(words), DETAIL_MAX)
 
 
 def _pid_name(table: ProcessTable, pid: int, serial: int | None) -> str:
@@ -183,24 +171,16 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
     stops = {stop.stopped_ns for stop in rec.stops}
     continues = {stop.continued_ns: stop for stop in rec.stops if stop.continued_ns is not None}
     for sig in rec.signals:
-        name = signal_name(sig.signo)
         if sig.stage == SIGNAL_DELIVER:
-            if sig.group_exit_signo and sig.signo == _SIGKILL:
-                text = f"SIGKILL delivered (group exit by {signal_name(sig.group_exit_signo)})"
-            elif sig.handler == 0:
-                text = f"{name} delivered, default action"
-            elif sig.handler == 1:
-                text = f"{name} delivered, ignored"
-            else:
-                text = f"{name} delivered to its handler"
+            text = delivered_words(sig.signo, sig.handler, sig.group_exit_signo, terse=False)
             if sig.ts_ns in stops:
                 text += ": stopped"
             add((sig.ts_ns, "signal_deliver", text))
         else:
-            sender = "the kernel" if sig.sender_pid is None else _pid_name(table, sig.sender_pid, sig.sender_serial)
-            text = f"{name} from {sender}"
+            sender = None if sig.sender_pid is None else _pid_name(table, sig.sender_pid, sig.sender_serial)
+            text = sent_words(sig.signo, sender)
             if sig.result:
-                text += " (" + SIGNAL_RESULTS.get(sig.result, f"result {sig.result}").replace("_", " ") + ")"
+                text += f" ({result_words(sig.result)})"
             stop = continues.get(sig.ts_ns)
             if stop is not None and sig.signo == SIGCONT:
                 text += f": continued after {format_duration(sig.ts_ns - stop.stopped_ns)} stopped"
@@ -299,26 +279,25 @@ def _signal_dict(sig: SignalRecord) -> dict[str, Any]:
     d: dict[str, Any] = {"ts_ns": sig.ts_ns, "signal": signal_name(sig.signo)}
     if sig.stage == SIGNAL_DELIVER:
         d["stage"] = "deliver"
-        d["handler"] = _HANDLERS.get(sig.handler, "handler")
+        d["handler"] = handler_name(sig.handler)
         d["group_exit_signal"] = signal_name(sig.group_exit_signo) if sig.group_exit_signo else None
     else:
         d["stage"] = "generate"
         d["sender_pid"] = sig.sender_pid
-        d["result"] = SIGNAL_RESULTS.get(sig.result, str(sig.result))
+        d["result"] = result_name(sig.result)
     return d
 
 
 def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
     """One process as a JSON-ready object; strings as in tracer/formats/jsonl.py."""
-    status = rec.status
     return {
         "pid": rec.tgid,
         "tgid": rec.tgid,
         "ppid": rec.ppid,
         "original_ppid": rec.original_ppid,
         "forked_by": rec.forked_by,
-        "comm": json_text(rec.comm),
-        "comms": [{"ts_ns": ts, "comm": json_text(comm)} for ts, comm in rec.comms],
+        "comm": as_text(rec.comm),
+        "comms": [{"ts_ns": ts, "comm": as_text(comm)} for ts, comm in rec.comms],
         "uid": rec.uid,
         "start_ns": rec.start_ns or None,
         "start_exact": rec.start_exact,
@@ -328,8 +307,8 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
         "execs": [
             {
                 "ts_ns": ex.ts_ns,
-                "filename": json_text(ex.filename),
-                "argv": [json_text(a) for a in ex.argv],
+                "filename": as_text(ex.filename),
+                "argv": [as_text(a) for a in ex.argv],
                 "argv_truncated": ex.argv_truncated,
                 "filename_truncated": ex.filename_truncated,
                 "old_pid": ex.old_pid or None,
@@ -339,16 +318,13 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
         "failed_execs": [
             {
                 "ts_ns": ex.ts_ns,
-                "filename": json_text(ex.filename),
-                "argv": [json_text(a) for a in ex.argv],
+                "filename": as_text(ex.filename),
+                "argv": [as_text(a) for a in ex.argv],
                 "errno": errno_name(ex.errno),
             }
             for ex in rec.failed_execs
         ],
-        "exit_code": status.exit_code if status is not None else None,
-        "signal": status.signal if status is not None else None,
-        "core_dumped": status.core_dumped if status is not None else False,
-        "status": status.raw if status is not None else None,
+        **status_fields(rec.status),
         "reaped_ns": rec.reaped_ns,
         "reaper": rec.reaper,
         "zombie_ns": rec.zombie_ns,

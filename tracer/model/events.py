@@ -2,7 +2,8 @@
 
 Strings from the kernel (command names, file names, arguments) stay `bytes`
 here: they are whatever a process chose, not necessarily UTF-8. Renderers and
-the JSON encoder decide how to show them.
+the JSON encoder decide how to show them; as_text and as_bytes are the one
+lossless mapping between such bytes and `str` that every stored form uses.
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ SIGNAL_RESULTS = {0: "delivered", 1: "ignored", 2: "already_pending", 3: "overfl
 # si_codes for which the task generating the signal is its sender (include/uapi/asm-generic/siginfo.h)
 SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
 _SENDER_CODES = frozenset({SI_USER, SI_QUEUE, SI_TKILL})
+
+
+def as_text(raw: bytes) -> str:
+    """`raw` as a str, each byte that is not UTF-8 as PEP 383's lone surrogate
+    (0xNN as \\udcNN). Valid UTF-8 never decodes to a lone surrogate, so
+    as_bytes gives back the exact bytes."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def as_bytes(value: str) -> bytes:
+    """The inverse of as_text; a TypeError for anything but a str (values read
+    back from files anyone may have written)."""
+    if type(value) is not str:
+        raise TypeError(f"expected a string, not {type(value).__name__}")
+    return value.encode("utf-8", "surrogateescape")
+
 
 _SIGNAL_NAMES: dict[int, str] = {}
 for _name in dir(signal_mod):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proctrace.formats.jsonl import raw_bytes, text
+from proctrace.model.events import as_bytes, as_text
 
 
 @dataclass(slots=True)
@@ -32,8 +32,8 @@ class ProcInfo:
             "pid": self.pid,
             "ppid": self.ppid,
             "uid": self.uid,
-            "comm": text(self.comm),
-            "argv": [text(a) for a in self.argv],
+            "comm": as_text(self.comm),
+            "argv": [as_text(a) for a in self.argv],
             "start_ns": self.start_ns,
             "threads": self.threads,
         }
@@ -44,8 +44,8 @@ class ProcInfo:
             pid=int(d["pid"]),
             ppid=int(d["ppid"]),
             uid=int(d["uid"]),
-            comm=raw_bytes(d["comm"]),
-            argv=[raw_bytes(a) for a in d["argv"]],
+            comm=as_bytes(d["comm"]),
+            argv=[as_bytes(a) for a in d["argv"]],
             start_ns=int(d["start_ns"]),
             threads=int(d["threads"]),
         )

@@ -8,7 +8,7 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from proctrace.formats.jsonl import event_dict, event_from_dict, event_json
+from proctrace.formats.jsonl import event_from_dict, event_json
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
@@ -22,6 +22,8 @@ from proctrace.model.events import (
     SignalEvent,
     WaitStatus,
 )
+
+from tests.oracle import event_dict
 
 SEC = 1_000_000_000
 # 1_700_000_000 s after the epoch is 2023-11-14T22:13:20Z.
@@ -302,7 +304,7 @@ def test_read_back_keeps_the_bytes_of_strings() -> None:
 
 
 def test_unknown_signal_result_survives_the_read_back() -> None:
-    # event_dict writes a result it has no name for as its number ("7"), so a newer
+    # event_json writes a result it has no name for as its number ("7"), so a newer
     # kernel's value is not lost; reading it back must not turn it into "delivered".
     ev = SignalEvent(**base(), stage=SIGNAL_GENERATE, signo=15, target_pid=301, result=7)
     line = event_json(ev, CLOCK)

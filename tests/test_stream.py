@@ -3,25 +3,13 @@ hostile strings, durations, and the terminal sink's status line. No root needed.
 
 from __future__ import annotations
 
-import random
 import re
-import shutil
-import subprocess
 import time
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from proctrace.formats.stream import (
-    DETAIL_MAX,
-    StreamRenderer,
-    Terminal,
-    ansi_codes,
-    escape_bytes,
-    format_duration,
-    shell_quote,
-)
+from proctrace.formats.stream import StreamRenderer, Terminal
+from proctrace.formats.text import DETAIL_MAX, ansi_codes
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_PARENT,
@@ -39,7 +27,7 @@ from proctrace.model.events import (
 )
 from rich.cells import cell_len
 
-from tests.environment import requires
+from tests.test_text import unescape
 
 EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 BOOT_OFFSET_NS = EPOCH_S * 1_000_000_000 - 100_000_000_000  # monotonic 100 s is EPOCH_S
@@ -313,83 +301,6 @@ def hostile_exec() -> ExecEvent:
     )
 
 
-@pytest.mark.parametrize(
-    ("raw", "shown"),
-    [
-        (b"\x1b[2J", "\\x1b[2J"),
-        (b"\x1b]0;title\x07", "\\x1b]0;title\\x07"),
-        (b"[red]x[/]", "[red]x[/]"),
-        (b"[link=http://x]y", "[link=http://x]y"),
-        (b"a\rb", "a\\rb"),
-        (b"a\nb", "a\\nb"),
-        (b"a\tb", "a\\tb"),
-        (b"\x00\x01\x7f", "\\x00\\x01\\x7f"),
-        (b"back\\slash", "back\\\\slash"),
-        (b"\xff\xfe", "\\xff\\xfe"),
-        (b"caf\xc3", "caf\\xc3"),  # a UTF-8 sequence cut short
-        (b"\xed\xa0\x80", "\\xed\\xa0\\x80"),  # an encoded surrogate is not UTF-8
-        (b"\x9b2J", "\\x9b2J"),  # the 8-bit CSI byte, not UTF-8 on its own
-        ("\u0085\u009b".encode(), "\\u0085\\u009b"),  # C1 controls as code points
-        ("\u202eevil".encode(), "\\u202eevil"),
-        ("a\u200bb\ufeff".encode(), "a\\u200bb\\ufeff"),  # zero-width space, BOM
-        ("x\u2028y\u00a0z".encode(), "x\\u2028y\\u00a0z"),  # line separator, no-break space
-        ("\U000e0001".encode(), "\\U000e0001"),  # a tag character (format, outside the BMP)
-        ("é\x1b".encode(), "é\\x1b"),
-        ("héllo wörld 日本 🙂".encode(), "héllo wörld 日本 🙂"),
-        (b"", ""),
-        (b"plain ascii", "plain ascii"),
-    ],
-)
-def test_escape_bytes_shows_hostile_bytes_as_visible_escapes(raw: bytes, shown: str):
-    assert escape_bytes(raw) == shown
-
-
-def unescape(text: str) -> bytes:
-    """The inverse of escape_bytes: a test that the escaping loses nothing."""
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c != "\\":
-            out += c.encode()
-            i += 1
-            continue
-        tag = text[i + 1]
-        if tag in "\\ntr":
-            out += {"\\": b"\\", "n": b"\n", "t": b"\t", "r": b"\r"}[tag]
-            i += 2
-        elif tag == "x":
-            out.append(int(text[i + 2 : i + 4], 16))
-            i += 4
-        elif tag == "u":
-            out += chr(int(text[i + 2 : i + 6], 16)).encode()
-            i += 6
-        else:
-            assert tag == "U"
-            out += chr(int(text[i + 2 : i + 10], 16)).encode()
-            i += 10
-    return bytes(out)
-
-
-utf8_soup = st.lists(
-    st.one_of(st.binary(max_size=8), st.text(max_size=8).map(lambda s: s.encode("utf-8", "surrogatepass")))
-).map(b"".join)
-
-
-@given(utf8_soup)
-def test_escaped_text_is_all_printable_and_loses_nothing(raw: bytes):
-    shown = escape_bytes(raw)
-    assert shown.isprintable()
-    assert unescape(shown) == raw
-
-
-def test_every_single_byte_is_escaped_safely():
-    for byte in range(256):
-        shown = escape_bytes(bytes([byte]))
-        assert shown.isprintable()
-        assert unescape(shown) == bytes([byte])
-
-
 def test_hostile_strings_in_a_line_are_escaped_and_markup_is_literal():
     line = plain().line(hostile_exec())
     assert line == row(
@@ -416,42 +327,6 @@ def test_every_line_is_printable_text():
     renderer = plain()
     for ev in sample_events():
         assert renderer.line(ev).isprintable()
-
-
-# ---------------------------------------------------------------------------
-# Shell quoting
-
-
-@pytest.mark.parametrize(
-    ("raw", "quoted"),
-    [
-        (b"", "''"),
-        (b"-l", "-l"),
-        (b"--color=auto", "--color=auto"),
-        (b"/usr/bin/x", "/usr/bin/x"),
-        (b"my file", "'my file'"),
-        (b"it's", "'it'\"'\"'s'"),
-        (b"$HOME", "'$HOME'"),
-        (b"a\nb", "$'a\\nb'"),
-        (b"it's\n", "$'it\\'s\\n'"),
-        (b"a\\b", "$'a\\\\b'"),
-        ("é".encode(), "'é'"),
-    ],
-)
-def test_shell_quote_makes_spaces_and_quotes_visible(raw: bytes, quoted: str):
-    assert shell_quote(raw) == quoted
-
-
-def test_shell_quoted_arguments_paste_back_into_bash_as_the_same_bytes():
-    requires(shutil.which("bash") is not None, "needs bash")
-    samples = [b"", b"it's", b"a b", b"a\nb\tc\rd", b"\x1b[2J", b"\xff\xfe", "\u202eé日".encode(), b"\\x41", b"$(x)"]
-    rng = random.Random(7)  # and arbitrary bytes (an argument cannot hold a NUL)
-    samples += [bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 24))) for _ in range(200)]
-    script = "".join(f"printf '%s\\0' {shell_quote(raw)}; " for raw in samples)
-    out = subprocess.run(
-        ["bash", "-c", script], capture_output=True, check=True, env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"}
-    ).stdout
-    assert out.split(b"\0")[:-1] == samples
 
 
 # ---------------------------------------------------------------------------
@@ -508,31 +383,7 @@ def test_width_in_colour_mode_counts_only_visible_cells():
 
 
 # ---------------------------------------------------------------------------
-# Durations and status
-
-
-@pytest.mark.parametrize(
-    ("ns", "text"),
-    [
-        (-5, "0ns"),
-        (0, "0ns"),
-        (850, "850ns"),
-        (12_345, "12.3µs"),
-        (999_949, "999.9µs"),
-        (999_950, "1.0ms"),
-        (1_234_567, "1.2ms"),
-        (999_999_999, "1.00s"),
-        (3_400_000_000, "3.40s"),
-        (59_994_999_999, "59.99s"),
-        (59_995_000_000, "1m00s"),
-        (125_000_000_000, "2m05s"),
-        (3_599_600_000_000, "1h00m"),
-        ((4 * 3600 + 7 * 60) * 1_000_000_000, "4h07m"),
-        ((3 * 86400 + 2 * 3600) * 1_000_000_000, "3d02h"),
-    ],
-)
-def test_format_duration_is_short_and_human(ns: int, text: str):
-    assert format_duration(ns) == text
+# The status line
 
 
 class RecordingStream:

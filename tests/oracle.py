@@ -1,0 +1,82 @@
+"""The reference encoder of the JSON lines: each event kind's object spelled out
+as a plain dict, field by field, the slow and obvious way. tests/test_jsonl.py
+checks that proctrace's fast writer (jsonl.event_json) writes exactly
+json.dumps of these objects, and reads them back, so the schema in the README
+has one readable statement here that the fast code cannot drift from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proctrace.model.clock import Clock
+from proctrace.model.events import (
+    SIGNAL_DELIVER,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    ReapEvent,
+    SignalEvent,
+    WaitStatus,
+    as_text,
+    errno_name,
+    signal_name,
+)
+
+HANDLERS = {0: "default", 1: "ignore"}  # any other sa_handler value is a handler's address: "handler"
+RESULTS = {0: "delivered", 1: "ignored", 2: "already_pending", 3: "overflow_fail", 4: "lose_info"}
+
+
+def _status(st: WaitStatus) -> dict[str, Any]:
+    return {"exit_code": st.exit_code, "signal": st.signal, "core_dumped": st.core_dumped, "status": st.raw}
+
+
+def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "type": ev.kind,
+        "ts_ns": ev.ts_ns,
+        "time": clock.iso(ev.ts_ns),
+        "pid": ev.pid,
+        "tgid": ev.tgid,
+        "ppid": ev.ppid,
+        "comm": as_text(ev.comm),
+        "uid": ev.uid,
+        "start_ns": ev.start_ns,
+        "cpu": ev.cpu,
+    }
+    if isinstance(ev, ExecEvent):
+        d["filename"] = as_text(ev.filename)
+        d["argv"] = [as_text(a) for a in ev.argv]
+        d["argv_truncated"] = ev.argv_truncated
+        d["filename_truncated"] = ev.filename_truncated
+        d["argv_unreadable"] = ev.argv_unreadable
+        d["errno"] = errno_name(ev.errno) if ev.errno else None
+        d["old_pid"] = ev.old_pid if ev.old_pid != ev.pid else None
+    elif isinstance(ev, ForkEvent):
+        d["child_pid"] = ev.child_pid
+        d["child_tgid"] = ev.child_tgid
+        d["child_ppid"] = ev.child_ppid
+        d["thread"] = ev.thread
+        d["clone_flags"] = ev.clone_flags
+    elif isinstance(ev, ExitEvent):
+        d.update(_status(ev.status))
+        d["process_exit"] = ev.process_exit
+        d["lifetime_ns"] = ev.lifetime_ns
+    elif isinstance(ev, SignalEvent):
+        d["signal"] = ev.signal
+        d["signo"] = ev.signo
+        d["stage"] = "deliver" if ev.stage == SIGNAL_DELIVER else "generate"
+        d["target_pid"] = ev.target_pid
+        d["target_comm"] = as_text(ev.target_comm)
+        d["sender_pid"] = ev.sender_pid
+        d["code"] = ev.code
+        if ev.stage == SIGNAL_DELIVER:
+            d["handler"] = HANDLERS.get(ev.handler, "handler")
+            d["group_exit_signal"] = signal_name(ev.group_exit_signo) if ev.group_exit_signo else None
+        else:
+            d["result"] = RESULTS.get(ev.result, str(ev.result))
+            d["group"] = ev.group
+    elif isinstance(ev, ReapEvent):
+        d["reaped_pid"] = ev.reaped_pid
+        d.update(_status(ev.status))
+    return d

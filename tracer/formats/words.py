@@ -1,0 +1,155 @@
+"""How outcomes, signals, signal handlers and wait statuses are said.
+
+Every output asks this module, so that the stream, the views, the JSON forms
+and the Chrome trace say one fact the same way: as words for people ("killed
+by SIGSEGV (core dumped)", "SIGKILL delivered (group exit by SIGTERM)") and as
+fields for programs ("handler": "ignore", "exit_code"/"signal"/"core_dumped"/
+"status"). The names of signals and errnos themselves, and the wording of a
+wait status (WaitStatus.describe, which the process table's failure counts use
+too), belong to the event model (tracer/model/events.py).
+"""
+
+from __future__ import annotations
+
+import signal as signal_mod
+from typing import Any
+
+from proctrace.formats.text import TRUNCATED
+from proctrace.model.events import SIGNAL_RESULTS, WaitStatus, signal_name
+from proctrace.model.memo import remember
+
+SIGKILL = int(signal_mod.SIGKILL)
+
+# ---------------------------------------------------------------------------
+# Signal handlers
+
+HANDLER_NAMES: dict[int, str] = {0: "default", 1: "ignore"}
+"""A delivered signal's sa_handler value (SIG_DFL, SIG_IGN) by its JSON name;
+look up with `.get(handler, OTHER_HANDLER)`."""
+
+OTHER_HANDLER = "handler"
+"""The JSON name of any other sa_handler value: a handler's address, which is not kept."""
+
+HANDLER_VALUES: dict[str, int] = {**{name: value for value, name in HANDLER_NAMES.items()}, OTHER_HANDLER: 2}
+"""The inverse of the names, for reading JSON back: "handler" reads back as 2,
+the smallest value that means a handler (its real address was not kept)."""
+
+
+def handler_name(handler: int) -> str:
+    """ "default", "ignore" or "handler", as the JSON forms name a disposition."""
+    return HANDLER_NAMES.get(handler, OTHER_HANDLER)
+
+
+# ---------------------------------------------------------------------------
+# Signals
+
+
+def group_exit_cause(signo: int, group_exit_signo: int) -> int:
+    """The fatal signal a delivered SIGKILL stands for, or 0 when it stands for itself.
+
+    When a process dies of a fatal signal the kernel sends every one of its
+    threads SIGKILL; the event of that delivery carries the original signal."""
+    return group_exit_signo if signo == SIGKILL else 0
+
+
+_deliveries: dict[tuple[int, int, int, bool], str] = {}
+
+
+def delivered_words(signo: int, handler: int, group_exit_signo: int, *, terse: bool) -> str:
+    """How a delivery is said: "SIGTERM delivered, default action", "SIGUSR1
+    delivered to its handler", "SIGKILL delivered (group exit by SIGTERM)".
+
+    `terse` is the stream's form, which says "to handler", puts the cause of a
+    group-exit SIGKILL before "delivered" and names no cause when it was SIGKILL
+    itself; the timeline's sentences read as prose. Both as they always were.
+    Remembered, since the stream says it for every delivery: a handler's address
+    only counts as "a handler", so all addresses share one entry."""
+    key = (signo, handler if handler < 2 else 2, group_exit_signo, terse)
+    return _deliveries.get(key) or remember(_deliveries, key, _delivery(signo, handler, group_exit_signo, terse))
+
+
+def _delivery(signo: int, handler: int, group_exit_signo: int, terse: bool) -> str:
+    cause = group_exit_cause(signo, group_exit_signo)
+    if cause:
+        if not terse:
+            return f"SIGKILL delivered (group exit by {signal_name(cause)})"
+        if cause == SIGKILL:
+            return "SIGKILL delivered (group exit)"
+        return f"SIGKILL (group exit by {signal_name(cause)}) delivered"
+    name = signal_name(signo)
+    if handler == 0:
+        return f"{name} delivered, default action"
+    if handler == 1:
+        return f"{name} delivered, ignored"
+    return f"{name} delivered to handler" if terse else f"{name} delivered to its handler"
+
+
+def delivered_title(signo: int, group_exit_signo: int) -> str:
+    """A delivery in a few words, without its disposition (for a name whose
+    details are beside it): "SIGTERM delivered", "SIGKILL delivered (group exit by SIGTERM)"."""
+    if group_exit_cause(signo, group_exit_signo):
+        return delivered_words(signo, 0, group_exit_signo, terse=False)
+    return f"{signal_name(signo)} delivered"
+
+
+def sent_words(signo: int, sender: str | None) -> str:
+    """A generated signal and who sent it: "SIGTERM from 1234 (sh)", "SIGALRM from the kernel"."""
+    return f"{signal_name(signo)} from {'the kernel' if sender is None else sender}"
+
+
+def result_name(result: int) -> str:
+    """signal_generate's result as the JSON forms name it: "already_pending", or its number."""
+    return SIGNAL_RESULTS.get(result, str(result))
+
+
+RESULT_VALUES: dict[str, int] = {name: value for value, name in SIGNAL_RESULTS.items()}
+"""The inverse of result_name's names, for reading JSON back."""
+
+
+def result_words(result: int) -> str:
+    """signal_generate's result for people: "already pending", or "result 7"."""
+    return SIGNAL_RESULTS.get(result, f"result {result}").replace("_", " ")
+
+
+# ---------------------------------------------------------------------------
+# Outcomes and statuses
+
+
+def outcome(status: WaitStatus | None) -> tuple[str, str]:
+    """(words, colour role) of how a process or thread ended: ("exit 0",
+    "exit_ok"), ("killed by SIGSEGV (core dumped)", "exit_bad"); ("end not seen",
+    "other") when no status is known."""
+    if status is None:
+        return "end not seen", "other"
+    return status.describe(), "exit_ok" if status.raw == 0 else "exit_bad"
+
+
+def status_fields(status: WaitStatus | None) -> dict[str, Any]:
+    """The fields a wait status adds to a JSON object, in this order: exit_code
+    and signal (one of them null), core_dumped and the raw status; all null
+    (core_dumped false) when no status is known."""
+    if status is None:
+        return {"exit_code": None, "signal": None, "core_dumped": False, "status": None}
+    return {
+        "exit_code": status.exit_code,
+        "signal": status.signal,
+        "core_dumped": status.core_dumped,
+        "status": status.raw,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Execs
+
+
+def exec_notes(argv_unreadable: bool, argv_truncated: bool, from_thread: int) -> list[str]:
+    """What follows an exec's arguments: that they could not be read, that the
+    kernel side cut them, that a thread other than the leader called exec."""
+    notes = []
+    if argv_unreadable:
+        notes.append("(argv unreadable)")
+    if argv_truncated:
+        notes.append(TRUNCATED)
+    if from_thread:
+        notes.append(f"(from thread {from_thread})")
+    return notes
