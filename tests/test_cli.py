@@ -1,21 +1,34 @@
 """The command line's contract for bad input: a clear message, a non-zero exit,
-never a traceback. None of these needs root: they fail before tracing, or read
-recordings."""
+never a traceback; and each failure of a session mapped to its exit code. None
+of these needs root: they fail before tracing, read recordings, or replace the
+session with a stand-in."""
 
 from __future__ import annotations
 
 import gzip
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from proctrace import cli
+from proctrace.formats.recording import RecordingError
+from proctrace.kernel.prereqs import PrereqError
+from proctrace.kernel.probe import ProbeError
+from proctrace.model.filters import FilterError
+from proctrace.session.command import CommandError
+from proctrace.session.loop import SessionResult
+from proctrace.session.options import SessionOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def proctrace(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tracer", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "proctrace", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
@@ -117,3 +130,82 @@ def test_gzip_recording_cut_mid_record_reads_what_came_before(tmp_path):
     assert len(result.stdout.splitlines()) == 1
     assert '"exit_code":3' in result.stdout
     assert "warning" in result.stderr
+
+
+# --- errors to exit codes, in process -------------------------------------------------
+
+
+def session_that(outcome: SessionResult | BaseException):
+    def run_session(options: SessionOptions) -> SessionResult:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return run_session
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (CommandError("nope: command not found"), 127),
+        (FilterError("unknown event kind bogus"), 2),
+        (RecordingError("s.rec exists; use --force to overwrite it"), 2),
+        (PrereqError("proctrace needs root."), 1),
+        (ProbeError("the BPF program did not load: x"), 1),
+        (KeyboardInterrupt(), 128 + signal.SIGINT),
+    ],
+)
+def test_each_failure_of_a_session_has_its_exit_code_and_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: BaseException, code: int
+) -> None:
+    monkeypatch.setattr(cli, "run_session", session_that(error))
+    assert cli.main(["--json"]) == code
+    err = capsys.readouterr().err
+    if not isinstance(error, KeyboardInterrupt):
+        assert err == f"proctrace: {error}\n"
+
+
+def test_a_session_that_detached_in_the_background_ends_without_cleanup(monkeypatch: pytest.MonkeyPatch) -> None:
+    exits: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)  # instead of ending the test run
+    monkeypatch.setattr(cli, "run_session", session_that(SessionResult(3, leave_without_cleanup=True)))
+    cli.main(["--json"])
+    assert exits == [3]
+
+
+def test_a_session_that_detached_nothing_returns_its_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    exits: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    monkeypatch.setattr(cli, "run_session", session_that(SessionResult(0)))
+    assert cli.main(["-r", "s.rec"]) == 0
+    assert exits == []
+
+
+def test_the_session_gets_the_options_and_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    given: list[SessionOptions] = []
+
+    def run_session(options: SessionOptions) -> SessionResult:
+        given.append(options)
+        return SessionResult(0)
+
+    monkeypatch.setattr(cli, "run_session", run_session)
+    cli.main(["--json", "-c", "make", "--", "make", "-j2"])
+    (options,) = given
+    assert options.outputs.json and options.filters.comms == ("make",)
+    assert options.command == ("make", "-j2")
+
+
+@pytest.mark.parametrize("args", [["--doctor"], ["--help"]])
+def test_a_reader_that_went_away_ends_the_output_quietly(args: list[str]) -> None:
+    """`proctrace --doctor | head -1`: the pipe's reader is gone before the
+    output is written; that ends proctrace as it ends cat, with no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "proctrace", *args], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, timeout=60
+        )
+    finally:
+        os.close(write_end)
+    assert b"Traceback" not in run.stderr
+    assert b"BrokenPipeError" not in run.stderr

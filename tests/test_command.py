@@ -270,3 +270,16 @@ def test_forked_child_never_returns_into_the_caller() -> None:
     assert "child escaped" not in out.stdout
     assert "status " in out.stdout  # the parent got past release() and reaped the child
     assert "status 0" not in out.stdout  # and was not told the command ran fine
+
+
+def test_abandon_after_release_leaves_the_running_command_alone() -> None:
+    """A session that fails after starting its command neither waits for it nor stops it."""
+    held = HeldCommand(["/bin/sleep", "5"], None)
+    held.release()
+    held.abandon()  # returns at once: waiting would take the five seconds
+    try:
+        assert held.poll() is None
+    finally:
+        os.kill(held.pid, signal.SIGTERM)  # the child this test started
+    status = held.wait()
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

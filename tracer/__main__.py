@@ -1,3 +1,5 @@
+"""`python -m proctrace`: the command line."""
+
 import sys
 
 from proctrace.cli import main

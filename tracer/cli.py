@@ -1,4 +1,6 @@
-"""The command line: parse options, start the live session, map failures to messages.
+"""The command line: parse the arguments into SessionOptions, run the session
+(live, or replaying a recording) or the doctor, and map failures to messages and
+exit codes.
 
 The options are a contract that users and scripts rely on: extend, don't break.
 """
@@ -6,22 +8,23 @@ The options are a contract that users and scripts rely on: extend, don't break.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from proctrace import __version__
 from proctrace.formats.text import safe
 from proctrace.kernel.btf import BtfError
-from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ProgramOptions
+from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT
 from proctrace.kernel.tracepoints import FormatError
-from proctrace.model.clock import Clock
 from proctrace.model.events import EVENT_KINDS
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
-from proctrace.session.command import CommandError, HeldCommand, sudo_identity
-from proctrace.session.sinks import reader_gone
+from proctrace.session.command import CommandError
+from proctrace.session.options import OutputOptions, SessionOptions, TransportOptions
+
+if TYPE_CHECKING:
+    from proctrace.session.loop import SessionResult
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -186,15 +189,6 @@ def split_command(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv, None
 
 
-def buffer_pages(size: int | None, ring: bool) -> int:
-    """Buffer size in pages; a ring buffer needs a power of two."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    if size is None:
-        size = (4 << 20) if ring else (1 << 20)
-    pages = max(1, size // page)
-    return 1 << (pages - 1).bit_length()
-
-
 def filter_spec(args: argparse.Namespace) -> FilterSpec:
     spec = FilterSpec(
         comms=tuple(args.comm),
@@ -210,164 +204,39 @@ def filter_spec(args: argparse.Namespace) -> FilterSpec:
     return spec
 
 
-def kernel_options(spec: FilterSpec, command: list[str] | None) -> dict[str, bool]:
-    """What the kernel can filter itself: the traced command's tree, named pids,
-    followed subtrees and literal names. The rest is left to user space."""
-    if command is not None:
-        return {"follow": True, "follow_children": True, "match_comms": False}
-    if spec.selects and spec.literal_comms:
-        return {"follow": True, "follow_children": spec.follow, "match_comms": bool(spec.comms)}
-    return {"follow": False, "follow_children": False, "match_comms": False}
-
-
-def options_record(args: argparse.Namespace, spec: FilterSpec, command_pid: int | None) -> dict[str, Any]:
-    """The options in effect, as the recording's header keeps them."""
-    return {
-        "filters": spec.as_dict(),
-        "argv_max": args.argv_max,
-        "buffer_size": args.buffer_size,
-        "command_pid": command_pid,
-    }
-
-
-def run(args: argparse.Namespace, command: list[str] | None) -> int:
-    # Imported here so that --help, --version and argument errors never pay for them.
-    from proctrace.formats.recording import make_header
-    from proctrace.kernel.bcc import load_bcc
-    from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
-    from proctrace.kernel.probe import Probe
-    from proctrace.model.procsnap import snapshot
-    from proctrace.session.live import StopFlag, run_live
-    from proctrace.session.outputs import Session, refuse_existing
-
-    spec = filter_spec(args)
-    for path in (args.write, args.export_trace):
-        if path:
-            refuse_existing(path, args.force)
-    ensure_live_ready()
-    bcc = load_bcc()
-    ring = check_ring_buffer(Host()).status is Status.OK if args.buffer is None else args.buffer == "ring"
-    options = ProgramOptions(
-        ring_buffer=ring,
-        buffer_pages=buffer_pages(args.buffer_size, ring),
-        argv_max=args.argv_max,
-        **kernel_options(spec, command),
+def session_options(args: argparse.Namespace, command: list[str] | None) -> SessionOptions:
+    """The parsed arguments as the session takes them. Raises FilterError for a bad pattern."""
+    return SessionOptions(
+        outputs=OutputOptions(
+            json=args.json,
+            output_path=args.output,
+            record_path=args.write,
+            quiet=args.quiet,
+            force=args.force,
+            color=args.color,
+            timeline=None if args.timeline is None else tuple(args.timeline),
+            tree=args.tree,
+            summary=args.summary,
+            export_path=args.export_trace,
+        ),
+        filters=filter_spec(args),
+        transport=TransportOptions(buffer=args.buffer, buffer_size=args.buffer_size, argv_max=args.argv_max),
+        command=None if command is None else tuple(command),
+        as_root=args.as_root,
+        read_path=args.read,
     )
-    held = None
-    if command is not None:
-        identity = None if args.as_root else sudo_identity(os.environ)
-        held = HeldCommand(command, identity)
-    stop = StopFlag()
-    try:
-        probe = Probe(bcc, options)
-    except BaseException:
-        if held:
-            held.abandon()
-        raise
-    try:
-        event_filter = EventFilter(spec)
-        if options.match_comms:
-            for name in spec.kernel_names():
-                probe.match_comm(name)
-        # Taken once the probes are attached, so no process falls between the two.
-        # Neither the tracer nor the command it holds is part of what it found running.
-        ours = {os.getpid(), held.pid} if held else {os.getpid()}
-        procs = [p for p in snapshot() if p.pid not in ours]
-        if options.follow:
-            for pid in [*spec.pids, *event_filter.seed(procs)]:
-                probe.follow(pid)
-        else:
-            event_filter.seed(procs)
-        clock = Clock()
-        header = None
-        if args.write:
-            record = options_record(args, spec, held.pid if held else None)
-            header = make_header(clock, "ring" if ring else "perf", record, procs)
-        session = Session(args, event_filter, clock, procs, header)
-    except BaseException:
-        if held:
-            held.abandon()
-        probe.close()
-        raise
-    stream = session.stream
-    what = f"{safe(command[0])} and its descendants" if command else "every process"
-    transport = "ring buffer" if ring else "perf buffer"
-    print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
-    reason = "ended"
-    try:
-        if held is not None:
-            probe.follow(held.pid)
-            held.release()
-        totals = run_live(
-            probe,
-            session.pipeline,
-            stop,
-            # Ctrl-C reaches the command through the terminal; we trace until it exits.
-            done=(lambda: held.poll() is not None) if held else (lambda: False),
-            output_closed=(lambda: reader_gone(stream)) if stream else (lambda: False),
-        )
-        if stop.signo is not None:
-            reason = f"stopped by {signal.Signals(stop.signo).name}"
-        elif held is not None:
-            reason = "the command ended"
-    except BaseException:
-        with contextlib.suppress(Exception):
-            session.close("failed")
-        probe.close()
-        raise
-    try:
-        session.close(reason)
-        session.finish([held.pid] if held else None)
-    finally:
-        probe.close_in_background()
-        global _leave_without_cleanup
-        _leave_without_cleanup = True
-    skipped = f", {totals.undecodable} undecodable" if totals.undecodable else ""
-    print(f"proctrace: {totals.events} events, {totals.lost} lost{skipped}", file=sys.stderr)
-    if held is not None and held.status is not None:
-        status = held.status
-        return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-    return 0
 
 
-# Set once a child process has taken over detaching the probes: this process
-# must then end with os._exit(), skipping bcc's own slow atexit cleanup.
-_leave_without_cleanup = False
+def run_session(options: SessionOptions) -> SessionResult:
+    # Imported here so that --help, --version and argument errors never pay for
+    # them, and a replay never imports what attaches to the kernel.
+    if options.read_path is not None:
+        from proctrace.session.replay import replay
 
+        return replay(options.read_path, options)
+    from proctrace.session.live import trace_live
 
-def replay(args: argparse.Namespace) -> int:
-    """Read a recording back: no root and no bcc, and the same filters and views as live."""
-    from proctrace.formats.recording import LostRecord, open_recording
-    from proctrace.session.outputs import Session, refuse_existing
-
-    spec = filter_spec(args)
-    for path in (args.write, args.export_trace):
-        if path:
-            refuse_existing(path, args.force)
-    recording = open_recording(args.read)
-    event_filter = EventFilter(spec)
-    event_filter.seed(recording.snapshot)
-    header = None
-    if args.write:
-        header = dict(recording.header, options={**recording.header.get("options", {}), "filters": spec.as_dict()})
-    session = Session(args, event_filter, recording.clock, recording.snapshot, header)
-    stream = session.stream
-    pipeline = session.pipeline
-    try:
-        for item in recording.records():
-            if isinstance(item, LostRecord):
-                pipeline.lost(item.ts_ns, item.count, item.total)
-            else:
-                pipeline.write(item)
-                if stream is not None and reader_gone(stream):
-                    raise BrokenPipeError("the reader of the output went away")
-    finally:
-        session.close("replayed")
-    command_pid = recording.header.get("options", {}).get("command_pid")
-    session.finish([command_pid] if isinstance(command_pid, int) else None)
-    for warning in recording.warnings:
-        print(f"proctrace: warning: {safe(warning)}", file=sys.stderr)
-    return 0
+    return trace_live(options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -387,19 +256,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-q records without printing: it needs -w FILE")
     if args.read and command is not None:
         parser.error("-r reads a recording; it cannot also run a command")
-    if args.doctor:
-        from proctrace.doctor import run_doctor
-
-        return run_doctor(sys.stdout)
     from proctrace.formats.recording import RecordingError
 
     try:
-        code = replay(args) if args.read else run(args, command)
-        if _leave_without_cleanup:
+        if args.doctor:
+            from proctrace.doctor import run_doctor
+
+            return run_doctor(sys.stdout)
+        result = run_session(session_options(args, command))
+        if result.leave_without_cleanup:
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(code)
-        return code
+            os._exit(result.exit_code)
+        return result.exit_code
     except CommandError as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return 127

@@ -44,7 +44,7 @@ def run_proctrace(
 ) -> Trace:
     out = tmp_path / "events.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "tracer", "--json", "-o", str(out), *options, "--", *command],
+        [sys.executable, "-m", "proctrace", "--json", "-o", str(out), *options, "--", *command],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,

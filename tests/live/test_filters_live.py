@@ -26,7 +26,7 @@ class Tracer:
     def __init__(self, out: Path, *options: str) -> None:
         self.out = out
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tracer", "--json", "-o", str(out), *options],
+            [sys.executable, "-m", "proctrace", "--json", "-o", str(out), *options],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -98,7 +98,7 @@ def test_live_filtering_equals_the_same_filter_on_an_unfiltered_recording(tmp_pa
     # The unfiltered recording began first and ended last, and the workload ran
     # between: it holds every event the filtered session could have shown.
     replay = subprocess.run(
-        [sys.executable, "-m", "tracer", "-r", str(recording), "--json", "-c", name, "-f", "--no-threads"],
+        [sys.executable, "-m", "proctrace", "-r", str(recording), "--json", "-c", name, "-f", "--no-threads"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -24,7 +24,7 @@ WORKLOAD = ["sh", "-c", 'sh -c "exit 7"; /bin/true "a b" c; kill -TERM $$']
 
 def proctrace(*args: str, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tracer", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, **kw
+        [sys.executable, "-m", "proctrace", *args], cwd=ROOT, capture_output=True, text=True, timeout=60, **kw
     )
 
 
@@ -56,7 +56,7 @@ def test_replayed_views_match_the_live_views(tmp_path):
 
 def start_recorder(rec: Path, *options: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracer", "-w", str(rec), "-q", *options],
+        [sys.executable, "-m", "proctrace", "-w", str(rec), "-q", *options],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.live
 
 def start_tracer(*options: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracer", *options],
+        [sys.executable, "-m", "proctrace", *options],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -70,7 +70,7 @@ def test_stop_signal_ends_cleanly_with_summary(signo):
 
 def test_closed_pipe_ends_quietly():
     pipeline = subprocess.Popen(
-        f"{sys.executable} -m tracer --json | head -1",
+        f"{sys.executable} -m proctrace --json | head -1",
         shell=True,  # the test needs a real pipe into head; proctrace itself runs no shell
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -97,7 +97,7 @@ def test_a_terminal_gets_a_status_line_with_rate_live_processes_and_losses():
     master, slave = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tracer", "--", "sleep", "1.3"],
+            [sys.executable, "-m", "proctrace", "--", "sleep", "1.3"],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=slave,

@@ -124,7 +124,7 @@ def test_cli_timeline_json_gives_one_correct_object_per_process(tmp_path):
     """The issue's acceptance run: `proctrace --timeline --json -- python3 family.py`."""
     out = tmp_path / "timeline.jsonl"
     run = subprocess.run(
-        [sys.executable, "-m", "tracer", "--timeline", "--json", "-o", str(out), "--", *workload("family.py")],
+        [sys.executable, "-m", "proctrace", "--timeline", "--json", "-o", str(out), "--", *workload("family.py")],
         cwd=ROOT,
         capture_output=True,
         text=True,

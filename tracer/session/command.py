@@ -122,10 +122,12 @@ class HeldCommand:
             raise CommandError(f"cannot run {self.path}: {os.strerror(int(err))}")
 
     def abandon(self) -> None:
-        """The tracer failed to start: the child exits without running anything."""
-        for fd in (self._go, self._err):
-            if fd >= 0:
-                os.close(fd)
+        """The tracer failed to start: the child exits without running anything.
+        Once released, the command is running and is left alone."""
+        if self._go < 0:
+            return
+        os.close(self._go)
+        os.close(self._err)
         self._go = self._err = -1
         self.wait()
 
@@ -140,7 +142,3 @@ class HeldCommand:
         if self.status is None:
             _, self.status = os.waitpid(self.pid, 0)
         return self.status
-
-    def signal(self, signo: int) -> None:
-        if self.status is None:
-            os.kill(self.pid, signo)

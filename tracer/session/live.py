@@ -11,16 +11,26 @@ order (tracer/model/ordering.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+from proctrace.formats.recording import LostRecord, make_header
+from proctrace.formats.text import safe
 from proctrace.kernel.probe import Probe
+from proctrace.model.clock import Clock
+from proctrace.model.filters import FilterSpec
 from proctrace.model.ordering import Reorderer
-from proctrace.session.sinks import Sink
+from proctrace.session.attach import StopFlag, attach
+from proctrace.session.command import HeldCommand
+from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
+from proctrace.session.options import SessionOptions, TransportOptions
+from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
 
 DRAIN_INTERVAL_S = 0.02
 BUSY_DRAIN_INTERVAL_S = 0.05
@@ -42,21 +52,6 @@ def count_processes() -> int:
     return sum(1 for name in os.listdir("/proc") if name.isdigit())
 
 
-class StopFlag:
-    """Set by SIGINT, SIGTERM or SIGHUP; the loop ends cleanly at its next turn."""
-
-    def __init__(self) -> None:
-        self.signo: int | None = None
-        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signo, self._set)
-
-    def _set(self, signo: int, _frame: object) -> None:
-        self.signo = signo
-
-    def __bool__(self) -> bool:
-        return self.signo is not None
-
-
 def status_text(events_per_s: float, live_processes: int, lost: int) -> str:
     """The terminal's status line: "1,234 events/s · 56 live processes · 0 lost"."""
     return f"{events_per_s:,.0f} events/s · {live_processes} live processes · {lost} lost"
@@ -69,61 +64,121 @@ def drain_interval(last_batch: int, buffer_bytes: int) -> float:
     return DRAIN_INTERVAL_S
 
 
-def run_live(
-    probe: Probe,
-    sink: Sink,
-    stop: StopFlag,
-    done: Callable[[], bool] = lambda: False,
-    output_closed: Callable[[], bool] = lambda: False,
-) -> Totals:
-    """Trace until `stop` is set or `done()` says the traced command has ended.
+class LiveSource:
+    """The probes' events, drained on the timer and put in order, until `stop`
+    is set or the traced command has ended; `totals` counts them as they go."""
 
-    After `done()` turns true, one more drain collects what was already in the
-    buffer: the BPF programs submit synchronously, so every event of the
-    finished command is there by then.
-    """
-    totals = Totals()
-    reorder = Reorderer()
-    last_status = time.monotonic()
-    window_events = 0
-    buffer_bytes = probe.buffer_bytes
-    interval = DRAIN_INTERVAL_S
-    finishing = False
-    while True:
-        if not finishing and (stop or done()):
-            finishing = True
-        else:
-            time.sleep(interval)
-        drained_at = time.monotonic_ns()
-        decoded, errors = probe.drain()
-        interval = drain_interval(len(decoded), buffer_bytes)
-        for exc in errors:
-            totals.undecodable += 1
-            print(f"proctrace: skipped an undecodable event: {exc}", file=sys.stderr)
-        events = reorder.push(decoded, drained_at)
-        if finishing:
-            events += reorder.flush()
-        if events:
-            totals.events += len(events)
-            window_events += len(events)
-            sink.write(events)
-        now = time.monotonic()
-        # Reading the per-CPU loss counter goes through bcc's map API: on the
-        # status timer, not every drain, and always at the end.
-        if finishing or now - last_status >= STATUS_INTERVAL_S:
-            lost = probe.lost()
-            if lost > totals.lost:
-                sink.lost(time.monotonic_ns(), lost - totals.lost, lost)
-                totals.lost = lost
-        if now - last_status >= STATUS_INTERVAL_S:
-            if output_closed():
-                raise BrokenPipeError("the reader of the output went away")
-            text = ""
-            if sink.shows_status:
-                # Counted in /proc on this timer rather than from the events,
-                # which would cost every event and drift with any loss.
-                text = status_text(window_events / (now - last_status), count_processes(), totals.lost)
-            sink.status(text)
-            last_status, window_events = now, 0
-        if finishing:
-            return totals
+    def __init__(self, probe: Probe, stop: StopFlag, command: HeldCommand | None) -> None:
+        self.probe = probe
+        self.stop = stop
+        self.command = command
+        self.totals = Totals()
+
+    def _command_ended(self) -> bool:
+        # Ctrl-C reaches the command through the terminal; we trace until it exits.
+        return self.command is not None and self.command.poll() is not None
+
+    def records(self, shows_status: bool) -> Iterator[SourceRecord]:
+        """After the command ends (or a stop), one more drain collects what was
+        already in the buffer: the BPF programs submit synchronously, so every
+        event of the finished command is there by then."""
+        probe, stop, totals = self.probe, self.stop, self.totals
+        reorder = Reorderer()
+        last_status = time.monotonic()
+        window_events = 0
+        buffer_bytes = probe.buffer_bytes
+        interval = DRAIN_INTERVAL_S
+        finishing = False
+        while True:
+            if not finishing and (stop or self._command_ended()):
+                finishing = True
+            else:
+                time.sleep(interval)
+            drained_at = time.monotonic_ns()
+            decoded, errors = probe.drain()
+            interval = drain_interval(len(decoded), buffer_bytes)
+            for exc in errors:
+                totals.undecodable += 1
+                print(f"proctrace: skipped an undecodable event: {exc}", file=sys.stderr)
+            events = reorder.push(decoded, drained_at)
+            if finishing:
+                events += reorder.flush()
+            if events:
+                totals.events += len(events)
+                window_events += len(events)
+                yield events
+            now = time.monotonic()
+            # Reading the per-CPU loss counter goes through bcc's map API: on the
+            # status timer, not every drain, and always at the end.
+            if finishing or now - last_status >= STATUS_INTERVAL_S:
+                lost = probe.lost()
+                if lost > totals.lost:
+                    yield LostRecord(time.monotonic_ns(), lost - totals.lost, lost)
+                    totals.lost = lost
+            if now - last_status >= STATUS_INTERVAL_S:
+                text = ""
+                if shows_status:
+                    # Counted in /proc on this timer rather than from the events,
+                    # which would cost every event and drift with any loss.
+                    text = status_text(window_events / (now - last_status), count_processes(), totals.lost)
+                yield Tick(text)
+                last_status, window_events = now, 0
+            if finishing:
+                return
+
+    def end_reason(self) -> str:
+        """Why the session ended, as the recording's trailer says it."""
+        if self.stop.signo is not None:
+            return f"stopped by {signal.Signals(self.stop.signo).name}"
+        if self.command is not None:
+            return "the command ended"
+        return "ended"
+
+
+def options_record(transport: TransportOptions, spec: FilterSpec, command_pid: int | None) -> dict[str, Any]:
+    """The options in effect, as the recording's header keeps them."""
+    return {
+        "filters": spec.as_dict(),
+        "argv_max": transport.argv_max,
+        "buffer_size": transport.buffer_size,
+        "command_pid": command_pid,
+    }
+
+
+def exit_code(wait_status: int) -> int:
+    """The command's exit status, or 128+N when signal N killed it, as a shell reports it."""
+    if os.WIFEXITED(wait_status):
+        return os.waitstatus_to_exitcode(wait_status)
+    return 128 + os.WTERMSIG(wait_status)
+
+
+def trace_live(options: SessionOptions) -> SessionResult:
+    """Trace until stopped by a signal or, with a command, until it ends."""
+    refuse_existing_outputs(options.outputs)
+    with attach(options) as kernel:
+        held = kernel.held
+        clock = Clock()
+        header = None
+        if options.outputs.record_path:
+            record = options_record(options.transport, options.filters, held.pid if held else None)
+            header = make_header(clock, "ring" if kernel.ring else "perf", record, kernel.snapshot)
+        outputs = SessionOutputs(options.outputs, kernel.event_filter, clock, kernel.snapshot, header)
+        what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"
+        transport = "ring buffer" if kernel.ring else "perf buffer"
+        print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        source = LiveSource(kernel.probe, kernel.stop, held)
+        try:
+            kernel.release_command()
+            drive(source, outputs.pipeline, outputs.reader_gone)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                outputs.close("failed")
+            raise
+        outputs.close(source.end_reason())
+        outputs.finish([held.pid] if held else None)
+    totals = source.totals
+    skipped = f", {totals.undecodable} undecodable" if totals.undecodable else ""
+    print(f"proctrace: {totals.events} events, {totals.lost} lost{skipped}", file=sys.stderr)
+    if held is not None and held.status is not None:
+        return SessionResult(exit_code(held.status), leave_without_cleanup=True)
+    return SessionResult(0, leave_without_cleanup=True)

@@ -1,10 +1,10 @@
-"""What a session writes to: the stream, a recording, the process table for the
-views. Built the same way for live tracing and for replay; only the source
+"""What a session writes to (the stream, a recording, the process table for the
+views) and what it does at its end: close with a reason, print the views, export
+the trace. Built the same way for live tracing and for replay; only the source
 of events differs."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any, TextIO
@@ -14,22 +14,26 @@ from proctrace.model.clock import Clock
 from proctrace.model.filters import EventFilter
 from proctrace.model.process_table import ProcessTable
 from proctrace.model.procsnap import ProcInfo
+from proctrace.session.options import OutputOptions
 from proctrace.session.pipeline import Pipeline
-from proctrace.session.sinks import JsonSink, PrettySink, Sink
+from proctrace.session.sinks import JsonSink, PrettySink, Sink, reader_gone
 
 
-def use_color(args: argparse.Namespace, stream: TextIO) -> bool:
-    return args.color == "always" or (args.color == "auto" and stream.isatty() and "NO_COLOR" not in os.environ)
-
-
-def wants_views(args: argparse.Namespace) -> bool:
-    return args.timeline is not None or args.tree or args.summary
+def use_color(options: OutputOptions, stream: TextIO) -> bool:
+    return options.color == "always" or (options.color == "auto" and stream.isatty() and "NO_COLOR" not in os.environ)
 
 
 def refuse_existing(path: str, force: bool) -> None:
     """Fail before anything starts, rather than after the probes are attached."""
     if not force and os.path.lexists(path):
         raise RecordingError(f"{path} exists; use --force to overwrite it")
+
+
+def refuse_existing_outputs(options: OutputOptions) -> None:
+    """The files a session creates (recording, trace export) must not exist, unless forced."""
+    for path in (options.record_path, options.export_path):
+        if path:
+            refuse_existing(path, options.force)
 
 
 def open_output(path: str | None) -> TextIO:
@@ -41,40 +45,44 @@ def open_output(path: str | None) -> TextIO:
         raise RecordingError(f"cannot write {path}: {exc.strerror}") from None
 
 
-class Session:
+class SessionOutputs:
     """The sinks of one session behind a filter, and what to do at its end."""
 
     def __init__(
         self,
-        args: argparse.Namespace,
+        options: OutputOptions,
         event_filter: EventFilter,
         clock: Clock,
         snapshot: list[ProcInfo],
         recording_header: dict[str, Any] | None,
     ) -> None:
-        self.args = args
+        self.options = options
         self.writer: RecordingWriter | None = None
         self.table: ProcessTable | None = None
         self.stream: TextIO | None = None
         sinks: list[Sink] = []
-        if recording_header is not None:
-            self.writer = RecordingWriter.create(args.write, recording_header, args.force)
+        if recording_header is not None and options.record_path is not None:
+            self.writer = RecordingWriter.create(options.record_path, recording_header, options.force)
             sinks.append(self.writer)
-        if wants_views(args) or args.export_trace:
+        if options.views or options.export_path:
             self.table = ProcessTable()
             self.table.seed(snapshot)
             sinks.append(self.table)
-        if not args.quiet:
-            self.stream = open_output(args.output)
-            if not wants_views(args):
+        if not options.quiet:
+            self.stream = open_output(options.output_path)
+            if not options.views:
                 sinks.append(self._stream_sink(self.stream, clock))
         self.clock = clock
         self.pipeline = Pipeline(event_filter, sinks)
 
     def _stream_sink(self, stream: TextIO, clock: Clock) -> Sink:
-        if self.args.json:
+        if self.options.json:
             return JsonSink(stream, clock)
-        return PrettySink(stream, clock, color=use_color(self.args, stream), tty=stream.isatty())
+        return PrettySink(stream, clock, color=use_color(self.options, stream), tty=stream.isatty())
+
+    def reader_gone(self) -> bool:
+        """Whether the stream is a pipe whose reader went away (`proctrace | head -1`)."""
+        return self.stream is not None and reader_gone(self.stream)
 
     def close(self, reason: str) -> None:
         """End the stream and the recording (with its trailer and why it ended)."""
@@ -86,13 +94,14 @@ class Session:
 
     def finish(self, roots: list[int] | None) -> None:
         """Export the trace and print the views asked for, then close the output."""
-        if self.args.export_trace and self.table is not None:
-            export_trace(self.args.export_trace, self.args.force, self.table, self.clock, roots)
+        options = self.options
+        if options.export_path and self.table is not None:
+            export_trace(options.export_path, options.force, self.table, self.clock, roots)
         stream = self.stream
         if stream is None:
             return
-        if wants_views(self.args) and self.table is not None:
-            render_views(self.args, self.table, stream, roots, self.pipeline.lost_total)
+        if options.views and self.table is not None:
+            render_views(options, self.table, stream, roots, self.pipeline.lost_total)
         if stream is not sys.stdout:
             stream.close()
         else:
@@ -107,19 +116,19 @@ def export_trace(path: str, force: bool, table: ProcessTable, clock: Clock, root
 
 
 def render_views(
-    args: argparse.Namespace, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: int
+    options: OutputOptions, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: int
 ) -> None:
     from proctrace.formats.jsonl import dumps_line
     from proctrace.formats.views import render_summary, render_timeline, render_tree, timeline_json
 
-    color = use_color(args, stream)
-    if args.timeline is not None:
-        pids = args.timeline or None
-        if args.json:
+    color = use_color(options, stream)
+    if options.timeline is not None:
+        pids = list(options.timeline) or None
+        if options.json:
             stream.write("".join(dumps_line(obj) for obj in timeline_json(table, pids, roots=roots)))
         else:
             render_timeline(table, pids, stream, color, roots=roots)
-    if args.tree:
+    if options.tree:
         render_tree(table, stream, color, roots=roots)
-    if args.summary:
+    if options.summary:
         render_summary(table, stream, color, lost)

@@ -1,0 +1,109 @@
+"""tracer/session/pipeline.py: each batch is filtered once and handed to every
+sink; lost reports, status and close reach every sink too."""
+
+from __future__ import annotations
+
+from proctrace.model.events import Event
+from proctrace.model.filters import EventFilter, FilterSpec
+from proctrace.session.pipeline import Pipeline
+
+from tests.synthetic import MS, SHELL, SHELL_START, execve, exit_, fork
+
+
+class NotingSink:
+    def __init__(self, shows_status: bool = False) -> None:
+        self.shows_status = shows_status
+        self.written: list[list[Event]] = []
+        self.lost_reports: list[tuple[int, int, int]] = []
+        self.statuses: list[str] = []
+        self.closed = False
+
+    def write(self, events: list[Event]) -> None:
+        self.written.append(events)
+
+    def lost(self, ts_ns: int, new: int, total: int) -> None:
+        self.lost_reports.append((ts_ns, new, total))
+
+    def status(self, text: str) -> None:
+        self.statuses.append(text)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CountingFilter(EventFilter):
+    def __init__(self, spec: FilterSpec) -> None:
+        super().__init__(spec)
+        self.calls = 0
+
+    def __call__(self, events: list[Event]) -> list[Event]:
+        self.calls += 1
+        return super().__call__(events)
+
+
+BATCH: list[Event] = [
+    fork(10 * MS, 200),
+    execve(11 * MS, 200, 10 * MS, [b"make"]),
+    exit_(12 * MS, 200, 10 * MS, comm=b"make"),
+]
+
+
+def test_each_batch_is_filtered_once_whatever_the_number_of_sinks() -> None:
+    event_filter = CountingFilter(FilterSpec(kinds=frozenset({"exec", "exit"})))
+    sinks = [NotingSink(), NotingSink(), NotingSink()]
+    pipeline = Pipeline(event_filter, sinks)
+    pipeline.write(BATCH)
+    pipeline.write(BATCH)
+    assert event_filter.calls == 2
+
+
+def test_every_sink_gets_the_same_filtered_batch() -> None:
+    expected = EventFilter(FilterSpec(kinds=frozenset({"exec"})))(BATCH)
+    sinks = [NotingSink(), NotingSink()]
+    pipeline = Pipeline(EventFilter(FilterSpec(kinds=frozenset({"exec"}))), sinks)
+    pipeline.write(BATCH)
+    assert [sink.written for sink in sinks] == [[expected], [expected]]
+    assert pipeline.shown == len(expected) == 1
+
+
+def test_without_a_filter_the_batch_goes_through_untouched_and_unfiltered() -> None:
+    event_filter = CountingFilter(FilterSpec())
+    sink = NotingSink()
+    pipeline = Pipeline(event_filter, [sink])
+    pipeline.write(BATCH)
+    assert event_filter.calls == 0
+    assert sink.written[0] is BATCH
+    assert pipeline.shown == len(BATCH)
+
+
+def test_a_batch_the_filter_empties_reaches_no_sink() -> None:
+    sink = NotingSink()
+    pipeline = Pipeline(EventFilter(FilterSpec(pids=(SHELL + 1000,))), [sink])
+    pipeline.write(BATCH)
+    assert sink.written == []
+    assert pipeline.shown == 0
+
+
+def test_lost_reports_reach_every_sink_and_the_total_is_kept() -> None:
+    sinks = [NotingSink(), NotingSink()]
+    pipeline = Pipeline(EventFilter(FilterSpec()), sinks)
+    pipeline.lost(SHELL_START, 3, 3)
+    pipeline.lost(SHELL_START + MS, 2, 5)
+    assert pipeline.lost_total == 5
+    for sink in sinks:
+        assert sink.lost_reports == [(SHELL_START, 3, 3), (SHELL_START + MS, 2, 5)]
+
+
+def test_status_and_close_reach_every_sink() -> None:
+    sinks = [NotingSink(), NotingSink()]
+    pipeline = Pipeline(EventFilter(FilterSpec()), sinks)
+    pipeline.status("3 events/s")
+    pipeline.close()
+    assert [(sink.statuses, sink.closed) for sink in sinks] == [(["3 events/s"], True)] * 2
+
+
+def test_status_is_shown_when_any_sink_shows_it() -> None:
+    event_filter = EventFilter(FilterSpec())
+    assert Pipeline(event_filter, [NotingSink(), NotingSink(shows_status=True)]).shows_status
+    assert not Pipeline(event_filter, [NotingSink(), NotingSink()]).shows_status
+    assert not Pipeline(event_filter, []).shows_status

@@ -1,0 +1,99 @@
+"""A replayed session (tracer/session/replay.py): a recording read back through
+the same loop, filters, sinks and views as live, with what it hands back to the
+command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from proctrace.formats.jsonl import event_json, lost_json
+from proctrace.formats.recording import LostRecord, RecordingWriter, make_header, open_recording
+from proctrace.model.clock import Clock
+from proctrace.model.events import Event
+from proctrace.model.filters import FilterSpec
+from proctrace.model.procsnap import ProcInfo
+from proctrace.session.loop import Tick
+from proctrace.session.options import OutputOptions, SessionOptions
+from proctrace.session.outputs import SessionOutputs
+from proctrace.session.replay import ReplaySource, replay
+
+from tests.synthetic import INIT, MS, SHELL, SHELL_START, execve, exit_, exited, fork, reap
+
+SEC = 1_000_000_000
+CLOCK = Clock(realtime_minus_monotonic_ns=1_700_000_000 * SEC)
+SNAPSHOT = [ProcInfo(SHELL, INIT, 0, b"sh", [b"sh"], SHELL_START)]
+FIRST: list[Event] = [fork(10 * MS, 200), execve(11 * MS, 200, 10 * MS, [b"make"])]
+SECOND: list[Event] = [exit_(12 * MS, 200, 10 * MS, exited(2), comm=b"make"), reap(13 * MS, 200, exited(2))]
+LOST = LostRecord(11 * MS + 500, 4, 4)
+
+
+def record(path: Path, *, trailer: bool = True, command_pid: int | None = SHELL) -> Path:
+    header = make_header(CLOCK, "ring", {"filters": FilterSpec().as_dict(), "command_pid": command_pid}, SNAPSHOT)
+    writer = RecordingWriter.create(str(path), header, force=False)
+    writer.write(FIRST)
+    writer.lost(LOST.ts_ns, LOST.count, LOST.total)
+    writer.write(SECOND)
+    writer.close("the command ended")
+    if not trailer:  # as if the tracer had been killed
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:-1]))
+    return path
+
+
+def replay_options(recording: Path, spec: FilterSpec | None = None, **outputs: Any) -> SessionOptions:
+    return SessionOptions(outputs=OutputOptions(**outputs), filters=spec or FilterSpec(), read_path=str(recording))
+
+
+def test_the_replay_source_yields_the_file_in_order_with_a_reader_check_after_each_batch(tmp_path: Path) -> None:
+    source = ReplaySource(open_recording(str(record(tmp_path / "s.rec"))))
+    records = list(source.records(shows_status=True))
+    assert records == [FIRST, Tick(None), LOST, SECOND, Tick(None)]
+
+
+def test_a_replay_streams_the_recorded_events_as_json(tmp_path: Path) -> None:
+    rec, out = record(tmp_path / "s.rec"), tmp_path / "out.jsonl"
+    result = replay(str(rec), replay_options(rec, json=True, output_path=str(out)))
+    lines = out.read_text().splitlines()
+    assert lines[:2] == [event_json(ev, CLOCK) for ev in FIRST]
+    assert lines[2] + "\n" == lost_json(LOST.ts_ns, LOST.count, LOST.total, CLOCK)
+    assert lines[3:] == [event_json(ev, CLOCK) for ev in SECOND]
+    assert (result.exit_code, result.leave_without_cleanup) == (0, False)
+
+
+def test_a_replay_applies_the_filters_given_now(tmp_path: Path) -> None:
+    rec, out = record(tmp_path / "s.rec"), tmp_path / "out.jsonl"
+    replay(str(rec), replay_options(rec, FilterSpec(kinds=frozenset({"exit"})), json=True, output_path=str(out)))
+    assert [json.loads(line)["type"] for line in out.read_text().splitlines()] == ["lost", "exit"]
+
+
+def test_a_filtered_copy_says_which_filters_made_it_and_why_it_ended(tmp_path: Path) -> None:
+    rec, copy = record(tmp_path / "s.rec"), tmp_path / "copy.rec"
+    spec = FilterSpec(kinds=frozenset({"exec"}))
+    replay(str(rec), replay_options(rec, spec, quiet=True, record_path=str(copy)))
+    copied = open_recording(str(copy))
+    assert [ev for batch in copied.events() for ev in batch] == [FIRST[1]]
+    assert copied.header["options"] == {"filters": spec.as_dict(), "command_pid": SHELL}
+    assert copied.trailer is not None and copied.trailer["reason"] == "replayed"
+
+
+def test_the_views_of_a_replay_are_rooted_at_the_recorded_command(tmp_path: Path) -> None:
+    rec, out = record(tmp_path / "s.rec"), tmp_path / "tree.txt"
+    replay(str(rec), replay_options(rec, tree=True, color="never", output_path=str(out)))
+    assert out.read_text().splitlines()[0].startswith(f"{SHELL} sh")
+
+
+def test_a_replay_warns_of_a_recording_cut_short(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = record(tmp_path / "s.rec", trailer=False)
+    replay(str(rec), replay_options(rec, json=True, output_path=str(tmp_path / "out.jsonl")))
+    assert capsys.readouterr().err.startswith("proctrace: warning: ")
+
+
+def test_a_replay_checks_the_reader_after_every_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, out = record(tmp_path / "s.rec"), tmp_path / "out.jsonl"
+    monkeypatch.setattr(SessionOutputs, "reader_gone", lambda self: True)
+    with pytest.raises(BrokenPipeError):
+        replay(str(rec), replay_options(rec, json=True, output_path=str(out)))
+    assert out.read_text().splitlines() == [event_json(ev, CLOCK) for ev in FIRST]  # and nothing after

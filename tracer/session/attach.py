@@ -1,0 +1,125 @@
+"""Attaching a live session to the kernel, in one place with one cleanup path:
+check the prerequisites, load bcc, hold the command, load the probes, give the
+kernel its share of the filters, and take the /proc snapshot."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from proctrace.kernel.bcc import load_bcc
+from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
+from proctrace.kernel.probe import Probe
+from proctrace.kernel.program import ProgramOptions
+from proctrace.model.filters import EventFilter, FilterSpec
+from proctrace.model.procsnap import ProcInfo, snapshot
+from proctrace.session.command import HeldCommand, sudo_identity
+from proctrace.session.options import SessionOptions
+
+
+class StopFlag:
+    """Set by SIGINT, SIGTERM or SIGHUP once catch_signals() has run; the live
+    loop ends cleanly at its next turn."""
+
+    def __init__(self) -> None:
+        self.signo: int | None = None
+
+    def catch_signals(self) -> None:
+        for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signo, self._set)
+
+    def _set(self, signo: int, _frame: object) -> None:
+        self.signo = signo
+
+    def __bool__(self) -> bool:
+        return self.signo is not None
+
+
+def buffer_pages(size: int | None, ring: bool) -> int:
+    """Buffer size in pages; a ring buffer needs a power of two."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    if size is None:
+        size = (4 << 20) if ring else (1 << 20)
+    pages = max(1, size // page)
+    return 1 << (pages - 1).bit_length()
+
+
+def kernel_options(spec: FilterSpec, command: Sequence[str] | None) -> dict[str, bool]:
+    """What the kernel can filter itself: the traced command's tree, named pids,
+    followed subtrees and literal names. The rest is left to user space."""
+    if command is not None:
+        return {"follow": True, "follow_children": True, "match_comms": False}
+    if spec.selects and spec.literal_comms:
+        return {"follow": True, "follow_children": spec.follow, "match_comms": bool(spec.comms)}
+    return {"follow": False, "follow_children": False, "match_comms": False}
+
+
+@dataclass
+class LiveKernel:
+    """The kernel side of a live session once attached: the probes, whether they
+    write to the ring buffer, the stop flag, the filter seeded with the processes
+    found running, and the command, held until release_command()."""
+
+    probe: Probe
+    ring: bool
+    stop: StopFlag
+    held: HeldCommand | None
+    event_filter: EventFilter
+    snapshot: list[ProcInfo]
+
+    def release_command(self) -> None:
+        """Follow the held command in the kernel, then let it exec, so its first exec is traced."""
+        if self.held is not None:
+            self.probe.follow(self.held.pid)
+            self.held.release()
+
+
+@contextmanager
+def attach(options: SessionOptions) -> Iterator[LiveKernel]:
+    """The kernel side of a live session, attached for the `with` block.
+
+    Leaving the block normally detaches the probes in a child process (the
+    caller must then end with os._exit()); leaving it by an exception detaches
+    them here and now, and a command still held exits without running.
+    """
+    ensure_live_ready()
+    bcc = load_bcc()
+    transport, spec, command = options.transport, options.filters, options.command
+    ring = check_ring_buffer(Host()).status is Status.OK if transport.buffer is None else transport.buffer == "ring"
+    program = ProgramOptions(
+        ring_buffer=ring,
+        buffer_pages=buffer_pages(transport.buffer_size, ring),
+        argv_max=transport.argv_max,
+        **kernel_options(spec, command),
+    )
+    held = None
+    if command is not None:
+        identity = None if options.as_root else sudo_identity(os.environ)
+        held = HeldCommand(list(command), identity)
+    with ExitStack() as undo:
+        if held is not None:
+            undo.callback(held.abandon)  # does nothing once the command is released
+        # Before the probes load (seconds of compiling): a Ctrl-C meanwhile ends
+        # the session cleanly once it starts, not with a traceback.
+        stop = StopFlag()
+        stop.catch_signals()
+        probe = Probe(bcc, program)
+        undo.callback(probe.close)
+        if program.match_comms:
+            for name in spec.kernel_names():
+                probe.match_comm(name)
+        # Taken once the probes are attached, so no process falls between the two.
+        # Neither the tracer nor the command it holds is part of what it found running.
+        ours = {os.getpid(), held.pid} if held else {os.getpid()}
+        procs = [p for p in snapshot() if p.pid not in ours]
+        event_filter = EventFilter(spec)
+        selected = event_filter.seed(procs)
+        if program.follow:
+            for pid in [*spec.pids, *selected]:
+                probe.follow(pid)
+        yield LiveKernel(probe, ring, stop, held, event_filter, procs)
+        undo.pop_all()
+    probe.close_in_background()

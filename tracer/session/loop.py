@@ -1,0 +1,59 @@
+"""The one loop of a session: it drives a source of events, live or a recording,
+into the sinks. The sources differ only in what they yield and when."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from proctrace.formats.recording import LostRecord
+from proctrace.model.events import Event
+from proctrace.session.sinks import Sink
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A moment to check that the reader of the output is still there and, when
+    `status` is not None, to hand the sinks the status text (empty when no sink
+    shows it: a recording still takes the tick to flush)."""
+
+    status: str | None
+
+
+# What a source yields: a batch of events in timestamp order, a report of lost
+# events, or a tick.
+SourceRecord = list[Event] | LostRecord | Tick
+
+
+class Source(Protocol):
+    def records(self, shows_status: bool) -> Iterator[SourceRecord]:
+        """Everything the session is to write, in order, until the source ends.
+        `shows_status`: whether a sink shows the status text, so that the
+        source composes it only then."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What a session hands back to the command line."""
+
+    exit_code: int
+    # True once a child process has taken over detaching the probes: the
+    # tracer must then end with os._exit(), skipping bcc's slow atexit cleanup.
+    leave_without_cleanup: bool = False
+
+
+def drive(source: Source, sink: Sink, reader_gone: Callable[[], bool]) -> None:
+    """Feed everything `source` yields into `sink`; raise BrokenPipeError at a
+    tick that finds the reader of the output gone."""
+    for record in source.records(sink.shows_status):
+        if type(record) is list:
+            sink.write(record)
+        elif type(record) is LostRecord:
+            sink.lost(record.ts_ns, record.count, record.total)
+        else:
+            if reader_gone():
+                raise BrokenPipeError("the reader of the output went away")
+            if record.status is not None:
+                sink.status(record.status)

@@ -1,0 +1,53 @@
+"""What a session is asked to do: the options of one run, typed, so that nothing
+below the command line sees argparse."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from proctrace.kernel.program import ARGV_MAX_DEFAULT
+from proctrace.model.filters import FilterSpec
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where the events go and in what form."""
+
+    json: bool = False
+    output_path: str | None = None  # the stream's file; None: stdout
+    record_path: str | None = None  # -w: the recording
+    quiet: bool = False  # record without printing the stream
+    force: bool = False  # replace an existing recording or trace export
+    color: Literal["auto", "always", "never"] = "auto"
+    timeline: tuple[int, ...] | None = None  # None: no timeline; (): every process's
+    tree: bool = False
+    summary: bool = False
+    export_path: str | None = None  # --export-trace: the Chrome trace
+
+    @property
+    def views(self) -> bool:
+        """Whether views are printed at the end, instead of the event stream."""
+        return self.timeline is not None or self.tree or self.summary
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """How events travel from the kernel: which buffer, how large, how much argv per exec."""
+
+    buffer: Literal["ring", "perf"] | None = None  # None: the ring buffer where the kernel has one
+    buffer_size: int | None = None  # bytes; None: the transport's default
+    argv_max: int = ARGV_MAX_DEFAULT
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """One session: its outputs, its filters, its transport, and either a
+    command to run or a recording to read (or neither: the whole machine)."""
+
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    filters: FilterSpec = field(default_factory=FilterSpec)
+    transport: TransportOptions = field(default_factory=TransportOptions)
+    command: tuple[str, ...] | None = None  # -- COMMAND [ARG...]
+    as_root: bool = False  # run COMMAND as root under sudo
+    read_path: str | None = None  # -r: replay this recording instead of tracing
