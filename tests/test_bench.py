@@ -1,61 +1,58 @@
-"""The pure parts of scripts/bench: statistics, output parsers, event counting,
-targets and the JSON document. No timing, no root, no kernel."""
+"""The pure parts of the bench (proctrace.bench): statistics, output parsers,
+event counting, targets, the JSON document and the table. No timing, no root,
+no kernel."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import io
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from proctrace.bench import (
+    BenchError,
+    counting,
+    lost_counter,
+    machine,
+    measure,
+    overload,
+    results,
+    run,
+    stats,
+    storm,
+    table,
+    tracers,
+)
 
-BENCH_PATH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
-
-
-def _load_bench():
-    loader = importlib.machinery.SourceFileLoader("ptbench", str(BENCH_PATH))
-    spec = importlib.util.spec_from_loader("ptbench", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ptbench"] = module  # dataclasses look their module up
-    loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
-
-STORM = bench.STORM_COMM
-TRUE = bench.TRUE_COMM
+STORM = storm.STORM_COMM
+TRUE = storm.TRUE_COMM
 
 
 # ---- statistics ---------------------------------------------------------------
 
 
 def test_median_ignores_missing_values():
-    assert bench.median([3.0, None, 1.0, 2.0]) == 2.0
-    assert bench.median([None, None]) is None
-    assert bench.median([]) is None
+    assert stats.median([3.0, None, 1.0, 2.0]) == 2.0
+    assert stats.median([None, None]) is None
+    assert stats.median([]) is None
 
 
 def test_bracketing_baselines_average_the_runs_either_side():
-    assert bench.bracketing_baselines([100.0, 120.0, 80.0]) == [110.0, 100.0]
+    assert stats.bracketing_baselines([100.0, 120.0, 80.0]) == [110.0, 100.0]
     # A failed untraced run leaves its neighbour alone as the baseline.
-    assert bench.bracketing_baselines([100.0, None, 80.0]) == [100.0, 80.0]
-    assert bench.bracketing_baselines([None, None]) == [None]
+    assert stats.bracketing_baselines([100.0, None, 80.0]) == [100.0, 80.0]
+    assert stats.bracketing_baselines([None, None]) == [None]
 
 
 def test_paired_ratios_skip_missing_pairs():
-    assert bench.paired_ratios([90.0, None, 50.0], [100.0, 100.0, 0.0]) == [0.9]
+    assert stats.paired_ratios([90.0, None, 50.0], [100.0, 100.0, 0.0]) == [0.9]
 
 
 def test_slowdown_is_the_missing_fraction_of_the_untraced_rate():
-    assert bench.slowdown_pct(0.96) == pytest.approx(4.0)
-    assert bench.slowdown_pct(1.02) == pytest.approx(-2.0)
-    assert bench.slowdown_pct(None) is None
+    assert stats.slowdown_pct(0.96) == pytest.approx(4.0)
+    assert stats.slowdown_pct(1.02) == pytest.approx(-2.0)
+    assert stats.slowdown_pct(None) is None
 
 
 def test_storm_summary_compares_each_rep_with_its_brackets():
@@ -67,7 +64,7 @@ def test_storm_summary_compares_each_rep_with_its_brackets():
             {"rate": 81.0, "ready_s": 0.8, "cpu_us_per_event": 4.0, "lost": 2},
         ],
     }
-    summary = bench.storm_summary(runs)
+    summary = results.storm_summary(runs)
     pt = summary["proctrace"]
     assert pt["ratios"] == pytest.approx([105 / 110, 95 / 100, 81 / 90])
     assert pt["median_ratio"] == pytest.approx(0.95)
@@ -87,7 +84,7 @@ def test_storm_summary_keeps_failed_runs_out_of_the_medians():
         "proctrace -w": [{"rate": None, "error": "proctrace: FILE exists"}, {"rate": 90.0}],
         "forkstat": [{"rate": None, "error": "boom"}, {"rate": None, "error": "boom"}],
     }
-    summary = bench.storm_summary(runs)
+    summary = results.storm_summary(runs)
     assert summary["proctrace -w"]["ratios"] == [0.9]
     assert summary["proctrace -w"]["errors"] == ["proctrace: FILE exists"]
     assert summary["forkstat"]["median_rate"] is None
@@ -98,20 +95,20 @@ def test_storm_summary_keeps_failed_runs_out_of_the_medians():
 
 
 def test_parse_storm_line():
-    assert bench.parse_storm_line("spawned 7241 failed 0 seconds 3.000545\n") == (7241, 0, 3.000545)
-    with pytest.raises(bench.BenchError):
-        bench.parse_storm_line("storm: fork: Resource temporarily unavailable")
+    assert storm.parse_storm_line("spawned 7241 failed 0 seconds 3.000545\n") == (7241, 0, 3.000545)
+    with pytest.raises(BenchError):
+        storm.parse_storm_line("storm: fork: Resource temporarily unavailable")
 
 
 def test_parse_summary_takes_the_closing_line():
     stderr = "proctrace: tracing every process (ring buffer); Ctrl-C to stop\nproctrace: 31873 events, 12 lost\n"
-    assert bench.parse_summary(stderr) == (31873, 12)
-    assert bench.parse_summary("proctrace: the BPF program did not load\n") is None
+    assert counting.parse_summary(stderr) == (31873, 12)
+    assert counting.parse_summary("proctrace: the BPF program did not load\n") is None
 
 
 def test_parse_bpftrace_lost_sums_every_warning():
-    assert bench.parse_bpftrace_lost("fork 1 2 sh\nLost 10 events\nexec ...\nLost 5 events\n") == 15
-    assert bench.parse_bpftrace_lost("Attaching 4 probes...\n") == 0
+    assert counting.parse_bpftrace_lost("fork 1 2 sh\nLost 10 events\nexec ...\nLost 5 events\n") == 15
+    assert counting.parse_bpftrace_lost("Attaching 4 probes...\n") == 0
 
 
 HELP_NOW = """\
@@ -132,37 +129,37 @@ options:
 
 
 def test_features_follow_the_options_help_lists():
-    assert bench.features_from_help(HELP_NOW) == {"record": True, "read": True, "quiet": True, "filter": True}
-    assert bench.features_from_help(HELP_BEFORE) == {"record": False, "read": False, "quiet": False, "filter": False}
+    assert run.features_from_help(HELP_NOW) == {"record": True, "read": True, "quiet": True, "filter": True}
+    assert run.features_from_help(HELP_BEFORE) == {"record": False, "read": False, "quiet": False, "filter": False}
 
 
 def test_cpu_ticks_survive_a_comm_with_spaces_and_parens():
     fields = ["S", "1"] + ["0"] * 9 + ["250", "40"] + ["0"] * 30
     stat = "1234 (we (ird) name) " + " ".join(fields)
-    assert bench.proc_stat_cpu_ticks(stat) == 290
+    assert machine.proc_stat_cpu_ticks(stat) == 290
 
 
 def test_vm_rss():
-    assert bench.vm_rss_kb("Name:\tpython\nVmHWM:\t 152520 kB\nVmRSS:\t  149844 kB\n") == 149844
-    assert bench.vm_rss_kb("Name:\tkthreadd\n") is None
+    assert machine.vm_rss_kb("Name:\tpython\nVmHWM:\t 152520 kB\nVmRSS:\t  149844 kB\n") == 149844
+    assert machine.vm_rss_kb("Name:\tkthreadd\n") is None
 
 
 def test_prog_type_of_fdinfo():
     fdinfo = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nprog_type:\t5\nprog_jited:\t1\nprog_id:\t11522\n"
-    assert bench.prog_type_of(fdinfo) == 5
-    assert 5 in bench.TRACING_PROG_TYPES
-    assert bench.prog_type_of("pos:\t0\nmap_type:\t27\nmap_id:\t1518\n") is None
+    assert machine.prog_type_of(fdinfo) == 5
+    assert 5 in machine.TRACING_PROG_TYPES
+    assert machine.prog_type_of("pos:\t0\nmap_type:\t27\nmap_id:\t1518\n") is None
 
 
 def test_cpu_stat_seconds_and_others_share():
     before = "cpu  273528 0 74801 463505 1388 0 377 310 0 0\n"
     after = "cpu  273658 5 74871 463506 1388 1 380 320 0 0\n"
-    busy, steal = bench.cpu_stat_seconds(before, after, hz=100)
+    busy, steal = machine.cpu_stat_seconds(before, after, hz=100)
     assert busy == pytest.approx((130 + 5 + 70 + 1 + 3) / 100)
     assert steal == pytest.approx(0.1)
     # 2.09 s busy in 1 s on 2 CPUs, 1.9 s of it ours: others used ~9.5% of the machine.
-    assert bench.others_cpu_pct(2.09, 1.9, elapsed_s=1.0, cpus=2) == pytest.approx(9.5)
-    assert bench.others_cpu_pct(1.0, 1.2, elapsed_s=1.0, cpus=2) == 0.0
+    assert machine.others_cpu_pct(2.09, 1.9, elapsed_s=1.0, cpus=2) == pytest.approx(9.5)
+    assert machine.others_cpu_pct(1.0, 1.2, elapsed_s=1.0, cpus=2) == 0.0
 
 
 def test_storm_summary_counts_repeated_and_disturbed_runs():
@@ -170,7 +167,7 @@ def test_storm_summary_counts_repeated_and_disturbed_runs():
         "untraced": [{"rate": 100.0, "others_cpu_pct": 1.0}, {"rate": 100.0, "others_cpu_pct": 3.0}],
         "bpftrace": [{"rate": 70.0, "attempts": 3, "disturbed": True, "others_cpu_pct": 30.0}],
     }
-    summary = bench.storm_summary(runs)
+    summary = results.storm_summary(runs)
     assert summary["bpftrace"]["repeated_runs"] == 2
     assert summary["bpftrace"]["disturbed_runs"] == 1
     assert summary["untraced"]["median_others_cpu_pct"] == 2.0
@@ -204,7 +201,7 @@ JSON_LINES = [
 
 
 def test_count_json_counts_only_the_storm_processes_events():
-    assert bench.count_json(JSON_LINES, PIDS) == Counter(fork=2, exec=1, exit=1, reap=1)
+    assert counting.count_json(JSON_LINES, PIDS) == Counter(fork=2, exec=1, exit=1, reap=1)
 
 
 PRETTY_LINES = [
@@ -222,7 +219,7 @@ PRETTY_LINES = [
 
 
 def test_count_pretty_reads_the_columns():
-    assert bench.count_pretty(PRETTY_LINES, PIDS) == Counter(fork=1, exec=1, exit=1, reap=1)
+    assert counting.count_pretty(PRETTY_LINES, PIDS) == Counter(fork=1, exec=1, exit=1, reap=1)
 
 
 BPFTRACE_LINES = [
@@ -239,8 +236,8 @@ BPFTRACE_LINES = [
 
 
 def test_count_bpftrace():
-    assert bench.count_bpftrace(BPFTRACE_LINES, PIDS) == Counter(fork=1, exec=1, exit=1)
-    assert bench.event_lines(BPFTRACE_LINES, "bpftrace") == 6
+    assert counting.count_bpftrace(BPFTRACE_LINES, PIDS) == Counter(fork=1, exec=1, exit=1)
+    assert counting.event_lines(BPFTRACE_LINES, "bpftrace") == 6
 
 
 FORKSTAT_LINES = [
@@ -256,12 +253,12 @@ FORKSTAT_LINES = [
 
 
 def test_count_forkstat_goes_by_pid_and_keeps_foreign_names_out():
-    assert bench.count_forkstat(FORKSTAT_LINES, PIDS) == Counter(fork=2, exec=2, exit=1)
-    assert bench.event_lines(FORKSTAT_LINES, "forkstat") == 7
+    assert counting.count_forkstat(FORKSTAT_LINES, PIDS) == Counter(fork=2, exec=2, exit=1)
+    assert counting.event_lines(FORKSTAT_LINES, "forkstat") == 7
 
 
 def test_tally_expects_each_tools_kinds_per_spawn():
-    tally = bench.Tally("proctrace")
+    tally = counting.Tally("proctrace")
     tally.add(100, Counter(fork=100, exec=100, exit=99, reap=100, signal=7), lost=0)
     tally.add(50, Counter(fork=50, exec=50, exit=50, reap=50), lost=None)
     doc = tally.as_json()
@@ -271,34 +268,34 @@ def test_tally_expects_each_tools_kinds_per_spawn():
     assert doc["reported_lost"] == 0
     assert doc["runs"] == 2
     assert doc["by_kind"] == {"fork": 150, "exec": 150, "exit": 149, "reap": 150}
-    bt = bench.Tally("bpftrace")
+    bt = counting.Tally("bpftrace")
     bt.add(10, Counter(fork=10, exec=10, exit=10, reap=10), lost=None)
     assert (bt.expected, bt.received, bt.lost) == (30, 30, None)
 
 
 def test_overload_accounting_is_exact_and_signed():
-    assert bench.overload_accounting(expected=1000, received=600, reported_lost=400) == 0
-    assert bench.overload_accounting(expected=1000, received=600, reported_lost=300) == 100  # silently lost
-    assert bench.overload_accounting(expected=1000, received=600, reported_lost=450) == -50  # over-counted
-    assert bench.overload_accounting(expected=1000, received=600, reported_lost=None) is None
+    assert overload.overload_accounting(expected=1000, received=600, reported_lost=400) == 0
+    assert overload.overload_accounting(expected=1000, received=600, reported_lost=300) == 100  # silently lost
+    assert overload.overload_accounting(expected=1000, received=600, reported_lost=450) == -50  # over-counted
+    assert overload.overload_accounting(expected=1000, received=600, reported_lost=None) is None
 
 
 def test_storm_tree_events():
     # 888 spawns by 2 spawners, as `proctrace -- storm` reported them on a lossless run.
-    assert bench.storm_tree_events(888, 2) == 3561
+    assert storm.storm_tree_events(888, 2) == 3561
 
 
 def test_cpu_list_size():
-    assert bench.cpu_list_size("0-1\n") == 2
-    assert bench.cpu_list_size("0") == 1
-    assert bench.cpu_list_size("0,2-3,8") == 4
+    assert lost_counter.cpu_list_size("0-1\n") == 2
+    assert lost_counter.cpu_list_size("0") == 1
+    assert lost_counter.cpu_list_size("0,2-3,8") == 4
 
 
 def test_marginal_rate_cancels_the_start_up():
     # 0.2 s to start, then 100k events/s.
-    assert bench.marginal_rate((10_000, 0.3), (50_000, 0.7)) == pytest.approx(100_000)
-    assert bench.marginal_rate((10_000, 0.3), (10_000, 0.3)) is None
-    assert bench.marginal_rate((10_000, None), (50_000, 0.7)) is None
+    assert stats.marginal_rate((10_000, 0.3), (50_000, 0.7)) == pytest.approx(100_000)
+    assert stats.marginal_rate((10_000, 0.3), (10_000, 0.3)) is None
+    assert stats.marginal_rate((10_000, None), (50_000, 0.7)) is None
 
 
 # ---- the document and its targets ----------------------------------------------
@@ -313,9 +310,9 @@ def _document(slow_rate=97.0, bpftrace_rate=90.0, cpu=3.0, ready=0.6, lost=0, re
         "forkstat": [{"rate": 95.0}],
         "proctrace -w": [{"rate": None, "error": "proctrace: cannot write FILE"}],
     }
-    pt = bench.Tally("proctrace")
+    pt = counting.Tally("proctrace")
     pt.add(1000, Counter(fork=1000, exec=1000, exit=1000, reap=1000), lost=0)
-    bt = bench.Tally("bpftrace")
+    bt = counting.Tally("bpftrace")
     bt.add(1000, Counter(fork=1000, exec=1000, exit=990), lost=10)
     overload = [
         {
@@ -328,7 +325,7 @@ def _document(slow_rate=97.0, bpftrace_rate=90.0, cpu=3.0, ready=0.6, lost=0, re
             "unaccounted": 0,
         }
     ]
-    return bench.results_document(
+    return results.results_document(
         settings={"quick": True, "reps": 1, "seconds": 1.0, "spawners": 2, "storm": "C"},
         host={"kernel": "6.18", "cpus": 2, "loadavg_start": [0.5, 0, 0], "loadavg_end": [0.7, 0, 0]},
         features={"record": True, "read": True, "quiet": True, "filter": True},
@@ -358,7 +355,7 @@ def _statuses(doc):
 def test_document_shape_survives_json():
     doc = _document()
     assert json.loads(json.dumps(doc)) == doc
-    assert doc["schema"] == bench.SCHEMA
+    assert doc["schema"] == results.SCHEMA
     for key in (
         "settings",
         "host",
@@ -443,7 +440,7 @@ def test_render_prints_every_section():
 
     doc = _document()
     out = io.StringIO()
-    bench.render(doc, Console(file=out, width=140, color_system=None))
+    table.render(doc, Console(file=out, width=140, color_system=None))
     text = out.getvalue()
     for heading in (
         "1. Storm rate",
@@ -466,17 +463,17 @@ def test_disturbed_runs_are_repeated_within_the_budget(monkeypatch):
     def fake_measure(config, storm, seconds, workdir):
         calls.append(config.name)
         rep = {"rate": 100.0, "disturbed": next(outcomes), "foreign_tracers": ["bpftrace[1]"], "others_cpu_pct": 0}
-        return bench.Measured(storm=None, rep=rep)
+        return measure.Measured(storm=None, rep=rep)
 
-    monkeypatch.setattr(bench, "measure", fake_measure)
-    monkeypatch.setattr(bench, "progress", lambda text: None)
-    budget = bench.RetryBudget(3)
-    config = bench.Config("proctrace", "proctrace")
-    first = bench.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
+    monkeypatch.setattr(measure, "measure", fake_measure)
+    monkeypatch.setattr(measure, "progress", lambda text: None)
+    budget = measure.RetryBudget(3)
+    config = tracers.Config("proctrace", "proctrace")
+    first = measure.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
     assert (first.rep["attempts"], first.rep["disturbed"], budget.left) == (3, True, 1)  # MAX_RETRIES reached
-    second = bench.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
+    second = measure.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
     assert (second.rep["attempts"], second.rep["disturbed"], budget.left) == (2, True, 0)  # budget spent
-    third = bench.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
+    third = measure.measure_undisturbed(config, None, 1.0, Path("/nonexistent"), budget)
     assert (third.rep["attempts"], third.rep["disturbed"]) == (1, False)
     assert len(calls) == 6
 
@@ -484,7 +481,7 @@ def test_disturbed_runs_are_repeated_within_the_budget(monkeypatch):
 def test_the_slowdown_target_says_how_many_runs_were_disturbed():
     doc = _document()
     doc["storm"]["proctrace"]["disturbed_runs"] = 1
-    slowdown = next(t for t in bench.evaluate_targets(doc) if t.name == "storm slowdown (median)")
+    slowdown = next(t for t in results.evaluate_targets(doc) if t.name == "storm slowdown (median)")
     assert "1 of 3 runs disturbed" in slowdown.value
 
 
@@ -492,7 +489,7 @@ def test_the_slowdown_target_says_how_many_runs_were_disturbed():
 
 
 def _stopped_tracer(before: set[str]):
-    tracer = object.__new__(bench.TracerProcess)  # the waiting logic alone, no process
+    tracer = object.__new__(tracers.TracerProcess)  # the waiting logic alone, no process
     tracer._tracers_before = before
     return tracer
 
@@ -507,15 +504,15 @@ def test_a_stopped_tracer_is_waited_for_until_its_probes_are_detached(monkeypatc
         seen.append(1)
         return next(polls)
 
-    monkeypatch.setattr(bench, "foreign_tracers", fake_tracers)
-    monkeypatch.setattr(bench.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(tracers, "foreign_tracers", fake_tracers)
+    monkeypatch.setattr(tracers.time, "sleep", lambda _s: None)
     _stopped_tracer({"ptbench[7]"})._wait_detached()
     assert len(seen) == 3  # waited through two polls that still saw the probes
 
 
 def test_the_wait_for_detached_probes_gives_up_after_its_timeout(monkeypatch):
     clock = iter(range(0, 1000))
-    monkeypatch.setattr(bench, "foreign_tracers", lambda _ours: ["stuck[9]"])
-    monkeypatch.setattr(bench.time, "monotonic", lambda: float(next(clock)))
-    monkeypatch.setattr(bench.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(tracers, "foreign_tracers", lambda _ours: ["stuck[9]"])
+    monkeypatch.setattr(tracers.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(tracers.time, "sleep", lambda _s: None)
     _stopped_tracer(set())._wait_detached(timeout=5.0)  # returns rather than hanging

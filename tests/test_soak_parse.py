@@ -1,29 +1,10 @@
-"""scripts/soak's parsers, on canned text: /proc/<pid>/status, proctrace's
-stderr, the spawner's progress file."""
+"""The soak's parsers (proctrace.bench.soak), on canned text: /proc/<pid>/status,
+proctrace's stderr, the spawner's progress file."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SOAK = Path(__file__).resolve().parents[1] / "scripts" / "soak"
-
-
-def load_soak():
-    loader = importlib.machinery.SourceFileLoader("proctrace_soak", str(SOAK))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-soak = load_soak()
+from proctrace.bench import soak
 
 STATUS = """\
 Name:\tpython3

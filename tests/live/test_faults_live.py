@@ -1,7 +1,7 @@
 """Overload and faults, live: losses are counted exactly and never silent; a
 recording that cannot be written ends the session with a clear message.
 
-The storm is tests/workloads/spawner.c, compiled here: its tree produces a
+The storm is the soak's spawner.c (shipped with proctrace.bench), compiled here: its tree produces a
 number of events known in advance (see the file), so what proctrace received
 plus what it says it lost can be checked against it exactly.
 """
@@ -19,12 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from proctrace.bench import package_file
+from proctrace.bench.soak import expected_events  # the spawner tree's event count, defined once
 
-from tests.live.conftest import ROOT, WORKLOADS
-from tests.test_soak_parse import soak
-
-# The spawner tree's event count, defined once, next to the soak that also checks it.
-expected_events = soak.expected_events
+from tests.live.conftest import ROOT
 
 pytestmark = pytest.mark.live
 
@@ -39,8 +37,11 @@ def spawner(tmp_path_factory) -> Path:
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.fail("the storm needs a C compiler (gcc)")
-    out = tmp_path_factory.mktemp("spawner") / "spawner"
-    subprocess.run([cc, "-O2", "-o", str(out), str(WORKLOADS / "spawner.c")], check=True)
+    work = tmp_path_factory.mktemp("spawner")
+    source = work / "spawner.c"
+    source.write_bytes(package_file("spawner.c"))
+    out = work / "spawner"
+    subprocess.run([cc, "-O2", "-o", str(out), str(source)], check=True)
     return out
 
 
@@ -50,7 +51,7 @@ def storm(spawner: Path, processes: int = STORM) -> list[str]:
 
 def proctrace(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tracer", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "proctrace", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -182,7 +183,7 @@ def test_removed_directory_ends_with_a_clear_error(tmp_path, spawner):
     directory.mkdir()
     rec = directory / "storm.rec"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracer", "-w", str(rec), "-q", "--", *storm(spawner, 50_000)],
+        [sys.executable, "-m", "proctrace", "-w", str(rec), "-q", "--", *storm(spawner, 50_000)],
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,11 +1,13 @@
-/* The fork/exec/exit storm that scripts/bench measures tracers against.
+/* The fork/exec/exit storm that the bench (python -m proctrace.bench) measures
+ * tracers against.
  *
  *     storm SPAWNERS SECONDS PROGRAM PIDFILE
  *
  * Starts SPAWNERS processes; each loops fork + execv(PROGRAM) + waitpid until
  * SECONDS have passed, so every spawn is one fork, one exec, one exit and one
  * reap. Written in C because a Python spawner's own overhead would hide the
- * tracer's. scripts/bench compiles it into a temporary directory at run time.
+ * tracer's. The bench compiles it into a temporary directory at run time
+ * (tracer/bench/storm.py).
  *
  * Each spawner writes the pid of every child it spawned, one per line, to
  * PIDFILE.<n>; the bench counts a tracer's events for exactly those pids.

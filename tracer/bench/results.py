@@ -1,0 +1,257 @@
+"""The results document: the figures of one run per configuration, the targets
+judged on them, and the file it is written to (never a tracked file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proctrace.bench.counting import Tally
+from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
+
+SCHEMA = "proctrace-bench/1"
+
+# Targets from issue 6 (and issue 4's reading-back rate).
+MAX_SLOWDOWN_PCT = 5.0
+MAX_CPU_US_PER_EVENT = 5.0
+MAX_READY_VS_BPFTRACE = 1.5
+MIN_READBACK_VS_PLAIN = 0.5
+MIN_READBACK_EVENTS_PER_S = 200_000
+# Below this, reading back is judged on the rate beyond start-up (see stats.marginal_rate).
+LARGE_RECORDING_EVENTS = 100_000
+
+
+def source_checkout() -> Path | None:
+    """The proctrace checkout this package runs from (an editable install, as in
+    the checkout's .venv), or None for an installed copy."""
+    package_dir = Path(__file__).resolve().parent.parent
+    root = package_dir.parent
+    return root if package_dir.name == "tracer" and (root / "pyproject.toml").is_file() else None
+
+
+def default_results_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """Where results go without --results: `.bench/results.json` in the checkout
+    (ignored by git), else `$XDG_STATE_HOME/proctrace/bench-results.json`
+    (`~/.local/state` when unset)."""
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / ".bench" / "results.json"
+    state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "proctrace" / "bench-results.json"
+
+
+def write_results(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def storm_summary(runs: dict[str, list[dict[str, Any]]], baseline: str = "untraced") -> dict[str, dict[str, Any]]:
+    """Per configuration: rates, ratios to the same repetition's baseline, medians.
+
+    The baseline configuration has one run more than the others (it brackets
+    every repetition); its own ratios compare each run with the one before,
+    which shows the machine's run-to-run noise.
+    """
+    base_rates = [r.get("rate") for r in runs.get(baseline, [])]
+    brackets = bracketing_baselines(base_rates)
+    out: dict[str, dict[str, Any]] = {}
+    for name, reps in runs.items():
+        rates = [r.get("rate") for r in reps]
+        ratios = paired_ratios(rates[1:], rates[:-1]) if name == baseline else paired_ratios(rates, brackets)
+        ratio = median(ratios)
+        entry: dict[str, Any] = {
+            "rates": rates,
+            "median_rate": median(rates),
+            "ratios": ratios,
+            "median_ratio": ratio,
+            "slowdown_pct": slowdown_pct(ratio),
+        }
+        errors = [r["error"] for r in reps if r.get("error")]
+        if errors:
+            entry["errors"] = errors
+        entry["repeated_runs"] = sum(max(r.get("attempts", 1) - 1, 0) for r in reps)
+        entry["disturbed_runs"] = sum(1 for r in reps if r.get("disturbed"))
+        keys = ("ready_s", "attach_s", "cpu_us_per_event", "cpu_s", "events", "lost", "rss_start_kb", "others_cpu_pct")
+        for key in keys:
+            values = [r.get(key) for r in reps]
+            if any(v is not None for v in values):
+                entry[key] = values
+                entry[f"median_{key}"] = median(values)
+        out[name] = entry
+    return out
+
+
+@dataclass
+class Target:
+    name: str
+    goal: str
+    value: str
+    status: str  # "pass", "fail", "n/a"
+
+    def as_json(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def _mark(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("pass" if ok else "fail")
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[Target]:
+    """The issue's targets for proctrace, judged on the figures of this run."""
+    storm = results.get("storm", {})
+    default = storm.get("proctrace", {})
+    targets: list[Target] = []
+
+    # Zero loss with default buffers: nothing reported lost, and every storm event received.
+    tallies = [t for name, t in results.get("events", {}).items() if name.startswith("proctrace")]
+    if tallies:
+        lost = sum(t.get("reported_lost") or 0 for t in tallies)
+        missing = sum(max(t.get("missing", 0), 0) for t in tallies)
+        timed_lost = sum(
+            sum(v or 0 for v in storm.get(name, {}).get("lost", []))
+            for name in storm
+            if name.startswith("proctrace") and "filtered" not in name
+        )
+        ok = lost == 0 and missing == 0 and timed_lost == 0
+        value = f"{lost + timed_lost} lost, {missing} missing"
+    else:
+        ok, value = None, "n/a"
+    targets.append(Target("zero lost, default buffers", "0 lost, 0 missing", value, _mark(ok)))
+
+    slow = default.get("slowdown_pct")
+    disturbed = sum(storm.get(name, {}).get("disturbed_runs", 0) for name in ("untraced", "proctrace"))
+    runs = sum(len(storm.get(name, {}).get("rates", [])) for name in ("untraced", "proctrace"))
+    noise = f" ({disturbed} of {runs} runs disturbed)" if disturbed else ""
+    targets.append(
+        Target(
+            "storm slowdown (median)",
+            f"<= {MAX_SLOWDOWN_PCT:g}%",
+            _fmt(slow, ".1f", "%") + noise,
+            _mark(None if slow is None else slow <= MAX_SLOWDOWN_PCT),
+        )
+    )
+    bt_slow = storm.get("bpftrace", {}).get("slowdown_pct")
+    targets.append(
+        Target(
+            "slowdown vs bpftrace",
+            "<= bpftrace's",
+            f"{_fmt(slow, '.1f', '%')} vs {_fmt(bt_slow, '.1f', '%')}",
+            _mark(None if slow is None or bt_slow is None else slow <= bt_slow),
+        )
+    )
+    cpu = default.get("median_cpu_us_per_event")
+    targets.append(
+        Target(
+            "CPU per event",
+            f"<= {MAX_CPU_US_PER_EVENT:g} us",
+            _fmt(cpu, ".2f", " us"),
+            _mark(None if cpu is None else cpu <= MAX_CPU_US_PER_EVENT),
+        )
+    )
+    ready = default.get("median_ready_s")
+    attach = storm.get("bpftrace", {}).get("median_attach_s")
+    ok = None if ready is None or not attach else ready <= MAX_READY_VS_BPFTRACE * attach
+    targets.append(
+        Target(
+            "ready vs bpftrace attach",
+            f"<= {MAX_READY_VS_BPFTRACE:g}x",
+            f"{_fmt(ready, '.2f', ' s')} vs {_fmt(attach, '.2f', ' s')}"
+            + (f" ({ready / attach:.2f}x)" if ready is not None and attach else ""),
+            _mark(ok),
+        )
+    )
+    readback = results.get("readback", {})
+    if readback.get("available"):
+        rate, plain = readback.get("events_per_s"), readback.get("plain_parse_events_per_s")
+        basis = ""
+        steady, plain_steady = readback.get("steady_events_per_s"), readback.get("plain_parse_steady_events_per_s")
+        if readback.get("events", 0) < LARGE_RECORDING_EVENTS and steady and plain_steady:
+            # A small recording (--quick) measures mostly the readers' start-up.
+            rate, plain, basis = steady, plain_steady, " (beyond start-up)"
+        ok = None if rate is None or not plain else rate >= MIN_READBACK_VS_PLAIN * plain
+        targets.append(
+            Target(
+                "reading back vs plain parse",
+                f">= {MIN_READBACK_VS_PLAIN:g}x",
+                f"{_fmt(rate, ',.0f')} vs {_fmt(plain, ',.0f')} events/s{basis}"
+                + (f" ({rate / plain:.2f}x)" if rate and plain else ""),
+                _mark(ok),
+            )
+        )
+        reader = readback.get("reader_events_per_s")
+        if basis and readback.get("reader_steady_events_per_s"):
+            reader = readback.get("reader_steady_events_per_s")
+        targets.append(
+            Target(
+                "reading back rate (issue 4)",
+                f">= {MIN_READBACK_EVENTS_PER_S:,} events/s",
+                _fmt(reader, ",.0f", f" events/s, the reader alone{basis}"),
+                _mark(None if reader is None else reader >= MIN_READBACK_EVENTS_PER_S),
+            )
+        )
+    else:
+        targets.append(Target("reading back vs plain parse", f">= {MIN_READBACK_VS_PLAIN:g}x", "n/a", "n/a"))
+    filtering = results.get("filtering", {})
+    if filtering.get("available"):
+        f_cpu, u_cpu = filtering.get("cpu_s_per_1k_spawns"), filtering.get("unfiltered_cpu_s_per_1k_spawns")
+        ok = None if f_cpu is None or u_cpu is None else f_cpu < u_cpu
+        targets.append(
+            Target(
+                "filtered trace cheaper (issue 5)",
+                "CPU < unfiltered",
+                f"{_fmt(f_cpu, '.3f')} vs {_fmt(u_cpu, '.3f')} CPU s per 1k spawns",
+                _mark(ok),
+            )
+        )
+    for run in results.get("overload", []):
+        if "error" in run:
+            targets.append(Target(f"overload {run.get('buffer')}: lost counted", "reported = kernel", "error", "fail"))
+            continue
+        reported, kernel = run.get("reported_lost"), run.get("kernel_lost")
+        ok = None if reported is None or kernel is None else reported == kernel and run.get("unaccounted") == 0
+        targets.append(
+            Target(
+                f"overload {run['buffer']} {run['size']}: lost counted",
+                "reported = kernel, none unaccounted",
+                f"{_fmt(reported, ',d')} reported, {_fmt(kernel, ',d')} kernel, {run.get('unaccounted')} unaccounted",
+                _mark(ok),
+            )
+        )
+    return targets
+
+
+def results_document(
+    settings: dict[str, Any],
+    host: dict[str, Any],
+    features: dict[str, bool],
+    runs: dict[str, list[dict[str, Any]]],
+    tallies: dict[str, Tally],
+    proctrace: dict[str, Any],
+    readback: dict[str, Any],
+    filtering: dict[str, Any],
+    overload: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON document the bench writes; targets are judged on it."""
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "settings": settings,
+        "host": host,
+        "features": features,
+        "storm": storm_summary(runs),
+        "events": {name: t.as_json() for name, t in tallies.items()},
+        "proctrace": proctrace,
+        "readback": readback,
+        "filtering": filtering,
+        "overload": overload,
+    }
+    doc["targets"] = [t.as_json() for t in evaluate_targets(doc)]
+    return doc

@@ -1,0 +1,153 @@
+"""The printed tables of a run: the storm rates, the storm's events, cost and
+start-up, reading back, filtering, overload, and the targets."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from proctrace.bench.machine import MAX_OTHERS_CPU_PCT
+from rich.console import Console
+from rich.table import Table
+
+
+def _n(value: float | None, spec: str = ",.0f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def render(doc: dict[str, Any], console: Console | None = None) -> None:
+    """Print the results document as tables."""
+    # A pipe or a file gets the width the table needs, not 80 columns.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=120))
+    s = doc["settings"]
+    console.print(
+        f"[bold]proctrace bench[/bold] ({'quick' if s['quick'] else 'full'}): {s['reps']} interleaved reps of "
+        f"{s['seconds']:g} s, {s['spawners']} spawners ({s['storm']} storm); kernel {doc['host']['kernel']}, "
+        f"{doc['host']['cpus']} CPUs, load {doc['host']['loadavg_start'][0]:.2f} -> "
+        f"{doc['host']['loadavg_end'][0]:.2f}"
+    )
+
+    t = Table(title="1. Storm rate (processes/s; ratio to the untraced runs around the same rep)")
+    for col in ("config", "median rate", "ratio", "slowdown", "ready", "CPU/event", "lost", "others' CPU"):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for name, e in doc["storm"].items():
+        lost = e.get("lost")
+        if e["median_rate"] is None:
+            t.add_row(name, "error: " + (e.get("errors") or ["no runs"])[0][:80], "", "", "", "", "", "")
+            continue
+        t.add_row(
+            name,
+            _n(e["median_rate"]),
+            _n(e["median_ratio"], ".3f"),
+            "" if name == "untraced" else _n(e["slowdown_pct"], "+.1f") + "%",
+            _n(e.get("median_ready_s"), ".2f") + " s" if e.get("median_ready_s") is not None else "",
+            _n(e.get("median_cpu_us_per_event"), ".2f") + " us" if e.get("median_cpu_us_per_event") else "",
+            "" if lost is None else str(sum(v or 0 for v in lost)),
+            _n(e.get("median_others_cpu_pct"), ".0f") + "%",
+        )
+    console.print(t)
+    repeated = sum(e.get("repeated_runs", 0) for e in doc["storm"].values())
+    disturbed = sum(e.get("disturbed_runs", 0) for e in doc["storm"].values())
+    console.print(
+        f"Everything measured ran at nice {s.get('nice', 0)}. Runs repeated because another BPF tracer was attached "
+        f"or other processes used over {MAX_OTHERS_CPU_PCT:g}% of the CPUs: {repeated}; kept disturbed: {disturbed}."
+    )
+
+    t = Table(title="2. Storm events: expected, received, reported lost")
+    for col in ("tracer (run)", "kinds", "runs", "expected", "received", "missing", "lost"):
+        t.add_column(col, justify="left" if col in ("tracer (run)", "kinds") else "right")
+    for name, e in doc["events"].items():
+        t.add_row(
+            name,
+            ",".join(e["kinds"]),
+            str(e["runs"]),
+            f"{e['expected']:,}",
+            f"{e['received']:,}",
+            f"{e['missing']:,}",
+            "not reported" if e["reported_lost"] is None else f"{e['reported_lost']:,}",
+        )
+    console.print(t)
+
+    p = doc["proctrace"]
+    storm = doc["storm"]
+    t = Table(title="3. Cost and start-up")
+    t.add_column("figure")
+    t.add_column("proctrace", justify="right")
+    t.add_column("bpftrace", justify="right")
+    t.add_column("forkstat", justify="right")
+    bt, fs, pt = storm.get("bpftrace", {}), storm.get("forkstat", {}), storm.get("proctrace", {})
+    t.add_row(
+        "CPU per event (median)",
+        _n(pt.get("median_cpu_us_per_event"), ".2f") + " us",
+        _n(bt.get("median_cpu_us_per_event"), ".2f") + " us",
+        _n(fs.get("median_cpu_us_per_event"), ".2f") + " us",
+    )
+    t.add_row(
+        "start to ready / attach (median)",
+        _n(pt.get("median_ready_s"), ".3f") + " s",
+        _n(bt.get("median_attach_s"), ".3f") + " s",
+        "",
+    )
+    rss = [pt.get("median_rss_start_kb"), bt.get("median_rss_start_kb"), fs.get("median_rss_start_kb")]
+    t.add_row("RSS after start", *[_n(None if v is None else v / 1024, ".1f") + " MB" for v in rss])
+    if p:
+        t.add_row(
+            f"RSS after a {p['long_storm_s']:g} s storm ({p['long_storm_spawned']:,} spawns)",
+            _n(None if p["rss_after_long_storm_kb"] is None else p["rss_after_long_storm_kb"] / 1024, ".1f") + " MB",
+            "",
+            "",
+        )
+    console.print(t)
+
+    rb = doc["readback"]
+    if rb.get("available"):
+        t = Table(title=f"4. Reading back a recording of {rb['events']:,} events ({rb['file_bytes'] / 1e6:.1f} MB)")
+        t.add_column("reader")
+        t.add_column("median CPU time", justify="right")
+        t.add_column("events/CPU-s", justify="right")
+        t.add_column(f"beyond start-up (vs {_n(rb['small_events'], ',')} events)", justify="right")
+        for name, r in rb["readers"].items():
+            t.add_row(
+                name, _n(r["median_s"]["large"], ".3f") + " s", _n(r["events_per_s"]), _n(r["steady_events_per_s"])
+            )
+        console.print(t)
+    else:
+        console.print(f"[bold]4. Reading back[/bold]: {rb['reason']}")
+    fl = doc["filtering"]
+    if fl.get("available"):
+        e = storm.get("proctrace -c (filtered)", {})
+        console.print(
+            f"[bold]5. Filtering[/bold] (-c {fl['pattern']} during the storm): slowdown "
+            f"{_n(e.get('slowdown_pct'), '+.1f')}% vs {_n(pt.get('slowdown_pct'), '+.1f')}% unfiltered; CPU "
+            f"{_n(fl['cpu_s_per_1k_spawns'], '.3f')} vs {_n(fl['unfiltered_cpu_s_per_1k_spawns'], '.3f')} "
+            "s per 1k spawns"
+        )
+    else:
+        console.print(f"[bold]5. Filtering[/bold]: {fl['reason']}")
+
+    t = Table(title="6. Overload: a tiny buffer under the storm")
+    for col in ("buffer", "expected", "received", "lost (reported)", "lost (kernel)", "unaccounted"):
+        t.add_column(col, justify="left" if col == "buffer" else "right")
+    for run in doc["overload"]:
+        if "error" in run:
+            t.add_row(f"{run['buffer']} {run['size']}", "error: " + run["error"][:60], "", "", "", "")
+            continue
+        t.add_row(
+            f"{run['buffer']} {run['size']}",
+            f"{run['expected']:,}",
+            f"{run['received']:,}",
+            _n(run["reported_lost"], ",d"),
+            _n(run["kernel_lost"], ",d"),
+            _n(run["unaccounted"], ",d"),
+        )
+    console.print(t)
+
+    t = Table(title="Targets")
+    t.add_column("target")
+    t.add_column("goal")
+    t.add_column("this run")
+    t.add_column("", justify="center")
+    marks = {"pass": "[green]pass[/green]", "fail": "[red]FAIL[/red]", "n/a": "n/a"}
+    for target in doc["targets"]:
+        t.add_row(target["name"], target["goal"], target["value"], marks[target["status"]])
+    console.print(t)
