@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from proctrace.doctor import run_doctor
 from proctrace.kernel import prereqs
 from proctrace.kernel.bcc import BccUnavailable, _absent_message
 from proctrace.kernel.prereqs import TRACEPOINTS
+from proctrace.kernel.program import BPF_SOURCES
 
 
 def no_bcc() -> object:
@@ -39,7 +41,7 @@ def line_for(report: str, name: str) -> str:
 def test_ready_machine_exits_zero_with_every_check_ticked(tmp_path: Path) -> None:
     code, report = doctor(make_host(tmp_path))
     assert code == 0
-    assert report.count("✓") == 6 + len(TRACEPOINTS)
+    assert report.count("✓") == 7 + len(TRACEPOINTS)
     assert "✗" not in report
     assert report.rstrip().endswith("Live tracing will work.")
 
@@ -68,6 +70,23 @@ def test_missing_bcc_fails_with_debian_and_fedora_packages(tmp_path: Path) -> No
 def test_bcc_version_and_location_are_shown(tmp_path: Path) -> None:
     _, report = doctor(make_host(tmp_path))
     assert "0.26.0 at /usr/lib/python3/dist-packages/bcc" in line_for(report, "bcc")
+
+
+def test_bpf_sources_are_checked_where_the_program_reads_them(tmp_path: Path) -> None:
+    _, report = doctor(make_host(tmp_path))
+    assert line_for(report, "sources").lstrip().startswith("✓ BPF sources")
+    assert ", ".join(BPF_SOURCES) in report
+
+
+def test_missing_bpf_sources_fail_with_the_path_and_a_reinstall_fix(tmp_path: Path) -> None:
+    empty = tmp_path / "site-packages" / "proctrace" / "bpf"
+    empty.mkdir(parents=True)
+    code, report = doctor(replace(make_host(tmp_path / "host"), bpf_dir=empty))
+    assert code == 1
+    assert "✗ BPF sources" in report
+    assert str(empty / BPF_SOURCES[0]) in report
+    assert "fix: reinstall proctrace" in report
+    assert report.rstrip().endswith("1 problem(s) (BPF sources).")
 
 
 def test_missing_header_tree_fails_with_install_fix(tmp_path: Path) -> None:

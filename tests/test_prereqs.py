@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from proctrace.kernel.prereqs import (
     PrereqError,
     Status,
     all_checks,
+    check_bpf_sources,
     check_btf,
     check_header_tree,
     check_privileges,
@@ -29,6 +31,7 @@ from proctrace.kernel.prereqs import (
     find_header_trees,
     link_header_tree,
 )
+from proctrace.kernel.program import BPF_DIR, BPF_SOURCES
 
 
 def no_bcc() -> object:
@@ -78,6 +81,56 @@ def test_kernel_without_cap_bpf_needs_only_cap_sys_admin(tmp_path: Path) -> None
     host.cap_last_cap.write_text("37\n")  # before 5.8: CAP_BPF and CAP_PERFMON do not exist
     host.proc_status.write_text("Uid:\t0\t0\t0\t0\nCapEff:\t" + f"{1 << 21:016x}\n")
     assert check_privileges(host).status is Status.OK
+
+
+# ---- BPF sources ----------------------------------------------------------------
+
+
+def host_with_bpf_sources(tmp_path: Path, present: tuple[str, ...] = BPF_SOURCES) -> Host:
+    """A ready machine whose proctrace reads its C from a temporary folder holding `present`."""
+    bpf_dir = tmp_path / "bpf"
+    bpf_dir.mkdir()
+    for name in present:
+        (bpf_dir / name).write_text(f"/* {name} */\n")
+    return replace(make_host(tmp_path / "host"), bpf_dir=bpf_dir)
+
+
+def test_present_bpf_sources_pass_and_name_their_folder(tmp_path: Path) -> None:
+    host = host_with_bpf_sources(tmp_path)
+    check = check_bpf_sources(host)
+    assert check.status is Status.OK
+    assert str(host.bpf_dir) in check.detail
+
+
+@pytest.mark.parametrize("missing", BPF_SOURCES)
+def test_a_missing_bpf_source_fails_with_its_path_and_the_reinstall_fix(tmp_path: Path, missing: str) -> None:
+    host = host_with_bpf_sources(tmp_path, present=tuple(name for name in BPF_SOURCES if name != missing))
+    check = check_bpf_sources(host)
+    assert check.status is Status.FAIL
+    assert f"{host.bpf_dir / missing} (No such file or directory)" in check.detail
+    assert "reinstall proctrace" in check.fix
+
+
+def test_a_bpf_source_that_cannot_be_read_fails(tmp_path: Path) -> None:
+    host = host_with_bpf_sources(tmp_path, present=BPF_SOURCES[1:])
+    (host.bpf_dir / BPF_SOURCES[0]).mkdir()  # unreadable even by root, unlike a chmod 000 file
+    check = check_bpf_sources(host)
+    assert check.status is Status.FAIL
+    assert str(host.bpf_dir / BPF_SOURCES[0]) in check.detail
+
+
+def test_a_bpf_source_that_is_not_text_fails(tmp_path: Path) -> None:
+    host = host_with_bpf_sources(tmp_path)
+    (host.bpf_dir / BPF_SOURCES[-1]).write_bytes(b"\xff\xfe\x00garbage")
+    check = check_bpf_sources(host)
+    assert check.status is Status.FAIL
+    assert f"{host.bpf_dir / BPF_SOURCES[-1]} (not text)" in check.detail
+
+
+def test_the_checked_folder_is_the_one_the_program_is_built_from(tmp_path: Path) -> None:
+    assert Host().bpf_dir == BPF_DIR
+    assert make_host(tmp_path).bpf_dir == BPF_DIR
+    assert check_bpf_sources(Host()).status is Status.OK  # this checkout has its C
 
 
 # ---- BTF ----------------------------------------------------------------------
@@ -308,6 +361,16 @@ def test_each_missing_prerequisite_stops_live_tracing_with_its_own_message(
     host = make_host(tmp_path, **broken)  # type: ignore[arg-type]
     with pytest.raises(PrereqError, match=expected.replace(".", r"\.")):
         ensure_live_ready(host, bcc_loader=fake_bcc, log=io.StringIO())
+
+
+def test_missing_bpf_sources_stop_live_tracing_naming_the_file(tmp_path: Path) -> None:
+    host = host_with_bpf_sources(tmp_path, present=())
+    with pytest.raises(PrereqError) as info:
+        ensure_live_ready(host, bcc_loader=fake_bcc, log=io.StringIO())
+    message = str(info.value)
+    assert all(str(host.bpf_dir / name) in message for name in BPF_SOURCES)
+    assert "Fix: reinstall proctrace" in message
+    assert "\n" not in message
 
 
 def test_missing_bcc_stops_live_tracing_with_install_command(tmp_path: Path) -> None:

@@ -28,13 +28,17 @@ from pathlib import Path
 from typing import TextIO
 
 from proctrace.kernel.bcc import BccUnavailable, load_bcc
-from proctrace.kernel.program import EXEC_SYSCALLS, REQUIRED_FIELDS, WAIT_SYSCALLS
+from proctrace.kernel.program import BPF_DIR, BPF_SOURCES, EXEC_SYSCALLS, REQUIRED_FIELDS, WAIT_SYSCALLS
 
 HEADERS_INSTALL_FIX = (
     "run `sudo ./scripts/proctrace` once (it installs them), or apt-get install linux-headers-amd64 "
     "(Debian; linux-headers-generic on Ubuntu) or dnf install kernel-devel (Fedora)"
 )
 SETUP_HINT = "run `sudo ./scripts/proctrace` once, which installs what is missing"
+BPF_SOURCES_FIX = (
+    "reinstall proctrace (from its checkout: `pip install --force-reinstall .`); "
+    "when running from a checkout, restore bpf/ (`git checkout -- bpf`)"
+)
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -98,6 +102,7 @@ class Host:
     kheaders: Path = Path("/sys/kernel/kheaders.tar.xz")
     kallsyms: Path = Path("/proc/kallsyms")
     kconfig: Path = Path("/proc/config.gz")
+    bpf_dir: Path = BPF_DIR  # where proctrace reads the C it compiles
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     @property
@@ -187,6 +192,26 @@ def check_bcc(loader: Callable[[], object] | None = None) -> Check:
     version = getattr(bcc, "__version__", "unknown version")
     where = Path(getattr(bcc, "__file__", "") or "?").parent
     return Check("bcc", Status.OK, f"{version} at {where}")
+
+
+# ---- BPF sources ------------------------------------------------------------
+
+
+def check_bpf_sources(host: Host) -> Check:
+    """The C that proctrace compiles at run time is installed and readable as text."""
+    problems = []
+    for name in BPF_SOURCES:
+        path = host.bpf_dir / name
+        try:
+            path.read_text()
+        except OSError as exc:
+            problems.append(f"{path} ({exc.strerror or exc})")
+        except UnicodeDecodeError:
+            problems.append(f"{path} (not text)")
+    if problems:
+        detail = "the BPF C that proctrace compiles is missing or unreadable: " + ", ".join(problems)
+        return Check("BPF sources", Status.FAIL, detail, BPF_SOURCES_FIX)
+    return Check("BPF sources", Status.OK, f"{', '.join(BPF_SOURCES)} in {host.bpf_dir}")
 
 
 # ---- BTF --------------------------------------------------------------------
@@ -499,6 +524,7 @@ def all_checks(host: Host | None = None, bcc_loader: Callable[[], object] | None
     checks = [
         check_privileges(host),
         check_bcc(bcc_loader),
+        check_bpf_sources(host),
         check_header_tree(host),
         check_btf(host),
         check_tracefs(host),
@@ -531,6 +557,7 @@ def ensure_live_ready(
     _require(check_privileges(host))
     _require(check_btf(host))
     _require(check_bcc(bcc_loader))
+    _require(check_bpf_sources(host))
     if _require(check_tracefs(host)).status is Status.AUTO:
         mount_tracefs(host)
     if _require(check_header_tree(host)).status is Status.AUTO:

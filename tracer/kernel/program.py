@@ -14,11 +14,13 @@ from pathlib import Path
 from proctrace.kernel.tracepoints import FormatError, TracepointFormat
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
-# In the source tree bpf/ sits beside tracer/; an installed wheel ships it as the
-# data package proctrace.bpf (pyproject.toml).
-BPF_DIR = _PACKAGE_DIR.parent / "bpf"
-if not (BPF_DIR / "proctrace.bpf.c").exists():
-    BPF_DIR = _PACKAGE_DIR / "bpf"
+# Run from a checkout (an editable install included) the package is the folder
+# tracer/ and the C sits beside it in bpf/; an installed wheel ships the C inside
+# the package, as the data package proctrace.bpf (pyproject.toml). Chosen by
+# layout, not by which folder exists, so that when the C is missing the doctor
+# names the path where it belongs.
+BPF_DIR = _PACKAGE_DIR.parent / "bpf" if _PACKAGE_DIR.name == "tracer" else _PACKAGE_DIR / "bpf"
+# The files build_source appends to the generated prelude, in this order.
 BPF_SOURCES = ("event.h", "proctrace.bpf.c")
 
 # Tracepoint fields the program reads, per (category, event). Fields marked
@@ -119,8 +121,7 @@ def build_source(
             lines.append("#define PT_FOLLOW_CHILDREN 1")
         if options.match_comms:
             lines.append("#define PT_MATCH_COMMS 1")
-    lines.append((BPF_DIR / "event.h").read_text())
-    lines.append((BPF_DIR / "proctrace.bpf.c").read_text())
+    lines += [(BPF_DIR / name).read_text() for name in BPF_SOURCES]
     return "\n".join(lines) + "\n"
 
 

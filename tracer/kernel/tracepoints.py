@@ -38,12 +38,6 @@ class TracepointFormat:
     event: str
     fields: dict[str, Field]
 
-    def field(self, name: str) -> Field:
-        try:
-            return self.fields[name]
-        except KeyError:
-            raise FormatError(f"tracepoint {self.category}:{self.event} has no field {name!r}") from None
-
 
 def parse_format(category: str, event: str, text: str) -> TracepointFormat:
     fields: dict[str, Field] = {}
