@@ -123,7 +123,7 @@ def test_finish_prints_the_views_asked_for_in_order_with_the_losses(tmp_path: Pa
     outputs.pipeline.write(EVENTS)
     outputs.pipeline.lost(14 * MS, 2, 2)
     outputs.close("ended")
-    outputs.finish([SHELL])
+    outputs.finish(SHELL)
     table = ProcessTable()
     table.seed(SNAPSHOT)
     table.write(EVENTS)

@@ -5,6 +5,7 @@ command line."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,39 @@ def test_a_replay_checks_the_reader_after_every_batch(tmp_path: Path, monkeypatc
     with pytest.raises(BrokenPipeError):
         replay(str(rec), replay_options(rec, json=True, output_path=str(out)))
     assert out.read_text().splitlines() == [event_json(ev, CLOCK) for ev in FIRST]  # and nothing after
+
+
+GOLDEN = Path(__file__).parent / "data" / "golden" / "session.rec"
+GOLDEN_COMMAND = 13281  # the recorded `-- python3 workload.py`
+GOLDEN_SH = 13284  # its child `sh -c '/bin/true; exit 0'`, parent of 13285
+
+
+def tree_pids(text: str) -> list[int]:
+    """The pid that starts each process's line of --tree (a long line wraps onto a
+    continuation line, which starts with no pid and a name)."""
+    return [int(m.group(1)) for m in re.finditer(r"^[│├└─ ]*(\d+) \S", text, re.MULTILINE)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        # The filter kept the command: its tree, as always.
+        (FilterSpec(), None),
+        # The filter left the command out: what it kept, not nothing.
+        (FilterSpec(pids=(GOLDEN_SH,), follow=True), [GOLDEN_SH, GOLDEN_SH + 1]),
+        (FilterSpec(comms=("true",)), [13282, GOLDEN_SH + 1]),
+    ],
+)
+def test_views_of_a_command_session_show_what_the_filter_kept_even_without_the_command(
+    tmp_path: Path, spec: FilterSpec, expected: list[int] | None
+) -> None:
+    out = tmp_path / "tree.txt"
+    options = SessionOptions(
+        outputs=OutputOptions(tree=True, color="never", output_path=str(out)), filters=spec, read_path=str(GOLDEN)
+    )
+    replay(str(GOLDEN), options)
+    pids = tree_pids(out.read_text())
+    if expected is None:
+        assert pids[0] == GOLDEN_COMMAND and GOLDEN_SH in pids
+    else:
+        assert pids == expected

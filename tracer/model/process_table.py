@@ -479,6 +479,15 @@ class ProcessTable:
         """The kept processes whose parent is not kept: the tops of the tree."""
         return [r for r in self.processes() if r.origin_serial is None or r.origin_serial not in self._by_serial]
 
+    def command_roots(self, command_pid: int) -> list[int]:
+        """Where the views of a `-- COMMAND` session start: the command's own
+        process when the table has it; else, when a filter left it out (`-c cc1
+        -- make`), the traced processes whose parent the table lacks."""
+        if any(not rec.pre_existing for rec in self.find(command_pid)):
+            return [command_pid]
+        tops = sorted({rec.tgid for rec in self.roots() if not rec.pre_existing})
+        return tops or [command_pid]
+
     def subtree(self, roots: Iterable[int]) -> list[Process]:
         """The processes with pid in `roots` and all their descendants, by start."""
         wanted = set(roots)

@@ -175,7 +175,7 @@ def trace_live(options: SessionOptions) -> SessionResult:
                 outputs.close("failed")
             raise
         outputs.close(source.end_reason())
-        outputs.finish([held.pid] if held else None)
+        outputs.finish(held.pid if held else None)
     totals = source.totals
     skipped = f", {totals.undecodable} undecodable" if totals.undecodable else ""
     print(f"proctrace: {totals.events} events, {totals.lost} lost{skipped}", file=sys.stderr)

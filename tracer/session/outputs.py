@@ -92,9 +92,13 @@ class SessionOutputs:
         finally:
             self.pipeline.close()
 
-    def finish(self, roots: list[int] | None) -> None:
-        """Export the trace and print the views asked for, then close the output."""
+    def finish(self, command_pid: int | None) -> None:
+        """Export the trace and print the views asked for, then close the output.
+        With `command_pid` (a `-- COMMAND` session), they cover the command's tree."""
         options = self.options
+        roots = None
+        if command_pid is not None and self.table is not None:
+            roots = self.table.command_roots(command_pid)
         if options.export_path and self.table is not None:
             export_trace(options.export_path, options.force, self.table, self.clock, roots)
         stream = self.stream

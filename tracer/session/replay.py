@@ -47,7 +47,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
     finally:
         outputs.close("replayed")
     command_pid = recording.header.get("options", {}).get("command_pid")
-    outputs.finish([command_pid] if isinstance(command_pid, int) else None)
+    outputs.finish(command_pid if isinstance(command_pid, int) else None)
     for warning in recording.warnings:
         print(f"proctrace: warning: {safe(warning)}", file=sys.stderr)
     return SessionResult(exit_code=0)
