@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from proctrace.bench import package_file, results
 from proctrace.bench.cli import parser
 from proctrace.bench.storm import parse_storm_line
 
+from tests.environment import requires
 from tests.test_recording import every_kind, record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,7 @@ def test_out_is_kept_as_an_alias_of_results():
 
 
 def test_the_default_results_file_is_in_the_checkout_and_ignored_by_git():
-    if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("needs git and a git checkout")
+    requires(shutil.which("git") is not None and (ROOT / ".git").exists(), "git and a git checkout")
     path = results.default_results_path()
     assert results.source_checkout() == ROOT
     assert path.is_relative_to(ROOT)
