@@ -33,6 +33,20 @@ enum pt_kind {
 #define PT_SIGNAL_GENERATE 1
 #define PT_SIGNAL_DELIVER 2
 
+/* Which kernel buffer an event travels in, and which loss counter counts it.
+ * Signals have a buffer of their own, so that a flood of them (a process under
+ * strace, a kill loop) can fill it but never the one that carries forks,
+ * execs, exits and reaps. */
+enum pt_class {
+    PT_CLASS_LIFECYCLE = 0,
+    PT_CLASS_SIGNAL = 1,
+    PT_CLASSES = 2,
+};
+
+/* pt_fold_key.reason: why signals were counted in the kernel, not sent one by one */
+#define PT_FOLD_PTRACE 1 /* SIGCHLD telling a tracer that its tracee stopped or went on */
+#define PT_FOLD_RATE 2   /* beyond the rate limit of its sender, target and signal */
+
 struct pt_header {
     __u64 ts_ns;          /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
     __u64 start_ns;       /* the process's start (group leader's start_time) */
@@ -85,6 +99,25 @@ struct pt_signal {
     __u8 stage;           /* PT_SIGNAL_GENERATE or PT_SIGNAL_DELIVER */
     __u8 group;           /* generate: sent to the whole process */
     __u8 _pad[2];
+    char target_comm[PT_COMM_LEN];
+};
+
+/* A run of signals counted in the kernel instead of sent (the folded_signals
+ * map): user space reads and deletes the entries of a generation once the
+ * kernel has moved on to the next, so no count is ever lost to a race. */
+struct pt_fold_key {
+    __u32 sender_tgid;    /* generate: the sending process; deliver: 0 */
+    __u32 target_pid;     /* the target task: the tracer, for ptrace stops */
+    __u32 generation;     /* the counting period it belongs to (fold_generation) */
+    __u16 signo;
+    __u8 stage;           /* PT_SIGNAL_GENERATE or PT_SIGNAL_DELIVER */
+    __u8 reason;          /* PT_FOLD_* */
+};
+
+struct pt_fold {
+    struct pt_header h;   /* at the first signal counted: generate, the sender; deliver, the receiver */
+    __u64 count;
+    __u64 last_ns;        /* the last signal counted; h.ts_ns is the first */
     char target_comm[PT_COMM_LEN];
 };
 

@@ -8,13 +8,21 @@
  *   TP_<event>__<field>       tracepoint field offsets read from tracefs format
  *                             files, with TP_<event>__<field>_DATALOC set to 1
  *                             where the field is a __data_loc string;
- *   PT_RINGBUF, PT_BUFFER_PAGES, PT_ARGV_MAX, PT_FOLLOW, PT_HAVE_* switches.
+ *   PT_RINGBUF, PT_BUFFER_PAGES, PT_SIGNAL_BUFFER_PAGES, PT_ARGV_MAX,
+ *   PT_SIGNAL_RATE, PT_ALL_SIGNALS, PT_FOLLOW, PT_HAVE_* switches.
  * Then bpf/event.h, the wire format.
  */
 
 #define SIGNAL_GROUP_EXIT 0x00000004 /* include/linux/sched/signal.h, stable since 2.6 */
 #define PF_EXITING 0x00000004
+#define SIGKILL_NR 9
 #define SIGCHLD_NR 17
+#define SI_USER_CODE 0
+#define SI_KERNEL_CODE 0x80
+/* SIGCHLD's si_code for stops reported to a parent or tracer (include/uapi/asm-generic/siginfo.h) */
+#define CLD_TRAPPED_CODE 4
+#define CLD_CONTINUED_CODE 6
+#define NSEC_PER_SEC 1000000000ULL
 #define WNOWAIT_FLAG 0x01000000
 #define WUNTRACED_FLAG 0x00000002
 #define WCONTINUED_FLAG 0x00000008
@@ -42,14 +50,19 @@ static long (*pt_read_user_str)(void *dst, u32 size, const void *src) = (void *)
 #define pt_read_user_str bpf_probe_read_str
 #endif
 
+/* Lifecycle events (fork, exec, exit, reap) in `events`, signals in
+ * `signal_events`: a flood of signals cannot cost a lifecycle event. */
 #ifdef PT_RINGBUF
 BPF_RINGBUF_OUTPUT(events, PT_BUFFER_PAGES);
+BPF_RINGBUF_OUTPUT(signal_events, PT_SIGNAL_BUFFER_PAGES);
 #else
 BPF_PERF_OUTPUT(events);
+BPF_PERF_OUTPUT(signal_events);
 #endif
 
-/* Events that could not be submitted, per CPU: exact, unlike the perf lost callback. */
-BPF_PERCPU_ARRAY(lost_events, u64, 1);
+/* Events that could not be submitted, per CPU and per enum pt_class: exact,
+ * unlike the perf lost callback. */
+BPF_PERCPU_ARRAY(lost_events, u64, PT_CLASSES);
 
 /* Scratch space for building the largest event (exec) off the 512-byte stack. */
 #define PT_EXEC_MAX (sizeof(struct pt_exec) + PT_FILENAME_MAX + PT_ARGV_MAX)
@@ -91,31 +104,49 @@ static __always_inline int is_followed(u32 id)
 #endif
 }
 
-static __always_inline void count_lost(void)
+static __always_inline void count_lost(int class)
 {
-    int zero = 0;
-    u64 *n = lost_events.lookup(&zero);
+    u64 *n = lost_events.lookup(&class);
     if (n)
         __sync_fetch_and_add(n, 1);
 }
 
+/* One submit per buffer: bcc cannot rewrite a map's methods inside a macro,
+ * nor take a map as an argument.
+ *
+ * No wake-up per event: user space drains the buffers on a short timer.
+ * Since 6.15 the ring's lock (an rqspinlock) may give up under contention,
+ * with the buffer far from full: seen here about once per 500,000 events
+ * during a storm on 2 vCPUs, and a second try at once succeeded every time.
+ * A full buffer fails again, and only then is the event lost. */
+
+/* A fork, exec, exit or reap. */
 static __always_inline void submit(void *ctx, void *data, u64 size)
 {
     int err;
 #ifdef PT_RINGBUF
-    /* No wake-up per event: user space drains the buffer on a short timer. */
     err = events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP);
-    /* Since 6.15 the ring's lock (an rqspinlock) may give up under contention,
-     * with the buffer far from full: seen here about once per 500,000 events
-     * during a storm on 2 vCPUs, and a second try at once succeeded every
-     * time. A full buffer fails again, and only then is the event lost. */
     if (err < 0)
         err = events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP);
 #else
     err = events.perf_submit(ctx, data, size);
 #endif
     if (err < 0)
-        count_lost();
+        count_lost(PT_CLASS_LIFECYCLE);
+}
+
+static __always_inline void submit_signal(void *ctx, struct pt_signal *ev)
+{
+    int err;
+#ifdef PT_RINGBUF
+    err = signal_events.ringbuf_output(ev, sizeof(*ev), BPF_RB_NO_WAKEUP);
+    if (err < 0)
+        err = signal_events.ringbuf_output(ev, sizeof(*ev), BPF_RB_NO_WAKEUP);
+#else
+    err = signal_events.perf_submit(ctx, ev, sizeof(*ev));
+#endif
+    if (err < 0)
+        count_lost(PT_CLASS_SIGNAL);
 }
 
 static __always_inline void fill_header(struct pt_header *h, u32 kind, void *task)
@@ -417,13 +448,183 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     return 0;
 }
 
-TRACEPOINT_PROBE(signal, signal_generate)
+/* ---- Signals -------------------------------------------------------------
+ *
+ * Two floods would drown the lifecycle in signals, and are counted here
+ * instead of sent one by one (user space reports the counts every second):
+ *   - ptrace stops: every syscall entry and exit of a process under strace
+ *     stops it and sends its tracer a SIGCHLD (CLD_TRAPPED);
+ *   - any sender, target and signal beyond PT_SIGNAL_RATE a second (a kill
+ *     loop, a profiler's timer), except a signal that may kill its target.
+ * PT_ALL_SIGNALS sends every one. */
+
+/* The counting period of folded_signals: user space moves it on, then reads
+ * and deletes the entries of the periods before, which no program writes any
+ * more (a program that read the old value finishes in microseconds). */
+BPF_ARRAY(fold_generation, u32, 1);
+BPF_HASH(folded_signals, struct pt_fold_key, struct pt_fold, 4096);
+
+#if PT_SIGNAL_RATE
+struct rate_key {
+    u32 sender_tgid; /* 0 at delivery, where the sender is not known */
+    u32 target_pid;
+    u32 signo;
+    u32 stage;
+};
+struct rate_window {
+    u64 start_ns; /* this second's first signal */
+    u64 sent;     /* sent in it so far */
+};
+BPF_TABLE("lru_hash", struct rate_key, struct rate_window, signal_rates, 16384);
+#endif
+
+/* Whether one more signal of this sender, target and number may be sent now:
+ * at most PT_SIGNAL_RATE in a window of one second from the first. The
+ * update is not atomic: two CPUs may let a signal or two more through, never
+ * fewer. */
+static __always_inline int within_rate(u32 sender, u32 target, int sig, u32 stage, u64 now)
+{
+#if PT_SIGNAL_RATE
+    struct rate_key key = {.sender_tgid = sender, .target_pid = target, .signo = sig, .stage = stage};
+    struct rate_window *w = signal_rates.lookup(&key);
+    if (!w) {
+        struct rate_window fresh = {.start_ns = now, .sent = 1};
+        signal_rates.update(&key, &fresh);
+        return 1;
+    }
+    if (now - w->start_ns >= NSEC_PER_SEC) {
+        w->start_ns = now;
+        w->sent = 1;
+        return 1;
+    }
+    if (w->sent < PT_SIGNAL_RATE) {
+        w->sent++;
+        return 1;
+    }
+    return 0;
+#else
+    return 1;
+#endif
+}
+
+/* Count one signal in folded_signals instead of sending it. Returns 0 when
+ * the map is full and it could not be counted: the caller then sends it. */
+static __always_inline int fold(void *task, u32 sender, u32 target, int sig, u8 stage, u8 reason, u64 now,
+                                const void *target_comm)
+{
+    int zero = 0;
+    u32 *generation = fold_generation.lookup(&zero);
+    struct pt_fold_key key = {};
+    struct pt_fold *f;
+    struct pt_fold fresh = {};
+
+    key.sender_tgid = sender;
+    key.target_pid = target;
+    key.generation = generation ? *generation : 0;
+    key.signo = sig;
+    key.stage = stage;
+    key.reason = reason;
+    f = folded_signals.lookup(&key);
+    if (!f) {
+        fill_header(&fresh.h, PT_SIGNAL, task);
+        fresh.h.ts_ns = now;
+        fresh.count = 1;
+        fresh.last_ns = now;
+        bpf_probe_read_kernel(&fresh.target_comm, sizeof(fresh.target_comm), target_comm);
+        /* Another CPU may have made the entry meanwhile: then count in it. */
+        if (folded_signals.insert(&key, &fresh) == 0)
+            return 1;
+        f = folded_signals.lookup(&key);
+        if (!f)
+            return 0;
+    }
+    __sync_fetch_and_add(&f->count, 1);
+    f->last_ns = now;
+    return 1;
+}
+
+/* Signals whose default action ends the process (signal(7)): all but those
+ * ignored, or that stop or continue it, by default. */
+static __always_inline int kills_by_default(int sig)
+{
+    switch (sig) {
+    case 17: /* SIGCHLD */
+    case 18: /* SIGCONT */
+    case 19: /* SIGSTOP */
+    case 20: /* SIGTSTP */
+    case 21: /* SIGTTIN */
+    case 22: /* SIGTTOU */
+    case 23: /* SIGURG */
+    case 28: /* SIGWINCH */
+        return 0;
+    }
+    return 1;
+}
+
+/* Whether `sig` sent to `target` may end it: SIGKILL, or a signal it leaves
+ * to a default action that kills. Such a signal is never rate limited. */
+static __always_inline int may_kill(int sig, void *target)
+{
+    void *sighand = 0;
+    u64 handler = 0;
+
+    if (sig == SIGKILL_NR)
+        return 1;
+    if (!kills_by_default(sig))
+        return 0;
+    KREAD(sighand, target, KOFF_task_struct_sighand);
+    if (!sighand || sig < 1 || sig > 64)
+        return 1;
+    bpf_probe_read_kernel(&handler, sizeof(handler),
+                          (char *)sighand + KOFF_sighand_struct_action + (sig - 1) * KSIZE_k_sigaction +
+                              KOFF_k_sigaction_sa_sa_handler);
+    return handler == 0; /* SIG_DFL */
+}
+
+/* Whether `target` is the tracer of the current task, which a ptrace stop notifies. */
+static __always_inline int is_my_tracer(void *task, u32 target)
+{
+    u32 ptrace = 0;
+    u32 tracer = 0;
+    void *parent = 0;
+
+    KREAD(ptrace, task, KOFF_task_struct_ptrace);
+    if (!ptrace)
+        return 0;
+    KREAD(parent, task, KOFF_task_struct_parent); /* the tracer while traced; real_parent is the parent */
+    if (parent)
+        KREAD(tracer, parent, KOFF_task_struct_pid);
+    return tracer == target;
+}
+
+/* siginfo's si_code as the signal_generate tracepoint reports it: two
+ * pointer values stand for "sent by a task" and "sent by the kernel". */
+static __always_inline int si_code(void *info)
+{
+    int code = 0;
+
+    if (info == (void *)0) /* SEND_SIG_NOINFO */
+        return SI_USER_CODE;
+    if (info == (void *)1) /* SEND_SIG_PRIV */
+        return SI_KERNEL_CODE;
+    KREAD(code, info, KOFF_kernel_siginfo_si_code);
+    return code;
+}
+
+/* signal_generate as a raw tracepoint: its arguments include the target task,
+ * whose disposition says whether the signal may kill it, which the tracefs
+ * format does not carry. TP_PROTO(int sig, struct kernel_siginfo *info,
+ * struct task_struct *task, int group, int result), stable since 3.x. */
+RAW_TRACEPOINT_PROBE(signal_generate)
 {
     void *task = (void *)bpf_get_current_task();
     u64 id = bpf_get_current_pid_tgid();
-    int sig = TP_FIELD(args, int, signal_generate, sig);
-    u32 target = TP_FIELD(args, u32, signal_generate, pid);
+    int sig = (int)ctx->args[0];
+    void *target = (void *)ctx->args[2];
+    u32 target_pid = 0;
     u32 task_flags = 0;
+    int code;
+    u64 now;
     struct pt_signal ev = {};
 
     /* The SIGCHLD an exiting child sends its parent is implied by its exit event. */
@@ -432,18 +633,32 @@ TRACEPOINT_PROBE(signal, signal_generate)
         if (task_flags & PF_EXITING)
             return 0;
     }
-    if (!is_followed(id >> 32) && !is_followed(target))
+    KREAD(target_pid, target, KOFF_task_struct_pid);
+    if (!is_followed(id >> 32) && !is_followed(target_pid))
         return 0;
+    code = si_code((void *)ctx->args[1]);
+    now = bpf_ktime_get_ns();
+#ifndef PT_ALL_SIGNALS
+    if (sig == SIGCHLD_NR && code >= CLD_TRAPPED_CODE && code <= CLD_CONTINUED_CODE &&
+        is_my_tracer(task, target_pid) &&
+        fold(task, id >> 32, target_pid, sig, PT_SIGNAL_GENERATE, PT_FOLD_PTRACE, now,
+             (char *)target + KOFF_task_struct_comm))
+        return 0;
+    if (!within_rate(id >> 32, target_pid, sig, PT_SIGNAL_GENERATE, now) && !may_kill(sig, target) &&
+        fold(task, id >> 32, target_pid, sig, PT_SIGNAL_GENERATE, PT_FOLD_RATE, now,
+             (char *)target + KOFF_task_struct_comm))
+        return 0;
+#endif
     fill_header(&ev.h, PT_SIGNAL, task);
+    ev.h.ts_ns = now;
     ev.stage = PT_SIGNAL_GENERATE;
     ev.signo = sig;
-    ev.code = TP_FIELD(args, int, signal_generate, code);
-    ev.target_pid = target;
-    ev.group = TP_FIELD(args, int, signal_generate, group) != 0;
-    ev.result = TP_FIELD(args, int, signal_generate, result);
-    bpf_probe_read_kernel_str(&ev.target_comm, sizeof(ev.target_comm),
-                              TP_STR(args, signal_generate, comm));
-    submit(args, &ev, sizeof(ev));
+    ev.code = code;
+    ev.target_pid = target_pid;
+    ev.group = (int)ctx->args[3] != 0; /* enum pid_type: PIDTYPE_PID (0) is one thread */
+    ev.result = (int)ctx->args[4];
+    bpf_probe_read_kernel(&ev.target_comm, sizeof(ev.target_comm), (char *)target + KOFF_task_struct_comm);
+    submit_signal(ctx, &ev);
     return 0;
 }
 
@@ -454,16 +669,17 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     void *signal = 0;
     u32 sig_flags = 0;
     int group_exit_code = 0;
+    u64 now;
     struct pt_signal ev = {};
 
     if (!is_followed(id >> 32))
         return 0;
-    fill_header(&ev.h, PT_SIGNAL, task);
+    now = bpf_ktime_get_ns();
     ev.stage = PT_SIGNAL_DELIVER;
     ev.signo = TP_FIELD(args, int, signal_deliver, sig);
     ev.code = TP_FIELD(args, int, signal_deliver, code);
     ev.handler = TP_FIELD(args, u64, signal_deliver, sa_handler);
-    ev.target_pid = ev.h.pid;
+    ev.target_pid = (u32)id;
     /* A fatal signal turns into a group exit and the kernel then delivers
      * SIGKILL to every thread; keep the signal that really caused it. */
     KREAD(signal, task, KOFF_task_struct_signal);
@@ -474,8 +690,22 @@ TRACEPOINT_PROBE(signal, signal_deliver)
             ev.group_exit_signo = group_exit_code & 0x7f;
         }
     }
+#ifndef PT_ALL_SIGNALS
+    /* Here the disposition is known: a delivery to a default action that kills is never held back. */
+    int fatal = ev.signo == SIGKILL_NR || ev.group_exit_signo || (ev.handler == 0 && kills_by_default(ev.signo));
+    if (ev.signo == SIGCHLD_NR && ev.code == CLD_TRAPPED_CODE &&
+        fold(task, 0, ev.target_pid, ev.signo, PT_SIGNAL_DELIVER, PT_FOLD_PTRACE, now,
+             (char *)task + KOFF_task_struct_comm))
+        return 0;
+    if (!fatal && !within_rate(0, ev.target_pid, ev.signo, PT_SIGNAL_DELIVER, now) &&
+        fold(task, 0, ev.target_pid, ev.signo, PT_SIGNAL_DELIVER, PT_FOLD_RATE, now,
+             (char *)task + KOFF_task_struct_comm))
+        return 0;
+#endif
+    fill_header(&ev.h, PT_SIGNAL, task);
+    ev.h.ts_ns = now;
     __builtin_memcpy(&ev.target_comm, &ev.h.comm, sizeof(ev.target_comm));
-    submit(args, &ev, sizeof(ev));
+    submit_signal(args, &ev);
     return 0;
 }
 

@@ -17,6 +17,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
     as_text,
     errno_name,
@@ -24,6 +25,7 @@ from proctrace.model.events import (
 )
 
 HANDLERS = {0: "default", 1: "ignore"}  # any other sa_handler value is a handler's address: "handler"
+REASONS = {1: "ptrace_stop", 2: "rate_limit"}
 RESULTS = {0: "delivered", 1: "ignored", 2: "already_pending", 3: "overflow_fail", 4: "lose_info"}
 
 
@@ -33,7 +35,7 @@ def _status(st: WaitStatus) -> dict[str, Any]:
 
 def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "type": ev.kind,
+        "type": "signal_summary" if isinstance(ev, SignalSummaryEvent) else ev.kind,
         "ts_ns": ev.ts_ns,
         "time": clock.iso(ev.ts_ns),
         "pid": ev.pid,
@@ -76,6 +78,17 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         else:
             d["result"] = RESULTS.get(ev.result, str(ev.result))
             d["group"] = ev.group
+    elif isinstance(ev, SignalSummaryEvent):
+        d["reason"] = REASONS[ev.reason]
+        d["signal"] = ev.signal
+        d["signo"] = ev.signo
+        d["stage"] = "deliver" if ev.stage == SIGNAL_DELIVER else "generate"
+        d["target_pid"] = ev.target_pid
+        d["target_comm"] = as_text(ev.target_comm)
+        d["sender_pid"] = None if ev.stage == SIGNAL_DELIVER else ev.tgid
+        d["count"] = ev.count
+        d["first_ns"] = ev.first_ns
+        d["last_ns"] = ev.last_ns
     elif isinstance(ev, ReapEvent):
         d["reaped_pid"] = ev.reaped_pid
         d.update(_status(ev.status))

@@ -14,6 +14,7 @@ from proctrace.kernel.program import (
     ARGV_MAX_LIMIT,
     EXEC_SYSCALLS,
     OPTIONAL_FIELDS,
+    RAW_TRACEPOINTS,
     REQUIRED_FIELDS,
     SHARED_PROGRAMS,
     WAIT_SYSCALLS,
@@ -23,7 +24,7 @@ from proctrace.kernel.program import (
     shared_attachments,
     tracepoints_used,
 )
-from proctrace.kernel.tracepoints import Field, FormatError, TracepointFormat, parse_format
+from proctrace.kernel.tracepoints import FormatError, TracepointFormat, parse_format
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 PROGRAM = bpf_source.BPF_DIR / "proctrace.bpf.c"
@@ -88,17 +89,14 @@ def test_fork_comm_dataloc_is_1_on_new_kernels_and_0_on_old() -> None:
     ]
 
 
-def test_signal_generate_comm_dataloc_follows_the_format() -> None:
-    # signal_generate's comm is still char[16] on 6.18; should it become a
-    # __data_loc string, the program must be told to follow the offset.
-    assert build("6.18")["TP_signal_generate__comm_DATALOC"] == "0"
-    assert build("5.15")["TP_signal_generate__comm_DATALOC"] == "0"
-    fmts = formats("6.18")
-    sg = fmts[("signal", "signal_generate")]
-    fields = dict(sg.fields, comm=Field("comm", "__data_loc char[]", 20, 4, True))
-    fmts[("signal", "signal_generate")] = replace(sg, fields=fields)
-    d = defines(build_source(FAKE_OFFSETS, fmts, ProgramOptions()))
-    assert (d["TP_signal_generate__comm"], d["TP_signal_generate__comm_DATALOC"]) == ("20", "1")
+def test_signal_generate_is_a_raw_tracepoint_that_reads_no_format_field() -> None:
+    """Its target task (whose disposition says whether a signal may kill) is
+    among the raw tracepoint's arguments, not in the tracefs format: every
+    value comes from the task through BTF offsets, none from the format."""
+    assert REQUIRED_FIELDS[("signal", "signal_generate")] == ()
+    assert not any(name.startswith("TP_signal_generate__") for name in build("6.18"))
+    assert RAW_TRACEPOINTS == (("signal", "signal_generate"),)
+    assert re.search(r"RAW_TRACEPOINT_PROBE\(signal_generate\)", program_code())
 
 
 def test_exec_filename_is_a_data_loc_on_both_kernels() -> None:
@@ -231,7 +229,7 @@ def test_program_parser_sees_the_uses_it_must_check() -> None:
     # Guards the regexes below: if they matched nothing, the agreement tests would pass vacuously.
     code = program_code()
     assert ("task_newtask", "clone_flags") in tp_uses(code)
-    assert ("signal_generate", "comm") in tp_uses(code)  # through TP_STR
+    assert ("sched_process_exec", "filename") in tp_uses(code)  # through TP_STR
     assert ("sched_process_exit", "group_dead") in tp_uses(code)  # through #ifdef
     assert "KOFF_task_struct_real_parent" in re.findall(r"\bKOFF_\w+", code)
 
@@ -269,9 +267,11 @@ def test_every_tracepoint_field_in_the_program_is_declared_in_python() -> None:
 def test_every_tracepoint_used_has_exactly_one_program() -> None:
     """Each is a TRACEPOINT_PROBE (attached by bcc) or served by a shared program
     (attached by name), never both and never neither."""
-    probes = re.findall(r"TRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)", program_code())
+    probes = re.findall(r"(?<!RAW_)TRACEPOINT_PROBE\(\s*(\w+)\s*,\s*(\w+)\s*\)", program_code())
+    raw = re.findall(r"RAW_TRACEPOINT_PROBE\(\s*(\w+)\s*\)", program_code())
+    assert sorted(raw) == sorted(event for _category, event in RAW_TRACEPOINTS)
     shared = [key for _program, keys, _group in SHARED_PROGRAMS for key in keys]
-    assert sorted(probes + shared) == sorted(tracepoints_used())
+    assert sorted(probes + list(RAW_TRACEPOINTS) + shared) == sorted(tracepoints_used())
 
 
 def test_every_shared_program_is_a_function_of_the_program() -> None:
@@ -322,12 +322,80 @@ def test_every_tp_macro_the_program_needs_is_defined_for_a_new_kernel() -> None:
     assert missing == []
 
 
-def test_a_ring_buffer_submit_that_fails_is_tried_once_more_before_it_counts_as_lost() -> None:
+@pytest.mark.parametrize(
+    ("function", "buffer", "event_class"),
+    [
+        ("submit", "events", "PT_CLASS_LIFECYCLE"),
+        ("submit_signal", "signal_events", "PT_CLASS_SIGNAL"),
+    ],
+)
+def test_a_ring_buffer_submit_that_fails_is_tried_once_more_before_it_counts_as_lost(
+    function: str, buffer: str, event_class: str
+) -> None:
     """The ring's lock can give up under contention with room to spare (6.15+):
-    one retry, then count_lost() only if that fails too."""
-    body = re.search(r"void submit\(.*?\n\}", program_code(), re.S)
-    assert body, "submit() not found"
-    ring_part = body.group(0).split("#else")[0]
-    calls = [m.start() for m in re.finditer(r"events\.ringbuf_output\(", ring_part)]
+    one retry, then count_lost() of the buffer's class only if that fails too."""
+    body = re.search(rf"void {function}\(.*?\n\}}", program_code(), re.S)
+    assert body, f"{function}() not found"
+    ring_part, perf_part = body.group(0).split("#else")
+    calls = [m.start() for m in re.finditer(rf"\b{buffer}\.ringbuf_output\(", ring_part)]
     assert len(calls) == 2
-    assert body.group(0).index("count_lost()") > calls[1]
+    assert re.findall(rf"\b{buffer}\.perf_submit\(", perf_part)
+    assert re.findall(r"\b\w+\.(?:ringbuf_output|perf_submit)\(", body.group(0)) == [
+        f"{buffer}.ringbuf_output(",
+        f"{buffer}.ringbuf_output(",
+        f"{buffer}.perf_submit(",
+    ]
+    assert body.group(0).index(f"count_lost({event_class})") > body.group(0).index("#endif")
+
+
+def function_bodies(code: str) -> dict[str, str]:
+    """The body of each BPF program: TRACEPOINT_PROBE(cat, event) as event, RAW_TRACEPOINT_PROBE(event) as
+    event, a shared program by its name."""
+    heads = re.finditer(
+        r"^(?:RAW_TRACEPOINT_PROBE\((\w+)\)|TRACEPOINT_PROBE\(\w+,\s*(\w+)\)|int (\w+)\(void \*args\))\s*$",
+        code,
+        re.M,
+    )
+    bodies = {}
+    for head in heads:
+        name = head.group(1) or head.group(2) or head.group(3)
+        body = code[head.end() : code.index("\n}\n", head.end())]
+        bodies[name] = body
+    return bodies
+
+
+def test_lifecycle_events_and_signals_travel_in_buffers_of_their_own() -> None:
+    """A flood of signals fills only the signals' buffer: every lifecycle program
+    submits to `events`, the signal programs to `signal_events` alone."""
+    code = program_code()
+    bodies = function_bodies(code)
+    helpers = {
+        "exec_failed": code[code.index("int exec_failed(") :],
+        "submit_exec": code[code.index("void submit_exec(") :],
+    }
+    for name in ("sched_process_fork", "sched_process_exit", "wait_syscall_exit"):
+        assert re.search(r"\bsubmit\(", bodies[name]) and "submit_signal" not in bodies[name], name
+    assert "submit_exec(" in bodies["sched_process_exec"]
+    assert re.search(r"\bsubmit\(", helpers["submit_exec"].split("\n}\n")[0])
+    for name in ("signal_generate", "signal_deliver"):
+        assert "submit_signal(" in bodies[name] and not re.search(r"\bsubmit\(", bodies[name]), name
+
+
+def test_the_signal_options_reach_the_program() -> None:
+    d = build(signal_rate=250, signal_buffer_pages=16)
+    assert (d["PT_SIGNAL_RATE"], d["PT_SIGNAL_BUFFER_PAGES"]) == ("250", "16")
+    assert "PT_ALL_SIGNALS" not in d
+    everything = build(all_signals=True)
+    assert (everything["PT_SIGNAL_RATE"], everything["PT_ALL_SIGNALS"]) == ("0", "1")
+
+
+def test_folding_and_the_rate_limit_are_compiled_out_with_all_signals() -> None:
+    """Every fold() and within_rate() of the signal programs sits under #ifndef PT_ALL_SIGNALS."""
+    text = PROGRAM.read_text()
+    for program in ("RAW_TRACEPOINT_PROBE(signal_generate)", "TRACEPOINT_PROBE(signal, signal_deliver)"):
+        body = text[text.index(program) :].split("\n}\n")[0]
+        guarded = re.findall(r"#ifndef PT_ALL_SIGNALS\n(.*?)#endif", body, re.S)
+        assert len(guarded) == 1
+        outside = body.replace(guarded[0], "")
+        assert "fold(" in guarded[0] and "within_rate(" in guarded[0]
+        assert "fold(" not in outside and "within_rate(" not in outside

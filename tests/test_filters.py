@@ -12,6 +12,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
 )
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
@@ -114,6 +115,18 @@ def test_pid_selects_and_follow_takes_its_subtree():
 def test_signal_shown_when_target_selected_and_reap_when_reaped_selected():
     events = [exec_(11, b"/usr/bin/make"), signal_to(99, 11), exit_(11), reap(1, 11), reap(1, 12)]
     assert shown(FilterSpec(comms=("make",)), events) == events[:4]
+
+
+def folded(sender: int, target: int) -> SignalSummaryEvent:
+    return SignalSummaryEvent(*common(sender), signo=17, target_pid=target, count=500)
+
+
+def test_a_signal_summary_is_shown_like_the_signals_it_counts():
+    """About a selected sender or target; a signal, for -e."""
+    events = [exec_(11, b"/usr/bin/strace"), folded(12, 11), folded(11, 40), folded(12, 13)]
+    assert shown(FilterSpec(comms=("strace",)), events) == events[:3]
+    assert shown(FilterSpec(kinds=frozenset({"signal"})), events) == events[1:]
+    assert shown(FilterSpec(kinds=frozenset({"exec"})), events) == events[:1]
 
 
 def test_reaped_pid_leaves_the_selection_so_a_reused_pid_is_not_selected():

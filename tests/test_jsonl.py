@@ -8,11 +8,13 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from proctrace.formats.jsonl import event_from_dict, event_json
+from proctrace.formats.jsonl import event_from_dict, event_json, lost_json
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VM,
+    FOLD_PTRACE,
+    FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     ExecEvent,
@@ -20,6 +22,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
 )
 
@@ -279,6 +282,28 @@ kernel_events = st.one_of(
         st.integers(0, 127),
     ),
     st.builds(lambda c, p, raw: ReapEvent(**c, reaped_pid=p, status=WaitStatus(raw)), common, u32, u32),
+    st.builds(
+        lambda c, reason, stage, signo, tgt, tcomm, count, first, last: SignalSummaryEvent(
+            **c,
+            reason=reason,
+            stage=stage,
+            signo=signo,
+            target_pid=tgt,
+            target_comm=tcomm,
+            count=count,
+            first_ns=first,
+            last_ns=last,
+        ),
+        common,
+        st.sampled_from([FOLD_PTRACE, FOLD_RATE]),
+        st.sampled_from([SIGNAL_GENERATE, SIGNAL_DELIVER]),
+        st.integers(1, 64),
+        u32,
+        st.binary(max_size=16),
+        u64,
+        st.integers(0, 2**63 - 1),
+        st.integers(0, 2**63 - 1),
+    ),
 )
 
 
@@ -295,6 +320,47 @@ def test_json_read_back_gives_the_same_json(ev) -> None:
     again = event_from_dict(json.loads(line))
     assert type(again) is type(ev)
     assert event_json(again, CLOCK) == line
+
+
+SUMMARY_KEYS = (
+    "reason",
+    "signal",
+    "signo",
+    "stage",
+    "target_pid",
+    "target_comm",
+    "sender_pid",
+    "count",
+    "first_ns",
+    "last_ns",
+)
+
+
+def test_a_signal_summary_has_exactly_the_documented_keys_and_its_own_type() -> None:
+    ev = SignalSummaryEvent(
+        **base(), reason=FOLD_PTRACE, signo=17, target_pid=40, target_comm=b"strace", count=20118, first_ns=SEC
+    )
+    d = json.loads(event_json(ev, CLOCK))
+    assert tuple(d) == (*COMMON, *SUMMARY_KEYS)
+    assert (d["type"], d["reason"], d["signal"], d["count"], d["sender_pid"]) == (
+        "signal_summary",
+        "ptrace_stop",
+        "SIGCHLD",
+        20118,
+        300,
+    )
+
+
+def test_a_summary_counted_at_delivery_has_no_sender() -> None:
+    ev = SignalSummaryEvent(**base(), reason=FOLD_RATE, stage=SIGNAL_DELIVER, signo=10, target_pid=300, count=5)
+    d = json.loads(event_json(ev, CLOCK))
+    assert (d["reason"], d["stage"], d["sender_pid"]) == ("rate_limit", "deliver", None)
+
+
+def test_a_lost_record_names_its_class() -> None:
+    d = json.loads(lost_json(5 * SEC, 3, 7, CLOCK, "signal"))
+    time = CLOCK.iso(5 * SEC)
+    assert d == {"type": "lost", "ts_ns": 5 * SEC, "time": time, "class": "signal", "count": 3, "total": 7}
 
 
 def test_read_back_keeps_the_bytes_of_strings() -> None:

@@ -84,6 +84,13 @@ def test_the_transport_options_are_parsed_sizes() -> None:
     assert options.transport == TransportOptions(buffer="perf", buffer_size=16 << 20, argv_max=16 << 10)
 
 
+def test_the_signal_options() -> None:
+    assert options_of().transport == TransportOptions()
+    assert (options_of().transport.signal_rate, options_of().transport.all_signals) == (1000, False)
+    options = options_of("--signal-rate", "0", "--all-signals", "--signal-buffer-size", "64K")
+    assert options.transport == TransportOptions(signal_rate=0, all_signals=True, signal_buffer_size=64 << 10)
+
+
 def test_a_command_after_the_separator_is_kept_whole_with_its_own_options() -> None:
     options = options_of("--as-root", "--", "make", "-j2", "--json")
     assert options.command == ("make", "-j2", "--json")

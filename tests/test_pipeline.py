@@ -3,7 +3,7 @@ sink; lost reports, status and close reach every sink too."""
 
 from __future__ import annotations
 
-from proctrace.model.events import Event
+from proctrace.model.events import LIFECYCLE, SIGNALS, Event
 from proctrace.model.filters import EventFilter, FilterSpec
 from proctrace.session.pipeline import Pipeline
 
@@ -14,15 +14,15 @@ class NotingSink:
     def __init__(self, shows_status: bool = False) -> None:
         self.shows_status = shows_status
         self.written: list[list[Event]] = []
-        self.lost_reports: list[tuple[int, int, int]] = []
+        self.lost_reports: list[tuple[int, int, int, str]] = []
         self.statuses: list[str] = []
         self.closed = False
 
     def write(self, events: list[Event]) -> None:
         self.written.append(events)
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        self.lost_reports.append((ts_ns, new, total))
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        self.lost_reports.append((ts_ns, new, total, event_class))
 
     def status(self, text: str) -> None:
         self.statuses.append(text)
@@ -89,9 +89,15 @@ def test_lost_reports_reach_every_sink_and_the_total_is_kept() -> None:
     pipeline = Pipeline(EventFilter(FilterSpec()), sinks)
     pipeline.lost(SHELL_START, 3, 3)
     pipeline.lost(SHELL_START + MS, 2, 5)
-    assert pipeline.lost_total == 5
+    pipeline.lost(SHELL_START + 2 * MS, 9, 9, SIGNALS)
+    assert pipeline.lost_total == 14
+    assert pipeline.lost_by_class == {LIFECYCLE: 5, SIGNALS: 9}
     for sink in sinks:
-        assert sink.lost_reports == [(SHELL_START, 3, 3), (SHELL_START + MS, 2, 5)]
+        assert sink.lost_reports == [
+            (SHELL_START, 3, 3, LIFECYCLE),
+            (SHELL_START + MS, 2, 5, LIFECYCLE),
+            (SHELL_START + 2 * MS, 9, 9, SIGNALS),
+        ]
 
 
 def test_status_and_close_reach_every_sink() -> None:

@@ -38,6 +38,8 @@ from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VM,
+    FOLD_PTRACE,
+    FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
@@ -46,6 +48,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
 )
 from proctrace.model.procsnap import ProcInfo
@@ -99,6 +102,10 @@ def every_kind(i: int = 0, hostile: bytes = b"\xff") -> list[Event]:
         SignalEvent(**base(i), stage=SIGNAL_DELIVER, signo=10, code=0, target_pid=300, handler=1),
         ReapEvent(**base(i), reaped_pid=301, status=WaitStatus(0x0100)),
         ReapEvent(**base(i), reaped_pid=302, status=WaitStatus(0x89)),
+        SignalSummaryEvent(
+            **base(i), reason=FOLD_PTRACE, signo=17, target_pid=40, target_comm=hostile, count=9, first_ns=SEC
+        ),
+        SignalSummaryEvent(**base(i), reason=FOLD_RATE, stage=SIGNAL_DELIVER, signo=10, target_pid=300, count=3),
     ]
 
 
@@ -192,9 +199,49 @@ def test_lost_record_has_the_live_json_shape(tmp_path: Path) -> None:
         "type": "lost",
         "ts_ns": 5 * SEC,
         "time": CLOCK.iso(5 * SEC),
+        "class": "lifecycle",
         "count": 4,
         "total": 11,
     }
+
+
+def test_a_lost_record_without_a_class_reads_as_lost_lifecycle_events(tmp_path: Path) -> None:
+    """Recordings from before signals had a buffer of their own: any event may
+    have been lost, so the reader assumes the worst."""
+    path = tmp_path / "s.rec"
+    record(path, [[]], lost={0: (5 * SEC, 4, 11)})
+    lines = text_lines(path)
+    old = json.loads(lines[1])
+    del old["class"]
+    lines[1] = json.dumps(old)
+    path.write_text("\n".join(lines) + "\n")
+    rec = open_recording(str(path))
+    list(rec.records())
+    assert rec.lost_records == [LostRecord(5 * SEC, 4, 11, "lifecycle")]
+
+
+def test_signal_losses_keep_their_class_through_the_recording(tmp_path: Path) -> None:
+    path = tmp_path / "s.rec"
+    writer = RecordingWriter.create(str(path), header(), force=False)
+    writer.lost(5 * SEC, 4, 4, "signal")
+    writer.lost(6 * SEC, 1, 1, "lifecycle")
+    writer.close("ended")
+    rec = open_recording(str(path))
+    assert [r for r in rec.records() if isinstance(r, LostRecord)] == [
+        LostRecord(5 * SEC, 4, 4, "signal"),
+        LostRecord(6 * SEC, 1, 1, "lifecycle"),
+    ]
+    assert rec.trailer is not None
+    assert (rec.trailer["lost"], rec.trailer["lost_by_class"]) == (5, {"lifecycle": 1, "signal": 4})
+
+
+def test_a_lost_record_of_an_unknown_class_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.rec"
+    record(path, [[]], lost={0: (5 * SEC, 4, 11)})
+    lines = text_lines(path)
+    lines[1] = lines[1].replace('"lifecycle"', '"gossip"')
+    path.write_text("\n".join(lines) + "\n")
+    assert "line 2: invalid lost record" in read_error(path)
 
 
 def test_trailer_records_the_totals_and_the_reason(tmp_path: Path) -> None:

@@ -107,8 +107,11 @@ class FakeProbe:
     def drain(self) -> tuple[list[Event], list[ValueError]]:
         return (self.batches.pop(0) if self.batches else []), []
 
-    def lost(self) -> int:
-        return 0
+    def lost(self) -> dict[str, int]:
+        return {"lifecycle": 0, "signal": 0}
+
+    def folded(self, final: bool = False) -> list[Event]:
+        return []
 
     def close(self) -> None:
         self.closed = True
@@ -147,6 +150,21 @@ def marker_command(tmp_path: Path) -> tuple[list[str], Path]:
 
 
 # --- the kernel's share and user space's ----------------------------------------------
+
+
+def test_signals_get_a_buffer_of_their_own_and_the_kernel_its_signal_options(probes: list[FakeProbe]) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    transport = TransportOptions(buffer="ring", buffer_size=8 << 20, signal_rate=50, all_signals=True)
+    with attach(SessionOptions(transport=transport)):
+        options = probes[0].options
+        assert options.buffer_pages * page == options.signal_buffer_pages * page == 8 << 20
+        assert (options.signal_rate, options.all_signals) == (50, True)
+    probes.clear()
+    transport = TransportOptions(buffer="ring", signal_buffer_size=64 << 10)
+    with attach(SessionOptions(transport=transport)):
+        options = probes[0].options
+        assert (options.buffer_pages * page, options.signal_buffer_pages * page) == (4 << 20, 64 << 10)
+        assert (options.signal_rate, options.all_signals) == (1000, False)
 
 
 def test_a_literal_name_is_matched_in_the_kernel_and_its_running_processes_followed(probes: list[FakeProbe]) -> None:

@@ -11,8 +11,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from proctrace.formats.recording import LostRecord
-from proctrace.model.events import Event
+from proctrace.model.events import LIFECYCLE, SIGNALS, Event, LostRecord, SignalSummaryEvent
 from proctrace.session import live
 from proctrace.session.attach import StopFlag
 from proctrace.session.live import (
@@ -20,6 +19,7 @@ from proctrace.session.live import (
     BUSY_DRAIN_INTERVAL_S,
     BUSY_MIN_BUFFER,
     DRAIN_INTERVAL_S,
+    FOLD_INTERVAL_S,
     STATUS_INTERVAL_S,
     LiveSource,
     drain_interval,
@@ -80,8 +80,8 @@ class RecordingSink:
     def write(self, events: list[Event]) -> None:
         self.calls.append(("write", events))
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        self.calls.append(("lost", (ts_ns, new, total)))
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        self.calls.append(("lost", (ts_ns, new, total, event_class)))
 
     def status(self, text: str) -> None:
         self.calls.append(("status", text))
@@ -109,13 +109,15 @@ BATCH = [fork(10 * MS, 200), exit_(11 * MS, 200, 10 * MS)]
 
 
 def test_the_loop_hands_batches_lost_reports_and_status_to_the_sink_in_order() -> None:
-    source = ScriptedSource([BATCH, LostRecord(12 * MS, 3, 5), Tick("1 events/s"), Tick(""), BATCH])
+    lost_signals = LostRecord(12 * MS, 7, 7, SIGNALS)
+    source = ScriptedSource([BATCH, LostRecord(12 * MS, 3, 5), lost_signals, Tick("1 events/s"), Tick(""), BATCH])
     sink = RecordingSink(shows_status=True)
     drive(source, sink, reader_gone=lambda: False)
     assert source.asked_shows_status is True
     assert sink.calls == [
         ("write", BATCH),
-        ("lost", (12 * MS, 3, 5)),
+        ("lost", (12 * MS, 3, 5, LIFECYCLE)),
+        ("lost", (12 * MS, 7, 7, SIGNALS)),
         ("status", "1 events/s"),
         ("status", ""),
         ("write", BATCH),
@@ -147,7 +149,7 @@ def test_the_reader_is_checked_at_ticks_only_and_its_absence_ends_the_loop() -> 
     with pytest.raises(BrokenPipeError):
         drive(source, sink, reader_gone)
     assert len(checks) == 1
-    assert sink.calls == [("write", BATCH), ("lost", (1, 1, 1))]  # no status, and nothing after the tick
+    assert sink.calls == [("write", BATCH), ("lost", (1, 1, 1, LIFECYCLE))]  # no status, and nothing after the tick
     assert source.yielded == 3
 
 
@@ -181,7 +183,10 @@ class FakeProbe:
         self.batches = list(batches or [])
         self.errors: list[list[ValueError]] = []
         self.buffer_bytes = buffer_bytes
-        self.lost_total = 0
+        self.lost_total = 0  # lifecycle events
+        self.signals_lost = 0
+        self.folds: list[list[SignalSummaryEvent]] = []  # handed out one list per read
+        self.fold_reads: list[bool] = []  # `final` of each read
         self.drains = 0
         self.lost_reads = 0
 
@@ -191,9 +196,13 @@ class FakeProbe:
         errors = self.errors.pop(0) if self.errors else []
         return events, errors
 
-    def lost(self) -> int:
+    def lost(self) -> dict[str, int]:
         self.lost_reads += 1
-        return self.lost_total
+        return {LIFECYCLE: self.lost_total, SIGNALS: self.signals_lost}
+
+    def folded(self, final: bool = False) -> list[SignalSummaryEvent]:
+        self.fold_reads.append(final)
+        return self.folds.pop(0) if self.folds else []
 
 
 class FakeCommand:
@@ -338,3 +347,31 @@ def test_a_live_source_into_the_loop_stops_when_the_reader_is_gone(clock: FakeTi
 
 def test_a_session_that_ends_on_its_own_says_so() -> None:
     assert source(FakeProbe()).end_reason() == "ended"
+
+
+def test_signal_losses_are_reported_apart_from_lifecycle_losses(clock: FakeTime) -> None:
+    probe = FakeProbe()
+    probe.lost_total, probe.signals_lost = 1, 40
+    src = source(probe, stopped())
+    losses = [r for r in src.records(shows_status=False) if isinstance(r, LostRecord)]
+    assert [(r.event_class, r.count, r.total) for r in losses] == [(LIFECYCLE, 1, 1), (SIGNALS, 40, 40)]
+    assert src.totals.lost_by_class == {LIFECYCLE: 1, SIGNALS: 40}
+    assert src.totals.lost == 41
+
+
+def folded_summary(ts_ns: int) -> SignalSummaryEvent:
+    return SignalSummaryEvent(ts_ns, 300, 300, 1, 0, b"python3", SHELL_START, 0, signo=17, target_pid=200, count=9)
+
+
+def test_folded_signals_are_read_every_second_and_at_the_end_and_join_the_ordered_stream(clock: FakeTime) -> None:
+    turns = round(2.5 * FOLD_INTERVAL_S / DRAIN_INTERVAL_S)
+    # Read at the first fold tick: stamped then, after the fork drained just before it.
+    summary = folded_summary(START_NS + round(FOLD_INTERVAL_S * 1e9))
+    first = fork(START_NS + round(FOLD_INTERVAL_S * 1e9) - 10 * MS, 200)
+    probe = FakeProbe()
+    probe.folds = [[summary]]
+    probe.batches = [[] for _ in range(round(FOLD_INTERVAL_S / DRAIN_INTERVAL_S) - 1)] + [[first]]
+    records = list(source(probe, command=FakeCommand(turns=turns)).records(shows_status=False))
+    events = [ev for record in records if isinstance(record, list) for ev in record]
+    assert events == [first, summary]
+    assert probe.fold_reads == [False, False, True]  # two fold ticks, then the final read

@@ -130,7 +130,7 @@ def test_finish_prints_the_views_asked_for_in_order_with_the_losses(tmp_path: Pa
     table.lost(14 * MS, 2, 2)
     expected = io.StringIO()
     render_tree(table, expected, False, roots=[SHELL])
-    render_summary(table, expected, False, 2)
+    render_summary(table, expected, False, {"lifecycle": 2, "signal": 0})
     assert Path(out).read_text() == expected.getvalue()
 
 

@@ -101,9 +101,11 @@ def test_pretty_sink_says_how_many_events_were_lost_and_what_to_do() -> None:
     stream = FakeStream()
     sink = PrettySink(stream, CLOCK, color=False, tty=False)
     sink.lost(11 * MS, 3, 7)
-    assert stream.getvalue().splitlines()[-1] == (
-        "*** 3 events lost (kernel buffer full; 7 in all): try a larger --buffer-size"
-    )
+    sink.lost(12 * MS, 40, 40, "signal")
+    assert stream.getvalue().splitlines()[-2:] == [
+        "*** 3 lifecycle events lost (kernel buffer full; 7 in all): try a larger --buffer-size",
+        "*** 40 signal events lost (kernel buffer full; 40 in all): try a larger --buffer-size",
+    ]
 
 
 def test_pretty_sink_off_a_terminal_shows_no_status_line() -> None:

@@ -42,6 +42,10 @@ def test_totals_come_from_the_last_summary_line():
     assert soak.parse_totals(stderr) == (4000013, 27)
 
 
+def test_totals_read_past_the_losses_by_class():
+    assert soak.parse_totals("proctrace: 4000013 events, 27 lost (2 lifecycle, 25 signal)\n") == (4000013, 27)
+
+
 def test_no_summary_line_gives_no_totals():
     assert soak.parse_totals("proctrace: /x/rec: cannot write the recording: the disk is full\n") is None
 

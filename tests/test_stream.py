@@ -16,6 +16,8 @@ from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VFORK,
     CLONE_VM,
+    FOLD_PTRACE,
+    FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     ExecEvent,
@@ -23,6 +25,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
 )
 from rich.cells import cell_len
@@ -180,6 +183,21 @@ def test_signal_generate_names_signal_target_and_target_comm():
         **common(), stage=SIGNAL_GENERATE, signo=15, code=0, target_pid=1240, target_comm=b"sleep", group=True
     )
     assert plain().line(ev) == row("signal", "SIGTERM -> 1240 (sleep)")
+
+
+def test_ptrace_stops_folded_in_the_kernel_are_one_line_naming_the_tracer():
+    ev = SignalSummaryEvent(
+        **common(), reason=FOLD_PTRACE, signo=17, target_pid=900, target_comm=b"strace", count=20118, first_ns=0
+    )
+    ev.last_ns = ev.first_ns + 998_100_000
+    assert plain().line(ev) == row("signal", "20,118 ptrace stops -> tracer 900 (strace) in 998.1ms (SIGCHLD, folded)")
+
+
+def test_signals_beyond_the_rate_limit_are_counted_on_one_line():
+    gen = SignalSummaryEvent(**common(), reason=FOLD_RATE, signo=10, target_pid=77, target_comm=b"sleep", count=52000)
+    assert plain().line(gen) == row("signal", "SIGUSR1 -> 77 (sleep): 52,000 more beyond the rate limit in 0ns")
+    got = SignalSummaryEvent(**common(), reason=FOLD_RATE, stage=SIGNAL_DELIVER, signo=10, target_pid=1234, count=3)
+    assert plain().line(got) == row("signal", "SIGUSR1 delivered: 3 more beyond the rate limit in 0ns")
 
 
 def test_signal_generate_to_one_thread_says_thread():

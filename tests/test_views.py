@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 
 import pytest
@@ -14,6 +15,8 @@ from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_PARENT,
     CLONE_THREAD,
+    FOLD_PTRACE,
+    FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
@@ -22,6 +25,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
     as_bytes,
 )
@@ -234,18 +238,49 @@ Events lost: 0
 """
 
 
+NO_LOSS = {"lifecycle": 0, "signal": 0}
+
+
 def test_summary_counts_commands_failures_signals_and_lifetimes(table):
     out = io.StringIO()
-    render_summary(table, out, False, 0, width=100)
+    render_summary(table, out, False, NO_LOSS, width=100)
     assert out.getvalue() == SUMMARY
 
 
 def test_summary_reports_lost_events(table):
     out = io.StringIO()
-    render_summary(table, out, False, 12, width=100)
+    render_summary(table, out, False, {"lifecycle": 12, "signal": 0}, width=100)
     text = out.getvalue()
     assert text.startswith("5 processes: 3 ended, 2 still running, 0 zombies not reaped; 16 events, 12 lost\n")
-    assert text.endswith("Events lost: 12; processes alive then are marked incomplete.\n")
+    assert text.endswith(
+        "Events lost: 12 (12 lifecycle events, 0 signal events); processes alive then are marked incomplete.\n"
+    )
+
+
+def test_summary_says_lost_signals_leave_the_lives_whole(table):
+    out = io.StringIO()
+    render_summary(table, out, False, {"lifecycle": 0, "signal": 30}, width=100)
+    assert out.getvalue().endswith("Events lost: 30 (0 lifecycle events, 30 signal events).\n")
+
+
+def test_summary_counts_what_the_kernel_folded_and_adds_folded_signals_to_those_sent(table):
+    base = dict(ts_ns=T0 + 60 * MS, pid=SH, tgid=SH, ppid=1, uid=0, comm=b"sh", start_ns=SH_START, cpu=0)
+    table.write(
+        [
+            SignalSummaryEvent(**base, reason=FOLD_PTRACE, signo=17, target_pid=100, count=20118),
+            SignalSummaryEvent(**base, reason=FOLD_RATE, signo=10, target_pid=100, count=5000),
+            SignalSummaryEvent(**base, reason=FOLD_RATE, stage=SIGNAL_DELIVER, signo=10, target_pid=101, count=700),
+        ]
+    )
+    out = io.StringIO()
+    render_summary(table, out, False, NO_LOSS, width=200)
+    text = out.getvalue()
+    assert (
+        "Counted in the kernel, not streamed: 20,118 ptrace stops (SIGCHLD to a tracer), "
+        "5,000 signals beyond the rate limit, 700 deliveries of either.\n"
+    ) in text
+    sent = dict(re.findall(r"^(SIG\w+) +(\d+) +\d+$", text, re.M))
+    assert (sent["SIGCHLD"], sent["SIGUSR1"]) == ("20118", "5000")
 
 
 @pytest.mark.parametrize("color", [False, True])
@@ -257,7 +292,7 @@ def test_hostile_names_are_escaped_and_never_markup(table, view, color):
     elif view == "tree":
         render_tree(table, out, color, width=100)
     else:
-        render_summary(table, out, color, 0, width=100)
+        render_summary(table, out, color, NO_LOSS, width=100)
     text = out.getvalue()
     assert "[red]x\\x1b[2J" in text  # literally: the brackets kept, the ESC shown as \x1b
     assert "\x1b[2J" not in text and "\xff" not in text

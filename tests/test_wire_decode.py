@@ -15,6 +15,7 @@ from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VFORK,
     CLONE_VM,
+    FOLD_PTRACE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
@@ -23,6 +24,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
     errno_name,
     signal_name,
@@ -426,3 +428,42 @@ def test_delivery_never_names_a_sender() -> None:
 
 def test_signal_event_signal_is_the_name() -> None:
     assert sig(SIGNAL_GENERATE, 9, 0).signal == "SIGKILL"
+
+
+# --- the folded_signals map ---------------------------------------------------------------------
+
+
+def fold_entry(*, generation=7, signo=17, stage=1, reason=wire.FOLD_PTRACE, count=20118, last=6_000_000_000):
+    key = struct.pack(fmt("pt_fold_key"), 4240, 900, generation, signo, stage, reason)
+    value = header(wire.KIND_SIGNAL, ts=5_000_000_000) + struct.pack(fmt("pt_fold"), count, last, b"strace")
+    return key, value
+
+
+def test_a_folded_entry_decodes_to_a_summary_stamped_when_it_was_read() -> None:
+    key, value = fold_entry()
+    ev = wire.decode_fold(key, value, read_ns=7_000_000_000)
+    assert type(ev) is SignalSummaryEvent
+    assert (ev.ts_ns, ev.first_ns, ev.last_ns) == (7_000_000_000, 5_000_000_000, 6_000_000_000)
+    assert (ev.pid, ev.tgid, ev.comm, ev.uid, ev.cpu) == (4242, 4240, b"bash", 1000, 3)
+    assert (ev.reason, ev.stage, ev.signo, ev.target_pid, ev.target_comm, ev.count) == (
+        FOLD_PTRACE,
+        SIGNAL_GENERATE,
+        17,
+        900,
+        b"strace",
+        20118,
+    )
+    assert ev.sender_pid == 4240
+
+
+def test_a_folded_entry_names_its_generation() -> None:
+    key, _ = fold_entry(generation=12345)
+    assert wire.fold_generation(key) == 12345
+
+
+def test_a_short_folded_entry_is_refused() -> None:
+    key, value = fold_entry()
+    with pytest.raises(DecodeError):
+        wire.decode_fold(key, value[:-1], read_ns=1)
+    with pytest.raises(DecodeError):
+        wire.decode_fold(key[:-1], value, read_ns=1)

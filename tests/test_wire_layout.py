@@ -27,7 +27,11 @@ CC = shutil.which("gcc")
 
 
 # wire.py constant -> the C name it mirrors
-CONSTANTS = {name: "PT_" + name.removeprefix("KIND_") for name in dir(wire) if name.startswith(("KIND_", "EXEC_"))}
+CONSTANTS = {
+    name: "PT_" + name.removeprefix("KIND_")
+    for name in dir(wire)
+    if name.startswith(("KIND_", "EXEC_", "CLASS_", "FOLD_"))
+}
 EVENT_CONSTANTS = {"SIGNAL_GENERATE": "PT_SIGNAL_GENERATE", "SIGNAL_DELIVER": "PT_SIGNAL_DELIVER"}
 
 
@@ -54,7 +58,7 @@ def python_fields(struct_name: str) -> list[Field]:
     """The fields of one LAYOUTS entry with their offsets in the C struct."""
     fmt, names = wire.LAYOUTS[struct_name]
     assert fmt[0] == "<", f"{struct_name}: format {fmt!r} must be little-endian with standard sizes ('<')"
-    base = 0 if struct_name == "pt_header" else wire.HEADER_SIZE
+    base = 0 if struct_name in wire.HEADERLESS else wire.HEADER_SIZE
     items: list[tuple[int, int, str]] = []  # (offset, size, code) of each value the format produces
     offset = 0
     body = fmt[1:]
@@ -81,7 +85,7 @@ def python_fields(struct_name: str) -> list[Field]:
 
 def python_size(struct_name: str) -> int:
     size = struct.calcsize(wire.LAYOUTS[struct_name][0])
-    return size if struct_name == "pt_header" else wire.HEADER_SIZE + size
+    return size if struct_name in wire.HEADERLESS else wire.HEADER_SIZE + size
 
 
 def checked_fields(struct_name: str) -> list[Field]:
@@ -128,7 +132,7 @@ def c_program() -> str:
     ]
     for name in wire.LAYOUTS:
         lines.append(f'    printf("size {name} %zu\\n", sizeof(struct {name}));')
-        if name != "pt_header":
+        if name not in wire.HEADERLESS:
             lines.append(
                 f'    printf("field {name} h %zu %zu 0\\n", offsetof(struct {name}, h), sizeof(MEMBER({name}, h)));'
             )
@@ -190,7 +194,7 @@ def mismatches(struct_name: str, layout: CLayout) -> list[str]:
             f"sizeof(struct {struct_name}) is {layout.sizes[struct_name]} in C "
             f"but {python_size(struct_name)} in wire.LAYOUTS"
         )
-    if struct_name != "pt_header" and layout.fields[(struct_name, "h")][:2] != (0, wire.HEADER_SIZE):
+    if struct_name not in wire.HEADERLESS and layout.fields[(struct_name, "h")][:2] != (0, wire.HEADER_SIZE):
         problems.append(f"struct {struct_name} must start with struct pt_header h")
     for f in checked_fields(struct_name):
         c_offset, c_size, c_extra = layout.fields[(struct_name, f.name)]
@@ -238,9 +242,21 @@ def test_decoder_structs_are_the_layouts(c_layout: CLayout):
         ("pt_exit", wire.EXIT),
         ("pt_signal", wire.SIGNAL),
         ("pt_reap", wire.REAP),
+        ("pt_fold", wire.FOLDED),
     ]:
         assert compiled.format == header + wire.LAYOUTS[name][0][1:], f"wire's {name} struct is not its LAYOUTS"
         assert compiled.size == c_layout.sizes[name], f"wire's {name} struct is not sizeof(struct {name})"
+
+
+def test_the_fold_key_struct_is_its_layout(c_layout: CLayout):
+    assert wire.FOLDED_KEY.format == wire.LAYOUTS["pt_fold_key"][0]
+    assert wire.FOLDED_KEY.size == c_layout.sizes["pt_fold_key"]
+
+
+def test_classes_are_indexed_in_the_models_order():
+    assert events.EVENT_CLASSES[wire.CLASS_LIFECYCLE] == events.LIFECYCLE
+    assert events.EVENT_CLASSES[wire.CLASS_SIGNAL] == events.SIGNALS
+    assert (wire.FOLD_PTRACE, wire.FOLD_RATE) == (events.FOLD_PTRACE, events.FOLD_RATE)
 
 
 def test_decoder_reads_the_kind_where_the_header_has_it(c_layout: CLayout):

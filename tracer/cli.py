@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from proctrace import __version__
 from proctrace.formats.text import safe
 from proctrace.kernel.btf import BtfError
-from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT
+from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, SIGNAL_RATE_DEFAULT
 from proctrace.kernel.tracepoints import FormatError
 from proctrace.model.events import EVENT_KINDS
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
@@ -74,6 +74,16 @@ def argv_limit(text: str) -> int:
     return value
 
 
+def signal_rate_arg(text: str) -> int:
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of signals a second: {text!r}") from None
+    if not 0 <= rate < 1 << 32:
+        raise argparse.ArgumentTypeError(f"must be between 0 (no limit) and {(1 << 32) - 1}: {text!r}")
+    return rate
+
+
 def pid_arg(text: str) -> int:
     try:
         pid = int(text)
@@ -129,11 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="kernel buffer size: ring buffer total (default 4M), perf buffer per CPU (default 1M)",
     )
     p.add_argument(
+        "--signal-buffer-size",
+        type=buffer_size_arg,
+        metavar="SIZE",
+        help="the signals' own kernel buffer, likewise (default: as --buffer-size)",
+    )
+    p.add_argument(
         "--argv-max",
         type=argv_limit,
         default=ARGV_MAX_DEFAULT,
         metavar="BYTES",
         help=f"argument bytes read per exec; longer lists are cut and flagged (default {ARGV_MAX_DEFAULT})",
+    )
+    p.add_argument(
+        "--signal-rate",
+        type=signal_rate_arg,
+        default=SIGNAL_RATE_DEFAULT,
+        metavar="N",
+        help="signals a second of one sender, target and signal beyond which the kernel counts them instead "
+        f"of sending each (never a signal that may kill; 0: no limit; default {SIGNAL_RATE_DEFAULT})",
+    )
+    p.add_argument(
+        "--all-signals",
+        action="store_true",
+        help="stream every signal: no folding of ptrace stops, no rate limit",
     )
     p.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto", help="colour the stream (default: auto)"
@@ -220,7 +249,14 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
             export_path=args.export_trace,
         ),
         filters=filter_spec(args),
-        transport=TransportOptions(buffer=args.buffer, buffer_size=args.buffer_size, argv_max=args.argv_max),
+        transport=TransportOptions(
+            buffer=args.buffer,
+            buffer_size=args.buffer_size,
+            signal_buffer_size=args.signal_buffer_size,
+            argv_max=args.argv_max,
+            signal_rate=args.signal_rate,
+            all_signals=args.all_signals,
+        ),
         command=None if command is None else tuple(command),
         as_root=args.as_root,
         read_path=args.read,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proctrace.bench import package_file
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = ROOT / "tests" / "workloads"
@@ -65,3 +67,18 @@ def trace(tmp_path: Path):
 
 def workload(name: str) -> list[str]:
     return [sys.executable, str(WORKLOADS / name)]
+
+
+@pytest.fixture(scope="session")
+def spawner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bench's fork storm (tracer/bench/spawner.c), compiled: its tree's events
+    can be counted exactly (proctrace.bench.soak.expected_events)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.fail("the storm needs a C compiler (gcc)")
+    work = tmp_path_factory.mktemp("spawner")
+    source = work / "spawner.c"
+    source.write_bytes(package_file("spawner.c"))
+    out = work / "spawner"
+    subprocess.run([cc, "-O2", "-o", str(out), str(source)], check=True)
+    return out

@@ -116,7 +116,7 @@ def test_tree_and_summary_show_the_same_facts(family):
     assert "(3 threads)" in line_of[pids["threads"]]
     assert lines.index(line_of[pids["grandchild"]]) == lines.index(line_of[pids["orphaner"]]) + 1
     out = io.StringIO()
-    render_summary(table, out, False, 0, width=200)
+    render_summary(table, out, False, table.lost_by_class, width=200)
     assert "2 non-zero exits, 0 deaths by signal, 0 failed execs" in out.getvalue()
 
 

@@ -33,7 +33,7 @@ from proctrace.bench.tracers import proctrace_command
 
 PROGRAM = "/bin/true"
 
-_TOTALS = re.compile(r"^proctrace: (\d+) events, (\d+) lost$", re.MULTILINE)
+_TOTALS = re.compile(r"^proctrace: (\d+) events, (\d+) lost(?: \([^)]*\))?$", re.MULTILINE)
 
 
 def expected_events(processes: int, workers: int) -> int:

@@ -25,6 +25,8 @@ from proctrace.formats.words import (
 from proctrace.model.clock import TS_LIMIT, Clock
 from proctrace.model.events import (
     CLONE_THREAD,
+    FOLD_REASONS,
+    LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
@@ -33,6 +35,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
     as_bytes,
     errno_name,
@@ -71,10 +74,11 @@ def _b(flag: bool) -> str:
     return "true" if flag else "false"
 
 
-def _head(ev: Event, clock: Clock) -> str:
+def _head(ev: Event, clock: Clock, record_type: str | None = None) -> str:
+    """The fields every event has; `type` is its kind unless `record_type` says otherwise."""
     return (
-        f'{{"type":"{ev.kind}","ts_ns":{ev.ts_ns},"time":"{clock.iso(ev.ts_ns)}","pid":{ev.pid},"tgid":{ev.tgid},'
-        f'"ppid":{ev.ppid},"comm":{_q(ev.comm)},"uid":{ev.uid},"start_ns":{ev.start_ns},"cpu":{ev.cpu}'
+        f'{{"type":"{record_type or ev.kind}","ts_ns":{ev.ts_ns},"time":"{clock.iso(ev.ts_ns)}",'
+        f'"pid":{ev.pid},"tgid":{ev.tgid},"ppid":{ev.ppid},"comm":{_q(ev.comm)},"uid":{ev.uid},"start_ns":{ev.start_ns},"cpu":{ev.cpu}'
     )
 
 
@@ -127,6 +131,24 @@ def _signal_json(ev: SignalEvent, clock: Clock) -> str:
     return f'{common},"result":{result},"group":{_b(ev.group)}}}'
 
 
+SUMMARY_TYPE = "signal_summary"
+"""The JSON type of a SignalSummaryEvent: its kind is "signal", for the filters."""
+
+_FOLD_REASON_VALUES = {name: value for value, name in FOLD_REASONS.items()}
+
+
+def _summary_json(ev: SignalSummaryEvent, clock: Clock) -> str:
+    sender = ev.sender_pid
+    stage = "deliver" if ev.stage == SIGNAL_DELIVER else "generate"
+    return (
+        f'{_head(ev, clock, SUMMARY_TYPE)},"reason":"{FOLD_REASONS.get(ev.reason, ev.reason)}",'
+        f'"signal":{_quote(ev.signal)},"signo":{ev.signo},"stage":"{stage}",'
+        f'"target_pid":{ev.target_pid},"target_comm":{_q(ev.target_comm)},'
+        f'"sender_pid":{"null" if sender is None else sender},"count":{ev.count},'
+        f'"first_ns":{ev.first_ns},"last_ns":{ev.last_ns}}}'
+    )
+
+
 def _reap_json(ev: ReapEvent, clock: Clock) -> str:
     return f'{_head(ev, clock)},"reaped_pid":{ev.reaped_pid},{_status_json(ev.status)}}}'
 
@@ -136,6 +158,7 @@ _JSON_BY_TYPE: dict[type, Any] = {
     ForkEvent: _fork_json,
     ExitEvent: _exit_json,
     SignalEvent: _signal_json,
+    SignalSummaryEvent: _summary_json,
     ReapEvent: _reap_json,
 }
 
@@ -144,9 +167,11 @@ def event_json(ev: Event, clock: Clock) -> str:
     return _JSON_BY_TYPE[type(ev)](ev, clock)
 
 
-def lost_json(ts_ns: int, count: int, total: int, clock: Clock) -> str:
-    """The line that reports lost events, in the stream and in recordings alike."""
-    return dumps_line({"type": "lost", "ts_ns": ts_ns, "time": clock.iso(ts_ns), "count": count, "total": total})
+def lost_json(ts_ns: int, count: int, total: int, clock: Clock, event_class: str = LIFECYCLE) -> str:
+    """The line that reports lost events of one class, in the stream and in recordings alike."""
+    return dumps_line(
+        {"type": "lost", "ts_ns": ts_ns, "time": clock.iso(ts_ns), "class": event_class, "count": count, "total": total}
+    )
 
 
 def dumps_line(obj: Any) -> str:
@@ -240,6 +265,17 @@ def _signal(d: dict[str, Any]) -> SignalEvent:
     return SignalEvent(*common, stage, signo, code, target_pid, target_comm, result, group, handler, group_exit_signo)
 
 
+def _summary(d: dict[str, Any]) -> SignalSummaryEvent:
+    common = _common(d)
+    signo, target_pid, count, first, last = d["signo"], d["target_pid"], d["count"], d["first_ns"], d["last_ns"]
+    if not _ints(signo, target_pid, count, first, last):
+        raise ValueError("signal summary fields must be integers")
+    stage = SIGNAL_DELIVER if d["stage"] == "deliver" else SIGNAL_GENERATE
+    reason = _FOLD_REASON_VALUES[d["reason"]]
+    target_comm = as_bytes(d["target_comm"])
+    return SignalSummaryEvent(*common, reason, stage, signo, target_pid, target_comm, count, first, last)
+
+
 def _reap(d: dict[str, Any]) -> ReapEvent:
     common = _common(d)
     reaped_pid, status = d["reaped_pid"], d["status"]
@@ -248,7 +284,7 @@ def _reap(d: dict[str, Any]) -> ReapEvent:
     return ReapEvent(*common, reaped_pid, wait_status(status))
 
 
-_FROM_DICT = {"fork": _fork, "exec": _exec, "exit": _exit, "signal": _signal, "reap": _reap}
+_FROM_DICT = {"fork": _fork, "exec": _exec, "exit": _exit, "signal": _signal, "reap": _reap, SUMMARY_TYPE: _summary}
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:

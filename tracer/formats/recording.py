@@ -21,10 +21,13 @@ JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
 2. One line per event, exactly the `--json` output line (README, JSON schema),
    in timestamp order.
 3. A line for each report of lost events, as in `--json`:
-   `{"type": "lost", "ts_ns": N, "time": "...", "count": N, "total": N}`.
+   `{"type": "lost", "ts_ns": N, "time": "...", "class": "signal", "count": N, "total": N}`
+   (`class` is "lifecycle" or "signal", `total` that class's; a record without
+   `class`, from before the classes had buffers of their own, reads as "lifecycle").
 4. When the session ended cleanly, a trailer, always the last line:
-   `{"type": "trailer", "ended": "...", "events": N, "lost": N, "reason": "..."}`
-   (`events` written, `lost` the total reported, `reason` why the session ended).
+   `{"type": "trailer", "ended": "...", "events": N, "lost": N, "lost_by_class": {...}, "reason": "..."}`
+   (`events` written, `lost` the total reported, `lost_by_class` per class,
+   `reason` why the session ended).
 
 A recording can be read with jq like `--json` output: `jq 'select(.type=="exec")'`.
 A reader refuses a version it does not know; a later proctrace that adds
@@ -65,20 +68,23 @@ import stat
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn
 
 from proctrace import __version__
-from proctrace.formats.jsonl import dumps_line, event_from_dict, event_json, lost_json
+from proctrace.formats.jsonl import SUMMARY_TYPE, dumps_line, event_from_dict, event_json, lost_json
 from proctrace.model.clock import TS_LIMIT, Clock
 from proctrace.model.events import (
+    EVENT_CLASSES,
     EVENT_KINDS,
+    LIFECYCLE,
     Event,
     ExecEvent,
     ExitEvent,
     ForkEvent,
+    LostRecord,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
 )
 from proctrace.model.procsnap import ProcInfo
 
@@ -116,15 +122,6 @@ _ZSTD_UNSUPPORTED = (
 class RecordingError(Exception):
     """A recording that cannot be written or read; the message names the file
     and, for bad input, the line or byte offset."""
-
-
-@dataclass(frozen=True, slots=True)
-class LostRecord:
-    """A report of events the kernel could not hand over: `count` since the last report, `total` in all."""
-
-    ts_ns: int
-    count: int
-    total: int
 
 
 def make_header(clock: Clock, buffer: str, options: dict[str, Any], snapshot: Sequence[ProcInfo]) -> dict[str, Any]:
@@ -238,7 +235,7 @@ class RecordingWriter:
         self._unflushed = False
         self._last_flush = self._last_check = time.monotonic()
         self._events = 0
-        self._lost_total = 0
+        self._lost_by_class = dict.fromkeys(EVENT_CLASSES, 0)
         self._failure: str | None = None
         self._closed = False
 
@@ -274,9 +271,9 @@ class RecordingWriter:
         self._events += len(events)
         self._tick()
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        self._append(lost_json(ts_ns, new, total, self._clock).encode())
-        self._lost_total = total
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        self._append(lost_json(ts_ns, new, total, self._clock, event_class).encode())
+        self._lost_by_class[event_class] = total
         self._tick()
 
     def status(self, text: str) -> None:
@@ -297,7 +294,8 @@ class RecordingWriter:
                     "type": "trailer",
                     "ended": self._clock.iso(time.monotonic_ns()),
                     "events": self._events,
-                    "lost": self._lost_total,
+                    "lost": sum(self._lost_by_class.values()),
+                    "lost_by_class": self._lost_by_class,
                     "reason": reason,
                 }
                 self._append(dumps_line(trailer).encode(), finish=True)
@@ -397,7 +395,11 @@ def _lost(d: dict[str, Any]) -> LostRecord:
     ts, count, total = d["ts_ns"], d["count"], d["total"]
     if not (type(ts) is int and type(count) is int and type(total) is int and 0 <= ts < TS_LIMIT):
         raise ValueError("ts_ns, count and total must be integers")
-    return LostRecord(ts, count, total)
+    # Before signals had a buffer of their own any event could be lost: say the worst.
+    event_class = d.get("class", LIFECYCLE)
+    if event_class not in EVENT_CLASSES:
+        raise ValueError(f"unknown class of lost events {event_class!r}")
+    return LostRecord(ts, count, total, event_class)
 
 
 class _Trailer(dict):  # type: ignore[type-arg]
@@ -413,8 +415,12 @@ def _trailer(d: dict[str, Any]) -> _Trailer:
 
 # What a malformed record can raise from json or the converters.
 _BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError, RecursionError)
-_CONVERTERS = {**dict.fromkeys(EVENT_KINDS, event_from_dict), "lost": _lost, "trailer": _trailer}
-_EVENT_TYPES = frozenset((ForkEvent, ExecEvent, ExitEvent, SignalEvent, ReapEvent))
+_CONVERTERS = {
+    **dict.fromkeys((*EVENT_KINDS, SUMMARY_TYPE), event_from_dict),
+    "lost": _lost,
+    "trailer": _trailer,
+}
+_EVENT_TYPES = frozenset((ForkEvent, ExecEvent, ExitEvent, SignalEvent, SignalSummaryEvent, ReapEvent))
 _RECORD_TYPES = _EVENT_TYPES | {LostRecord, _Trailer}
 
 

@@ -35,7 +35,7 @@ from proctrace.formats.text import (
     quote_prefix,
     shell_quote,
 )
-from proctrace.formats.words import delivered_words, exec_notes, outcome, result_words
+from proctrace.formats.words import delivered_words, exec_notes, outcome, result_words, summary_words
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
@@ -48,6 +48,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
     errno_name,
     signal_name,
@@ -108,6 +109,7 @@ class StreamRenderer:
             ExecEvent: self._exec,
             ExitEvent: self._exit,
             SignalEvent: self._signal,
+            SignalSummaryEvent: self._summary,
             ReapEvent: self._reap,
         }
 
@@ -236,6 +238,9 @@ class StreamRenderer:
         if ev.result:
             text += " " + result_words(ev.result)
         return "signal_generate", text
+
+    def _summary(self, ev: SignalSummaryEvent) -> tuple[str, str]:
+        return "signal_generate", summary_words(ev)
 
     def _reap(self, ev: ReapEvent) -> tuple[str, str]:
         described = (self._outcomes.get(ev.status.raw) or self._outcome(ev.status))[0]

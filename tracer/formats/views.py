@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
@@ -37,7 +37,9 @@ from proctrace.formats.text import (
 from proctrace.formats.words import (
     delivered_words,
     exec_notes,
+    folded_words,
     handler_name,
+    lost_summary_words,
     outcome,
     result_name,
     result_words,
@@ -446,10 +448,13 @@ def _lifetime_rows(t: Table, entries: list[LifetimeEntry]) -> None:
         )
 
 
-def render_summary(table: ProcessTable, stream: TextIO, color: bool, lost: int, *, width: int | None = None) -> None:
+def render_summary(
+    table: ProcessTable, stream: TextIO, color: bool, lost_by_class: Mapping[str, int], *, width: int | None = None
+) -> None:
     """Counts by command, failures, signals sent, the longest- and shortest-lived
     processes and the events lost, over the whole session (processes that left
-    the table included)."""
+    the table included). `lost_by_class`: events lost, by EVENT_CLASSES."""
+    lost = sum(lost_by_class.values())
     with _console(stream, color, width) as console:
         agg = table.aggregates
         counts = table.command_counts()
@@ -518,6 +523,9 @@ def render_summary(table: ProcessTable, stream: TextIO, color: bool, lost: int, 
             console.print(signals)
         else:
             console.print(Text("No signals sent."))
+        if agg.ptrace_stops or agg.signals_suppressed or agg.deliveries_folded:
+            words = folded_words(agg.ptrace_stops, agg.signals_suppressed, agg.deliveries_folded)
+            console.print(Text(words), soft_wrap=True)
 
         longest, shortest = agg.longest(), agg.shortest()
         if longest:
@@ -529,9 +537,6 @@ def render_summary(table: ProcessTable, stream: TextIO, color: bool, lost: int, 
             console.print(t)
 
         if lost:
-            console.print(
-                Text(f"Events lost: {lost}; processes alive then are marked incomplete.", style=STYLES["exit_bad"]),
-                soft_wrap=True,
-            )
+            console.print(Text(lost_summary_words(lost_by_class), style=STYLES["exit_bad"]), soft_wrap=True)
         else:
             console.print(Text("Events lost: 0"), soft_wrap=True)

@@ -12,10 +12,20 @@ too), belong to the event model (tracer/model/events.py).
 from __future__ import annotations
 
 import signal as signal_mod
+from collections.abc import Mapping
 from typing import Any
 
-from proctrace.formats.text import TRUNCATED
-from proctrace.model.events import SIGNAL_RESULTS, WaitStatus, signal_name
+from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration
+from proctrace.model.events import (
+    EVENT_CLASSES,
+    FOLD_PTRACE,
+    LIFECYCLE,
+    SIGNAL_DELIVER,
+    SIGNAL_RESULTS,
+    SignalSummaryEvent,
+    WaitStatus,
+    signal_name,
+)
 from proctrace.model.memo import remember
 
 SIGKILL = int(signal_mod.SIGKILL)
@@ -109,6 +119,49 @@ RESULT_VALUES: dict[str, int] = {name: value for value, name in SIGNAL_RESULTS.i
 def result_words(result: int) -> str:
     """signal_generate's result for people: "already pending", or "result 7"."""
     return SIGNAL_RESULTS.get(result, f"result {result}").replace("_", " ")
+
+
+def summary_words(ev: SignalSummaryEvent) -> str:
+    """Signals the kernel counted instead of sending: "20,118 ptrace stops -> tracer
+    1234 (strace) in 998.1ms", "SIGUSR1 -> 77 (sleep): 52,000 more beyond the rate
+    limit in 1.0s", "SIGUSR1 delivered: 52,000 more beyond the rate limit in 1.0s"."""
+    span = format_duration(max(0, ev.last_ns - ev.first_ns))
+    target = f"{ev.target_pid} ({escape_bytes(ev.target_comm)})" if ev.target_comm else f"{ev.target_pid}"
+    if ev.reason == FOLD_PTRACE:
+        return f"{ev.count:,} ptrace stops -> tracer {target} in {span} (SIGCHLD, folded)"
+    if ev.stage == SIGNAL_DELIVER:
+        return f"{signal_name(ev.signo)} delivered: {ev.count:,} more beyond the rate limit in {span}"
+    return f"{signal_name(ev.signo)} -> {target}: {ev.count:,} more beyond the rate limit in {span}"
+
+
+def folded_words(ptrace_stops: int, suppressed: int, deliveries: int) -> str:
+    """The summary's line on what the kernel counted instead of sending: signals
+    generated (ptrace stops, and others beyond the rate limit) and their deliveries."""
+    return (
+        f"Counted in the kernel, not streamed: {ptrace_stops:,} ptrace stops (SIGCHLD to a tracer), "
+        f"{suppressed:,} signals beyond the rate limit, {deliveries:,} deliveries of either."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Losses
+
+_CLASS_WORDS = {LIFECYCLE: "lifecycle events", "signal": "signal events"}
+
+
+def lost_words(new: int, total: int, event_class: str) -> str:
+    """The stream's line for a report of lost events of one class."""
+    what = _CLASS_WORDS.get(event_class, f"{event_class} events")
+    return f"{new} {what} lost (kernel buffer full; {total} in all): try a larger --buffer-size"
+
+
+def lost_summary_words(lost_by_class: Mapping[str, int]) -> str:
+    """The summary's line on losses: each class, and what a lifecycle loss means for the views."""
+    parts = [f"{lost_by_class.get(c, 0)} {_CLASS_WORDS[c]}" for c in EVENT_CLASSES]
+    text = f"Events lost: {sum(lost_by_class.values())} ({', '.join(parts)})"
+    if lost_by_class.get(LIFECYCLE, 0):
+        text += "; processes alive then are marked incomplete"
+    return text + "."
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,14 @@ MEMBERS: tuple[tuple[str, str], ...] = (
     ("task_struct", "mm"),
     ("task_struct", "signal"),
     ("task_struct", "flags"),
+    ("task_struct", "pid"),
+    ("task_struct", "comm"),
+    ("task_struct", "ptrace"),
+    ("task_struct", "parent"),
+    ("task_struct", "sighand"),
+    ("sighand_struct", "action"),
+    ("k_sigaction", "sa.sa_handler"),
+    ("kernel_siginfo", "si_code"),
     ("mm_struct", "arg_start"),
     ("mm_struct", "arg_end"),
     ("signal_struct", "flags"),
@@ -36,13 +44,21 @@ MEMBERS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Structs whose size the BPF programs need (to index an array of them): KSIZE_<struct>.
+SIZES: tuple[str, ...] = ("k_sigaction",)
+
 # BPF helpers the program calls under its own name where the kernel has them
 # (bpf/proctrace.bpf.c says why): KHAS_<helper> is 1 or 0.
 HELPERS: tuple[str, ...] = ("BPF_FUNC_probe_read_user", "BPF_FUNC_probe_read_user_str")
 
 
 def macro_name(struct: str, member: str) -> str:
-    return f"KOFF_{struct}_{member}"
+    """KOFF_task_struct_pid; a path through embedded structs joins with "_"."""
+    return f"KOFF_{struct}_{member.replace('.', '_')}"
+
+
+def size_macro(struct: str) -> str:
+    return f"KSIZE_{struct}"
 
 
 def helper_macro(helper: str) -> str:
@@ -50,13 +66,14 @@ def helper_macro(helper: str) -> str:
 
 
 def macro_names() -> set[str]:
-    return {macro_name(s, m) for s, m in MEMBERS} | {helper_macro(h) for h in HELPERS}
+    return {macro_name(s, m) for s, m in MEMBERS} | {size_macro(s) for s in SIZES} | {helper_macro(h) for h in HELPERS}
 
 
 def offsets_from_btf(btf: Btf) -> dict[str, int]:
-    """The prelude's kernel facts: member offsets, and 1 or 0 for each helper
-    (whether the kernel's enum bpf_func_id names it)."""
+    """The prelude's kernel facts: member offsets, struct sizes, and 1 or 0 for
+    each helper (whether the kernel's enum bpf_func_id names it)."""
     facts = {macro_name(s, m): btf.offsetof(s, m) for s, m in MEMBERS}
+    facts.update({size_macro(s): btf.sizeof(s) for s in SIZES})
     known = btf.enumerators("bpf_func_id")
     facts.update({helper_macro(h): int(h in known) for h in HELPERS})
     return facts
@@ -65,7 +82,7 @@ def offsets_from_btf(btf: Btf) -> dict[str, int]:
 def _build_key(btf_path: Path) -> str:
     uname = platform.uname()
     st = btf_path.stat()
-    raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{HELPERS}"
+    raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{SIZES}|{HELPERS}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

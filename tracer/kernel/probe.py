@@ -10,6 +10,7 @@ import ctypes
 import mmap
 import os
 import select
+import time
 from types import ModuleType
 
 from proctrace.kernel.layout import kernel_offsets
@@ -23,8 +24,15 @@ from proctrace.kernel.program import (
 )
 from proctrace.kernel.ringbuf import RingReader
 from proctrace.kernel.tracepoints import FormatError, TracepointFormat, read_format
-from proctrace.kernel.wire import DecodeError, decode, decode_at
-from proctrace.model.events import Event
+from proctrace.kernel.wire import DecodeError, decode, decode_at, decode_fold, fold_generation
+from proctrace.model.events import EVENT_CLASSES, Event, SignalSummaryEvent
+
+# The kernel buffer of each class of event (bpf/proctrace.bpf.c), in EVENT_CLASSES order.
+BUFFERS = ("events", "signal_events")
+
+# How long a BPF program may still be counting into a period after it ended:
+# it read the period's number at most a few microseconds before.
+FOLD_SETTLE_S = 0.002
 
 
 class ProbeError(Exception):
@@ -65,9 +73,10 @@ class Probe:
                 self._bpf.attach_tracepoint(tp=tracepoint, fn_name=program)
         except Exception as exc:  # bcc raises bare Exception for compile/load/attach failures
             raise ProbeError(f"the BPF program did not load: {exc}") from exc
-        self._ring: RingReader | None = None
+        self._rings: list[RingReader] = []
+        pages = (options.buffer_pages, options.signal_buffer_pages)
         if options.ring_buffer:
-            self._open_ring_buffer(options.buffer_pages * mmap.PAGESIZE)
+            self._open_ring_buffers([p * mmap.PAGESIZE for p in pages])
         else:
             on_record = self._on_record
 
@@ -77,15 +86,19 @@ class Probe:
             # A wake-up every few dozen events at most: we drain on a timer anyway.
             # Losses are counted exactly by the BPF programs (lost()); bcc's own
             # callback would print an undercount of its own on stderr.
-            self._bpf["events"].open_perf_buffer(
-                on_perf, page_cnt=options.buffer_pages, lost_cb=lambda _count: None, wakeup_events=64
-            )
-            self._consume = self._bpf.perf_buffer_consume
+            for name, page_cnt in zip(BUFFERS, pages, strict=True):
+                self._bpf[name].open_perf_buffer(
+                    on_perf, page_cnt=page_cnt, lost_cb=lambda _count: None, wakeup_events=64
+                )
+            self._consume = self._bpf.perf_buffer_consume  # polls every perf buffer opened
         self._lost = self._bpf["lost_events"]
-        # bcc attaches the programs as it loads them, before the perf buffer
-        # exists: submits in that gap fail. They precede the session, so they
+        self._folded = self._bpf["folded_signals"]
+        self._generation_table = self._bpf["fold_generation"]
+        self._generation = 0
+        # bcc attaches the programs as it loads them, before the perf buffers
+        # exist: submits in that gap fail. They precede the session, so they
         # are not the session's losses.
-        self._lost_before_start = self._lost_count()
+        self._lost_before_start = self._lost_counts()
 
     def _on_record(self, data: int, size: int) -> None:
         """bcc's callbacks: copy the record out of the buffer and decode it
@@ -95,22 +108,32 @@ class Probe:
         except DecodeError as exc:
             self._errors.append(exc)
 
-    def _open_ring_buffer(self, size: int) -> None:
-        events = self._bpf["events"]
+    def _open_ring_buffers(self, sizes: list[int]) -> None:
         try:
-            ring = RingReader(events.map_fd, size)
+            for name, size in zip(BUFFERS, sizes, strict=True):
+                self._rings.append(RingReader(self._bpf[name].map_fd, size))
         except (OSError, ValueError):
+            for ring in self._rings:
+                ring.close()
+            self._rings = []
             on_record = self._on_record
 
             def on_ring(_ctx: object, data: int, size: int) -> int:
                 on_record(data, size)
                 return 0  # bcc's ring buffer callback must return an int
 
-            events.open_ring_buffer(on_ring)
-            self._consume = self._bpf.ring_buffer_consume
+            for name in BUFFERS:
+                self._bpf[name].open_ring_buffer(on_ring)
+            self._consume = self._bpf.ring_buffer_consume  # one manager for every ring opened
             return
-        self._ring = ring
-        self._consume = lambda: ring.drain(decode_at, self._batch, self._errors)
+        rings = self._rings
+
+        def drain_rings() -> None:
+            batch, errors = self._batch, self._errors
+            for ring in rings:
+                ring.drain(decode_at, batch, errors)
+
+        self._consume = drain_rings
 
     def follow(self, pid: int) -> None:
         """Trace task `pid` (follow mode only), and what it forks with follow_children."""
@@ -130,24 +153,57 @@ class Probe:
         return self.options.buffer_pages * mmap.PAGESIZE
 
     def drain(self) -> tuple[list[Event], list[ValueError]]:
-        """The events decoded since the last call, and the errors of records
-        that were not events."""
+        """The events decoded since the last call, from both buffers, and the
+        errors of records that were not events."""
         self._consume()
         out, errors = self._batch, self._errors
         self._batch, self._errors = [], []  # handed over whole, not copied
         return out, errors
 
-    def _lost_count(self) -> int:
-        return sum(int(v) for v in self._lost[self._lost.Key(0)])
+    def _lost_counts(self) -> list[int]:
+        lost = self._lost
+        return [sum(int(v) for v in lost[lost.Key(index)]) for index in range(len(EVENT_CLASSES))]
 
-    def lost(self) -> int:
-        """Events the BPF programs could not submit since the buffer opened,
-        summed over CPUs: exact."""
-        return self._lost_count() - self._lost_before_start
+    def lost(self) -> dict[str, int]:
+        """Events of each class the BPF programs could not submit since the
+        buffers opened, summed over CPUs: exact."""
+        now = self._lost_counts()
+        return {cls: n - before for cls, n, before in zip(EVENT_CLASSES, now, self._lost_before_start, strict=True)}
+
+    def folded(self, final: bool = False) -> list[SignalSummaryEvent]:
+        """The signals the kernel counted instead of sending, per sender, target,
+        signal and reason, for the periods that have ended: one event each.
+
+        Each call starts a new counting period. Entries of the periods before
+        the one that just ended are read and deleted: no program writes to
+        them any more, so nothing counted is lost between reading and deleting.
+        `final` (the end of the session) waits for the period just ended to
+        settle and takes it too."""
+        ended = self._generation
+        self._generation += 1
+        table = self._generation_table
+        table[table.Key(0)] = table.Leaf(self._generation)
+        if final:
+            time.sleep(FOLD_SETTLE_S)
+        older_than = self._generation if final else ended
+        now = time.monotonic_ns()
+        out = []
+        folded = self._folded
+        for key, value in list(folded.items()):
+            raw_key = bytes(key)
+            if fold_generation(raw_key) >= older_than:
+                continue
+            try:
+                out.append(decode_fold(raw_key, bytes(value), now))
+            except DecodeError as exc:
+                self._errors.append(exc)
+            del folded[key]
+        out.sort(key=lambda ev: ev.first_ns)
+        return out
 
     def close(self) -> None:
-        if self._ring is not None:
-            self._ring.close()
+        for ring in self._rings:
+            ring.close()
         self._bpf.cleanup()
 
     def close_in_background(self) -> None:

@@ -30,7 +30,9 @@ REQUIRED_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("sched", "sched_process_fork"): ("child_pid",),
     ("sched", "sched_process_exec"): ("filename", "old_pid"),
     ("sched", "sched_process_exit"): (),
-    ("signal", "signal_generate"): ("sig", "code", "pid", "group", "result", "comm"),
+    # A raw tracepoint (for the target task among its arguments): no field is read
+    # from its format, but it must exist.
+    ("signal", "signal_generate"): (),
     ("signal", "signal_deliver"): ("sig", "code", "sa_handler"),
 }
 OPTIONAL_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -59,14 +61,21 @@ SHARED_PROGRAMS: tuple[tuple[str, tuple[tuple[str, str], ...], dict[tuple[str, s
     ("wait_syscall_exit", (("syscalls", "sys_exit_wait4"), ("syscalls", "sys_exit_waitid")), WAIT_SYSCALLS),
 )
 
+# Programs attached as raw tracepoints, by bcc from their RAW_TRACEPOINT_PROBE name.
+RAW_TRACEPOINTS: tuple[tuple[str, str], ...] = (("signal", "signal_generate"),)
+
 ARGV_MAX_DEFAULT = 4096
+SIGNAL_RATE_DEFAULT = 1000  # signals a second of one sender, target and signal before the rest are counted
 ARGV_MAX_LIMIT = 28 * 1024  # a per-CPU map value holds at most 32 KiB
 
 
 @dataclass(frozen=True)
 class ProgramOptions:
     ring_buffer: bool = True
-    buffer_pages: int = 1024  # ring buffer: total; perf buffer: per CPU
+    buffer_pages: int = 1024  # the lifecycle events' buffer. Ring buffer: total; perf buffer: per CPU
+    signal_buffer_pages: int = 1024  # the signals' buffer, likewise
+    signal_rate: int = SIGNAL_RATE_DEFAULT  # per sender, target and signal a second; 0: no limit
+    all_signals: bool = False  # send every signal: no ptrace-stop folding, no rate limit
     argv_max: int = ARGV_MAX_DEFAULT
     follow: bool = False  # only tasks in the `followed` map (see tracer/model/filters.py)
     follow_children: bool = False  # what a followed task forks is followed too
@@ -113,6 +122,10 @@ def build_source(
     if options.ring_buffer:
         lines.append("#define PT_RINGBUF 1")
     lines.append(f"#define PT_BUFFER_PAGES {options.buffer_pages}")
+    lines.append(f"#define PT_SIGNAL_BUFFER_PAGES {options.signal_buffer_pages}")
+    lines.append(f"#define PT_SIGNAL_RATE {0 if options.all_signals else options.signal_rate}")
+    if options.all_signals:
+        lines.append("#define PT_ALL_SIGNALS 1")
     lines.append(f"#define PT_ARGV_MAX {options.argv_max}")
     if options.follow:
         lines.append("#define PT_FOLLOW 1")

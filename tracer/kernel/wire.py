@@ -15,6 +15,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     _wait_statuses,
     wait_status,
 )
@@ -25,6 +26,11 @@ KIND_FORK, KIND_EXEC, KIND_EXIT, KIND_SIGNAL, KIND_REAP = 1, 2, 3, 4, 5
 EXEC_ARGV_TRUNCATED = 1 << 0
 EXEC_FILENAME_TRUNCATED = 1 << 1
 EXEC_ARGV_UNREADABLE = 1 << 2
+
+# enum pt_class: the index of each class's loss counter, in model.events.EVENT_CLASSES order
+CLASS_LIFECYCLE, CLASS_SIGNAL = 0, 1
+# pt_fold_key.reason
+FOLD_PTRACE, FOLD_RATE = 1, 2
 
 # struct name -> (struct format, field names in order; "_" fields are padding)
 LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -37,7 +43,11 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("signo", "code", "target_pid", "result", "handler", "group_exit_signo", "stage", "group", "target_comm"),
     ),
     "pt_reap": ("<II", ("reaped_pid", "status")),
+    # Not events but the key and value of the folded_signals map; the key has no header.
+    "pt_fold_key": ("<IIIHBB", ("sender_tgid", "target_pid", "generation", "signo", "stage", "reason")),
+    "pt_fold": ("<QQ16s", ("count", "last_ns", "target_comm")),
 }
+HEADERLESS = frozenset({"pt_header", "pt_fold_key"})
 
 HEADER = struct.Struct(LAYOUTS["pt_header"][0])
 HEADER_SIZE = HEADER.size
@@ -55,6 +65,8 @@ EXEC = _whole("pt_exec")
 EXIT = _whole("pt_exit")
 SIGNAL = _whole("pt_signal")
 REAP = _whole("pt_reap")
+FOLDED = _whole("pt_fold")
+FOLDED_KEY = struct.Struct(LAYOUTS["pt_fold_key"][0])
 
 
 class DecodeError(ValueError):
@@ -166,3 +178,18 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
             common = (ts, pid, tgid, ppid, uid, comm, start, cpu)
             return SignalEvent(*common, stage, signo, code, target, tcomm, result, bool(group), handler, gsig)
     raise DecodeError(f"unknown event kind {_KIND.unpack_from(data, offset + HEADER_KIND_OFFSET)[0]}")
+
+
+def fold_generation(key: bytes) -> int:
+    """The counting period a folded_signals key belongs to."""
+    return FOLDED_KEY.unpack_from(key)[2]
+
+
+def decode_fold(key: bytes, value: bytes, read_ns: int) -> SignalSummaryEvent:
+    """One folded_signals entry, read at `read_ns`, as the event that reports it."""
+    if len(key) < FOLDED_KEY.size or len(value) < FOLDED.size:
+        raise DecodeError("folded signal entry too short")
+    _sender, target, _generation, signo, stage, reason = FOLDED_KEY.unpack_from(key)
+    first, start, _kind, pid, tgid, ppid, uid, cpu, comm, count, last, tcomm = FOLDED.unpack_from(value)
+    common = (read_ns, pid, tgid, ppid, uid, _comm(comm), start, cpu)
+    return SignalSummaryEvent(*common, reason, stage, signo, target, _comm(tcomm), count, first, last)

@@ -22,6 +22,17 @@ CLONE_THREAD = 0x00010000
 SIGNAL_GENERATE = 1
 SIGNAL_DELIVER = 2
 
+# The two classes of event, each with its own kernel buffer and loss count: a
+# flood of signals can only ever cost signals.
+LIFECYCLE = "lifecycle"  # fork, exec, exit, reap
+SIGNALS = "signal"
+EVENT_CLASSES = (LIFECYCLE, SIGNALS)
+
+# Why the kernel counted signals instead of sending them (SignalSummaryEvent.reason)
+FOLD_PTRACE = 1  # SIGCHLDs that told a tracer its tracee stopped (strace, gdb, rr)
+FOLD_RATE = 2  # beyond the rate limit of one sender, target and signal
+FOLD_REASONS = {FOLD_PTRACE: "ptrace_stop", FOLD_RATE: "rate_limit"}
+
 # signal_generate's result (include/trace/events/signal.h, enum trace_signal_deliver)
 SIGNAL_RESULTS = {0: "delivered", 1: "ignored", 2: "already_pending", 3: "overflow_fail", 4: "lose_info"}
 
@@ -225,6 +236,37 @@ class SignalEvent(Event):
 
 
 @dataclass(slots=True)
+class SignalSummaryEvent(Event):
+    """Signals the kernel counted instead of sending them one by one, over one
+    reporting period: the ptrace stops of one tracee reported to its tracer, or
+    the signals of one sender, target and number beyond the rate limit.
+
+    The common fields are those of the first signal counted (generate: its
+    sender; deliver: its receiver); `ts_ns` is when the count was read, so the
+    summary comes after the signals it counts."""
+
+    reason: int = FOLD_PTRACE
+    stage: int = SIGNAL_GENERATE
+    signo: int = 0
+    target_pid: int = 0  # the target task (for ptrace stops, the tracer)
+    target_comm: bytes = b""
+    count: int = 0
+    first_ns: int = 0  # the first and last signal counted
+    last_ns: int = 0
+
+    kind = "signal"
+
+    @property
+    def signal(self) -> str:
+        return signal_name(self.signo)
+
+    @property
+    def sender_pid(self) -> int | None:
+        """The sending process, for signals counted where they were generated."""
+        return self.tgid if self.stage == SIGNAL_GENERATE else None
+
+
+@dataclass(slots=True)
 class ReapEvent(Event):
     reaped_pid: int = 0
     status: WaitStatus = WaitStatus(0)
@@ -233,3 +275,14 @@ class ReapEvent(Event):
 
 
 EVENT_KINDS = ("fork", "exec", "exit", "signal", "reap")
+
+
+@dataclass(frozen=True, slots=True)
+class LostRecord:
+    """A report of events of one class (EVENT_CLASSES) that the kernel could
+    not hand over: `count` since the last report, `total` of that class in all."""
+
+    ts_ns: int
+    count: int
+    total: int
+    event_class: str = LIFECYCLE

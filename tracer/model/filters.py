@@ -32,6 +32,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
 )
 from proctrace.model.procsnap import ProcInfo
 
@@ -155,6 +156,9 @@ class EventFilter:
             if ev.stage == SIGNAL_GENERATE:
                 return ev.tgid in sel or ev.target_pid in sel
             return ev.tgid in sel
+        if isinstance(ev, SignalSummaryEvent):
+            # Like the signals it counts: about its sender (or receiver) or its target.
+            return ev.tgid in sel or ev.target_pid in sel
         if isinstance(ev, ReapEvent):
             about = ev.tgid in sel or ev.reaped_pid in sel
             sel.discard(ev.reaped_pid)

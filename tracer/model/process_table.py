@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from proctrace.model.events import (
+    EVENT_CLASSES,
+    FOLD_PTRACE,
+    LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
     Event,
@@ -50,6 +53,7 @@ from proctrace.model.events import (
     ForkEvent,
     ReapEvent,
     SignalEvent,
+    SignalSummaryEvent,
     WaitStatus,
     errno_name,
 )
@@ -279,6 +283,10 @@ class Aggregates:
         self.failures: BoundedCounter[tuple[str, bytes]] = BoundedCounter()  # (kind, comm or file) -> count
         self.signals_sent: BoundedCounter[int] = BoundedCounter()  # signo -> count
         self.signals_from_kernel: BoundedCounter[int] = BoundedCounter()  # signo -> count, no sending task
+        # Signals the kernel counted instead of sending one by one (SignalSummaryEvent)
+        self.ptrace_stops = 0  # SIGCHLDs generated to tell a tracer of a stop
+        self.signals_suppressed = 0  # generated beyond the rate limit
+        self.deliveries_folded = 0  # deliveries of either kind, counted where they were delivered
         self._longest: list[tuple[int, int, LifetimeEntry]] = []  # min-heap: the smallest of the top
         self._shortest: list[tuple[int, int, LifetimeEntry]] = []  # min-heap on -lifetime
         self._seq = 0
@@ -318,10 +326,20 @@ class Aggregates:
         self.failed_execs += 1
         self.failures.add((f"exec {errno_name(ex.errno)}", ex.filename))
 
-    def signal_sent(self, signo: int, from_kernel: bool) -> None:
-        self.signals_sent.add(signo)
+    def signal_sent(self, signo: int, from_kernel: bool, n: int = 1) -> None:
+        self.signals_sent.add(signo, n)
         if from_kernel:
-            self.signals_from_kernel.add(signo)
+            self.signals_from_kernel.add(signo, n)
+
+    def signals_folded(self, ev: SignalSummaryEvent) -> None:
+        if ev.stage != SIGNAL_GENERATE:
+            self.deliveries_folded += ev.count
+            return
+        if ev.reason == FOLD_PTRACE:
+            self.ptrace_stops += ev.count
+        else:
+            self.signals_suppressed += ev.count
+        self.signal_sent(ev.signo, from_kernel=False, n=ev.count)
 
     def _rank(self, lifetime: int, rec: Process) -> None:
         # Two heaps of TOP_LIFETIMES entries each; an entry is made only when it ranks.
@@ -368,7 +386,7 @@ class ProcessTable:
         self.keep_finished = keep_finished
         self.loss_window_ns = loss_window_ns
         self.aggregates = Aggregates()
-        self.lost_total = 0
+        self.lost_by_class = dict.fromkeys(EVENT_CLASSES, 0)
         self.first_ts: int | None = None
         self.last_ts: int | None = None
         self._serial = 0
@@ -383,6 +401,7 @@ class ProcessTable:
             ExecEvent: self._exec,
             ExitEvent: self._exit,
             SignalEvent: self._signal,
+            SignalSummaryEvent: self.aggregates.signals_folded,
             ReapEvent: self._reap,
         }
 
@@ -406,10 +425,19 @@ class ProcessTable:
                 last = ev.ts_ns
         self.last_ts = last
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        """Mark every process that may have lost an event: alive (or unreaped) at
-        any time in the loss window, or born in it (see _add)."""
-        self.lost_total = max(total, self.lost_total + new)
+    @property
+    def lost_total(self) -> int:
+        return sum(self.lost_by_class.values())
+
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        """Mark every process that may have lost a lifecycle event: alive (or
+        unreaped) at any time in the loss window, or born in it (see _add). A
+        lost signal leaves every life whole: it is only counted."""
+        self.lost_by_class[event_class] = max(total, self.lost_by_class.get(event_class, 0) + new)
+        if self.last_ts is None or ts_ns > self.last_ts:
+            self.last_ts = ts_ns
+        if event_class != LIFECYCLE:
+            return
         low = ts_ns - self.loss_window_ns
         self._loss = (low, ts_ns)
         for rec in self._live.values():
@@ -419,8 +447,6 @@ class ProcessTable:
             if gone is not None and gone < low:
                 break  # finished in order: the rest ended earlier still
             rec.incomplete = True
-        if self.last_ts is None or ts_ns > self.last_ts:
-            self.last_ts = ts_ns
 
     def status(self, text: str) -> None:
         pass

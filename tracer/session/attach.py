@@ -89,10 +89,14 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
     bcc = load_bcc()
     transport, spec, command = options.transport, options.filters, options.command
     ring = check_ring_buffer(Host()).status is Status.OK if transport.buffer is None else transport.buffer == "ring"
+    signal_size = transport.buffer_size if transport.signal_buffer_size is None else transport.signal_buffer_size
     program = ProgramOptions(
         ring_buffer=ring,
         buffer_pages=buffer_pages(transport.buffer_size, ring),
+        signal_buffer_pages=buffer_pages(signal_size, ring),
         argv_max=transport.argv_max,
+        signal_rate=transport.signal_rate,
+        all_signals=transport.all_signals,
         **kernel_options(spec, command),
     )
     held = None

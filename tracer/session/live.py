@@ -17,13 +17,14 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from proctrace.formats.recording import LostRecord, make_header
+from proctrace.formats.recording import make_header
 from proctrace.formats.text import safe
 from proctrace.kernel.probe import Probe
 from proctrace.model.clock import Clock
+from proctrace.model.events import EVENT_CLASSES, LostRecord
 from proctrace.model.filters import FilterSpec
 from proctrace.model.ordering import Reorderer
 from proctrace.session.attach import StopFlag, attach
@@ -39,13 +40,19 @@ BUSY_BATCH = 64  # events in one drain (~3k events/s) from which the next drain 
 # A buffer chosen smaller than this keeps the short interval.
 BUSY_MIN_BUFFER = 1 << 20
 STATUS_INTERVAL_S = 0.5
+# How often the counts of signals folded in the kernel are read and reported.
+FOLD_INTERVAL_S = 1.0
 
 
 @dataclass
 class Totals:
     events: int = 0
-    lost: int = 0
+    lost_by_class: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_CLASSES, 0))
     undecodable: int = 0
+
+    @property
+    def lost(self) -> int:
+        return sum(self.lost_by_class.values())
 
 
 def count_processes() -> int:
@@ -84,7 +91,7 @@ class LiveSource:
         event of the finished command is there by then."""
         probe, stop, totals = self.probe, self.stop, self.totals
         reorder = Reorderer()
-        last_status = time.monotonic()
+        last_status = last_fold = time.monotonic()
         window_events = 0
         buffer_bytes = probe.buffer_bytes
         interval = DRAIN_INTERVAL_S
@@ -97,6 +104,10 @@ class LiveSource:
             drained_at = time.monotonic_ns()
             decoded, errors = probe.drain()
             interval = drain_interval(len(decoded), buffer_bytes)
+            if finishing or time.monotonic() - last_fold >= FOLD_INTERVAL_S:
+                # Stamped when read, so they join the stream after the signals they count.
+                decoded += probe.folded(final=finishing)
+                last_fold = time.monotonic()
             for exc in errors:
                 totals.undecodable += 1
                 print(f"proctrace: skipped an undecodable event: {exc}", file=sys.stderr)
@@ -111,10 +122,11 @@ class LiveSource:
             # Reading the per-CPU loss counter goes through bcc's map API: on the
             # status timer, not every drain, and always at the end.
             if finishing or now - last_status >= STATUS_INTERVAL_S:
-                lost = probe.lost()
-                if lost > totals.lost:
-                    yield LostRecord(time.monotonic_ns(), lost - totals.lost, lost)
-                    totals.lost = lost
+                for event_class, lost in probe.lost().items():
+                    before = totals.lost_by_class[event_class]
+                    if lost > before:
+                        yield LostRecord(time.monotonic_ns(), lost - before, lost, event_class)
+                        totals.lost_by_class[event_class] = lost
             if now - last_status >= STATUS_INTERVAL_S:
                 text = ""
                 if shows_status:
@@ -141,6 +153,9 @@ def options_record(transport: TransportOptions, spec: FilterSpec, command_pid: i
         "filters": spec.as_dict(),
         "argv_max": transport.argv_max,
         "buffer_size": transport.buffer_size,
+        "signal_buffer_size": transport.signal_buffer_size,
+        "signal_rate": transport.signal_rate,
+        "all_signals": transport.all_signals,
         "command_pid": command_pid,
     }
 
@@ -178,7 +193,10 @@ def trace_live(options: SessionOptions) -> SessionResult:
         outputs.finish(held.pid if held else None)
     totals = source.totals
     skipped = f", {totals.undecodable} undecodable" if totals.undecodable else ""
-    print(f"proctrace: {totals.events} events, {totals.lost} lost{skipped}", file=sys.stderr)
+    by_class = ""
+    if totals.lost:
+        by_class = " (" + ", ".join(f"{n} {cls}" for cls, n in totals.lost_by_class.items()) + ")"
+    print(f"proctrace: {totals.events} events, {totals.lost} lost{by_class}{skipped}", file=sys.stderr)
     if held is not None and held.status is not None:
         return SessionResult(exit_code(held.status), leave_without_cleanup=True)
     return SessionResult(0, leave_without_cleanup=True)

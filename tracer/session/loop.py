@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from proctrace.formats.recording import LostRecord
-from proctrace.model.events import Event
+from proctrace.model.events import Event, LostRecord
 from proctrace.session.sinks import Sink
 
 
@@ -51,7 +50,7 @@ def drive(source: Source, sink: Sink, reader_gone: Callable[[], bool]) -> None:
         if type(record) is list:
             sink.write(record)
         elif type(record) is LostRecord:
-            sink.lost(record.ts_ns, record.count, record.total)
+            sink.lost(record.ts_ns, record.count, record.total, record.event_class)
         else:
             if reader_gone():
                 raise BrokenPipeError("the reader of the output went away")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from proctrace.kernel.program import ARGV_MAX_DEFAULT
+from proctrace.kernel.program import ARGV_MAX_DEFAULT, SIGNAL_RATE_DEFAULT
 from proctrace.model.filters import FilterSpec
 
 
@@ -33,11 +33,15 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class TransportOptions:
-    """How events travel from the kernel: which buffer, how large, how much argv per exec."""
+    """How events travel from the kernel: which buffer, how large, how much argv
+    per exec, and which signals the kernel counts instead of sending."""
 
     buffer: Literal["ring", "perf"] | None = None  # None: the ring buffer where the kernel has one
     buffer_size: int | None = None  # bytes; None: the transport's default
+    signal_buffer_size: int | None = None  # the signals' buffer; None: as buffer_size
     argv_max: int = ARGV_MAX_DEFAULT
+    signal_rate: int = SIGNAL_RATE_DEFAULT  # signals a second per sender, target and signal; 0: no limit
+    all_signals: bool = False  # stream every signal: no folding of ptrace stops, no rate limit
 
 
 @dataclass(frozen=True)

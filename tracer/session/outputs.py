@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from proctrace.formats.recording import RecordingError, RecordingWriter, create_private_file
@@ -105,7 +106,7 @@ class SessionOutputs:
         if stream is None:
             return
         if options.views and self.table is not None:
-            render_views(options, self.table, stream, roots, self.pipeline.lost_total)
+            render_views(options, self.table, stream, roots, self.pipeline.lost_by_class)
         if stream is not sys.stdout:
             stream.close()
         else:
@@ -120,7 +121,7 @@ def export_trace(path: str, force: bool, table: ProcessTable, clock: Clock, root
 
 
 def render_views(
-    options: OutputOptions, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: int
+    options: OutputOptions, table: ProcessTable, stream: TextIO, roots: list[int] | None, lost: Mapping[str, int]
 ) -> None:
     from proctrace.formats.jsonl import dumps_line
     from proctrace.formats.views import render_summary, render_timeline, render_tree, timeline_json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proctrace.model.events import Event
+from proctrace.model.events import EVENT_CLASSES, LIFECYCLE, Event
 from proctrace.model.filters import EventFilter, FilterSpec
 from proctrace.session.sinks import Sink
 
@@ -16,7 +16,7 @@ class Pipeline:
         self.sinks = sinks
         self.shows_status = any(sink.shows_status for sink in sinks)
         self.shown = 0
-        self.lost_total = 0
+        self.lost_by_class = dict.fromkeys(EVENT_CLASSES, 0)
 
     def write(self, events: list[Event]) -> None:
         shown = events if self._everything else self.filter(events)
@@ -25,10 +25,14 @@ class Pipeline:
             for sink in self.sinks:
                 sink.write(shown)
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        self.lost_total = total
+    @property
+    def lost_total(self) -> int:
+        return sum(self.lost_by_class.values())
+
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        self.lost_by_class[event_class] = total
         for sink in self.sinks:
-            sink.lost(ts_ns, new, total)
+            sink.lost(ts_ns, new, total, event_class)
 
     def status(self, text: str) -> None:
         for sink in self.sinks:

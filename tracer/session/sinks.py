@@ -7,7 +7,7 @@ from typing import Protocol, TextIO
 
 from proctrace.formats.jsonl import event_json, lost_json
 from proctrace.model.clock import Clock
-from proctrace.model.events import Event
+from proctrace.model.events import LIFECYCLE, Event
 
 
 def reader_gone(stream: TextIO) -> bool:
@@ -28,7 +28,7 @@ class Sink(Protocol):
     shows_status: bool
 
     def write(self, events: list[Event]) -> None: ...
-    def lost(self, ts_ns: int, new: int, total: int) -> None: ...
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None: ...
     def status(self, text: str) -> None: ...
     def close(self) -> None: ...
 
@@ -47,8 +47,8 @@ class JsonSink:
         self._stream.write("".join([event_json(ev, clock) + "\n" for ev in events]))
         self._stream.flush()
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        self._stream.write(lost_json(ts_ns, new, total, self._clock))
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        self._stream.write(lost_json(ts_ns, new, total, self._clock, event_class))
         self._stream.flush()
 
     def status(self, text: str) -> None:
@@ -73,10 +73,10 @@ class PrettySink:
     def write(self, events: list[Event]) -> None:
         self._term.write_lines(self._renderer.lines(events))
 
-    def lost(self, ts_ns: int, new: int, total: int) -> None:
-        self._term.write_lines(
-            [f"*** {new} events lost (kernel buffer full; {total} in all): try a larger --buffer-size"]
-        )
+    def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
+        from proctrace.formats.words import lost_words
+
+        self._term.write_lines([f"*** {lost_words(new, total, event_class)}"])
 
     def status(self, text: str) -> None:
         self._term.set_status(text)
