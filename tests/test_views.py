@@ -139,6 +139,43 @@ def test_timeline_tells_each_life_in_order(table):
     assert out.getvalue() == TIMELINE
 
 
+def summaries_of_the_shell() -> list[SignalSummaryEvent]:
+    """Two periods of ptrace stops the shell's tracer was told of, and a delivery flood."""
+    base = dict(pid=SH, tgid=SH, ppid=1, uid=0, comm=b"sh", start_ns=SH_START, cpu=0)
+    ptrace = dict(reason=FOLD_PTRACE, signo=17, target_pid=7, target_comm=b"strace")
+    return [
+        SignalSummaryEvent(T0 + 70 * MS, **base, **ptrace, count=1500, first_ns=T0 + 5 * MS, last_ns=T0 + 60 * MS),
+        SignalSummaryEvent(T0 + 90 * MS, **base, **ptrace, count=500, first_ns=T0 + 70 * MS, last_ns=T0 + 80 * MS),
+        SignalSummaryEvent(
+            ts_ns=T0 + 90 * MS, **base, reason=FOLD_RATE, stage=SIGNAL_DELIVER, signo=10, target_pid=SH, count=42,
+            first_ns=T0 + 85 * MS, last_ns=T0 + 86 * MS,
+        ),
+    ]  # fmt: skip
+
+
+def test_a_timeline_tells_what_the_kernel_counted_for_the_process_once_per_kind(table):
+    table.write(summaries_of_the_shell())
+    out = io.StringIO()
+    render_timeline(table, [SH], out, False)
+    lines = out.getvalue().splitlines()
+    folded = [line for line in lines if "counted in the kernel" in line]
+    assert [line.split(maxsplit=1)[1] for line in folded] == [
+        "2,000 ptrace stops -> tracer 7 (strace) in 75.0ms (SIGCHLD, folded), counted in the kernel",
+        "SIGUSR1 delivered: 42 more beyond the rate limit in 1.0ms, counted in the kernel",
+    ]
+    (shell,) = [d for d in timeline_json(table, [SH])]
+    assert shell["folded_signals"][0] == {
+        "reason": "ptrace_stop",
+        "stage": "generate",
+        "signal": "SIGCHLD",
+        "target_pid": 7,
+        "target_comm": "strace",
+        "count": 2000,
+        "first_ns": T0 + 5 * MS,
+        "last_ns": T0 + 80 * MS,
+    }
+
+
 def test_timeline_of_chosen_pids_only(table):
     out = io.StringIO()
     render_timeline(table, [102], out, False)

@@ -37,6 +37,8 @@ from proctrace.formats.text import (
 from proctrace.formats.words import (
     delivered_words,
     exec_notes,
+    folded_fields,
+    folded_record_words,
     folded_words,
     handler_name,
     lost_summary_words,
@@ -187,6 +189,8 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
             if stop is not None and sig.signo == SIGCONT:
                 text += f": continued after {format_duration(sig.ts_ns - stop.stopped_ns)} stopped"
             add((sig.ts_ns, "signal_generate", text))
+    for folded in (rec.folded or {}).values():
+        add((folded.first_ns, "signal_generate", folded_record_words(folded)))
     for adoption in rec.adoptions:
         when = adoption.ts_ns if adoption.ts_ns is not None else adoption.seen_ns
         adopter = _pid_name(table, adoption.by, adoption.by_serial)
@@ -343,6 +347,7 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
             {"stopped_ns": s.stopped_ns, "signal": signal_name(s.signo), "continued_ns": s.continued_ns}
             for s in rec.stops
         ],
+        "folded_signals": [folded_fields(f) for f in (rec.folded or {}).values()],
         "adopted_by": rec.adopted_by,
         "adopted_ns": rec.adopted_ns,
         "pre_existing": rec.pre_existing,

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import signal as signal_mod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration
 from proctrace.model.events import (
     EVENT_CLASSES,
     FOLD_PTRACE,
+    FOLD_REASONS,
     LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_RESULTS,
-    SignalSummaryEvent,
     WaitStatus,
+    as_text,
     signal_name,
 )
 from proctrace.model.memo import remember
@@ -121,7 +122,21 @@ def result_words(result: int) -> str:
     return SIGNAL_RESULTS.get(result, f"result {result}").replace("_", " ")
 
 
-def summary_words(ev: SignalSummaryEvent) -> str:
+class _Folded(Protocol):
+    """What a count of folded signals says: a SignalSummaryEvent, or a process's
+    total of them (process_table.FoldedRecord)."""
+
+    reason: int
+    stage: int
+    signo: int
+    target_pid: int
+    target_comm: bytes
+    count: int
+    first_ns: int
+    last_ns: int
+
+
+def summary_words(ev: _Folded) -> str:
     """Signals the kernel counted instead of sending: "20,118 ptrace stops -> tracer
     1234 (strace) in 998.1ms", "SIGUSR1 -> 77 (sleep): 52,000 more beyond the rate
     limit in 1.0s", "SIGUSR1 delivered: 52,000 more beyond the rate limit in 1.0s"."""
@@ -132,6 +147,26 @@ def summary_words(ev: SignalSummaryEvent) -> str:
     if ev.stage == SIGNAL_DELIVER:
         return f"{signal_name(ev.signo)} delivered: {ev.count:,} more beyond the rate limit in {span}"
     return f"{signal_name(ev.signo)} -> {target}: {ev.count:,} more beyond the rate limit in {span}"
+
+
+def folded_record_words(folded: _Folded) -> str:
+    """A process's total of folded signals in its timeline: the summary's words,
+    with the span over its whole life and a note that they were not streamed."""
+    return summary_words(folded) + ", counted in the kernel"
+
+
+def folded_fields(folded: _Folded) -> dict[str, Any]:
+    """A process's total of folded signals as the timeline's JSON says it, named as in the JSON lines."""
+    return {
+        "reason": FOLD_REASONS[folded.reason],
+        "stage": "deliver" if folded.stage == SIGNAL_DELIVER else "generate",
+        "signal": signal_name(folded.signo),
+        "target_pid": folded.target_pid,
+        "target_comm": as_text(folded.target_comm),
+        "count": folded.count,
+        "first_ns": folded.first_ns,
+        "last_ns": folded.last_ns,
+    }
 
 
 def folded_words(ptrace_stops: int, suppressed: int, deliveries: int) -> str:

@@ -119,6 +119,21 @@ class SignalRecord:
 
 
 @dataclass(slots=True)
+class FoldedRecord:
+    """Signals the kernel counted instead of sending, for one reason, stage,
+    signal and target, over the process's whole life (SignalSummaryEvent)."""
+
+    reason: int  # FOLD_PTRACE or FOLD_RATE
+    stage: int
+    signo: int
+    target_pid: int
+    target_comm: bytes
+    count: int
+    first_ns: int
+    last_ns: int
+
+
+@dataclass(slots=True)
 class StopRecord:
     stopped_ns: int
     signo: int
@@ -161,6 +176,7 @@ class Process:
     failed_execs: list[ExecRecord] = field(default_factory=list)
     signals: list[SignalRecord] = field(default_factory=list)
     stops: list[StopRecord] = field(default_factory=list)
+    folded: dict[tuple[int, int, int, int], FoldedRecord] | None = None  # by (reason, stage, signo, target)
     adoptions: list[Adoption] = field(default_factory=list)
     children: list[int] = field(default_factory=list)  # tgids, the first ITEMS_MAX
     children_count: int = 0
@@ -401,7 +417,7 @@ class ProcessTable:
             ExecEvent: self._exec,
             ExitEvent: self._exit,
             SignalEvent: self._signal,
-            SignalSummaryEvent: self.aggregates.signals_folded,
+            SignalSummaryEvent: self._folded,
             ReapEvent: self._reap,
         }
 
@@ -807,6 +823,26 @@ class ProcessTable:
         stopping = ev.signo in STOP_SIGNALS and ev.handler == _HANDLER_DEFAULT
         if stopping and (not rec.stops or rec.stops[-1].continued_ns is not None):
             _append_capped(rec, rec.stops, StopRecord(ev.ts_ns, ev.signo))
+
+    def _folded(self, ev: SignalSummaryEvent) -> None:
+        """Counted for the summary, and on the process whose task the signals were
+        counted in (generate: the sender; deliver: the receiver), if it is traced."""
+        self.aggregates.signals_folded(ev)
+        rec = self._actor(ev)
+        if rec is None:
+            return
+        if rec.folded is None:
+            rec.folded = {}
+        key = (ev.reason, ev.stage, ev.signo, ev.target_pid)
+        known = rec.folded.get(key)
+        if known is not None:
+            known.count += ev.count
+            known.first_ns = min(known.first_ns, ev.first_ns)
+            known.last_ns = max(known.last_ns, ev.last_ns)
+        elif len(rec.folded) < ITEMS_MAX:
+            rec.folded[key] = FoldedRecord(*key, ev.target_comm, ev.count, ev.first_ns, ev.last_ns)
+        else:
+            rec.omitted += 1
 
     def _reap(self, ev: ReapEvent) -> None:
         reaper = self._actor(ev)
