@@ -366,6 +366,7 @@ def test_document_shape_survives_json():
         "readback",
         "filtering",
         "overload",
+        "flood",
         "targets",
     ):
         assert key in doc
@@ -449,6 +450,7 @@ def test_render_prints_every_section():
         "4. Reading back",
         "5. Filtering",
         "6. Overload",
+        "7. Flood",
         "Targets",
     ):
         assert heading in text
