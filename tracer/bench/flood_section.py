@@ -32,7 +32,7 @@ from typing import Any
 from proctrace.bench import BenchError, progress
 from proctrace.bench.counting import json_records, parse_summary, storm_event_kind
 from proctrace.bench.flood import Flood, FloodResult
-from proctrace.bench.machine import Watch
+from proctrace.bench.machine import Watch, cpu_seconds
 from proctrace.bench.results import storm_summary
 from proctrace.bench.storm import KINDS
 from proctrace.bench.tracers import command_session
@@ -142,8 +142,12 @@ def traced_flood(flood: Flood, seconds: float, workdir: Path, args: list[str]) -
     out, report = workdir / "flood.json", workdir / "flood.out"
     with command_session(["--json", "-o", str(out), *args], flood.argv(seconds), report) as tracer:
         watch = Watch(tracer.pid)
+        # proctrace is reaped before the watch ends, so all its CPU time, loading
+        # the probes too, comes back in our children's; what it used before the
+        # watch began is not the neighbours' and is taken out again.
+        before = cpu_seconds(tracer.pid) or 0.0
         tracer.wait_exit(seconds + 120)  # proctrace ends when the flood does
-        disturbance = watch.finish(None, recheck_tracers=False)
+        disturbance = watch.finish(-before, recheck_tracers=False)
         code = tracer.stop()
     summary = parse_summary(tracer.stderr)
     if code != 0 or summary is None:
