@@ -58,17 +58,14 @@ class Plan:
     long_seconds: float
     readback_reps: int
     nice: int = 0
-    flood_reps: int = 3
 
     @classmethod
     def make(cls, quick: bool, reps: int | None, seconds: float | None, nice: int = 0) -> Plan:
-        # The flood section's traced runs each load the probes again (-- COMMAND),
-        # so it takes fewer repetitions than the timed section.
         if quick:
             # More, short repetitions: the storm rate of one rep varies by a few
             # percent on a shared machine, as much as the slowdown being measured.
-            return cls(True, reps or 5, seconds or 1.0, 3.0, 3, nice, flood_reps=3)
-        return cls(False, reps or 7, seconds or 3.0, 20.0, 5, nice, flood_reps=5)
+            return cls(True, reps or 5, seconds or 1.0, 3.0, 3, nice)
+        return cls(False, reps or 7, seconds or 3.0, 20.0, 5, nice)
 
 
 def timed_configs(
@@ -252,9 +249,10 @@ def run_bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         except BenchError as exc:
             overload.append({"buffer": buffer, "size": size, "error": str(exc)})
 
-    # 7: the storm in a signal flood.
+    # 7: the storm in a signal flood, as many repetitions as the timed storms: with
+    # about five busy tasks on two CPUs its rates are noisier than the storm's alone.
     try:
-        flood = run_flood(Flood(storm, shutil.which("strace")), plan.flood_reps, plan.seconds, workdir)
+        flood = run_flood(Flood(storm, shutil.which("strace")), plan.reps, plan.seconds, workdir)
     except BenchError as exc:
         progress(f"flood failed: {exc}")
         flood = {"available": False, "failed": True, "reason": f"error: {str(exc)[:500]}"}
