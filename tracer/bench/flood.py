@@ -104,5 +104,10 @@ class Flood:
         return result
 
     def run(self, seconds: float) -> FloodResult:
-        """The flood untraced."""
-        return self.collect(run_workload(self.argv(seconds), seconds, "the flood"))
+        """The flood untraced, in a session of its own as under `proctrace -- FLOOD`
+        (TracerProcess starts proctrace so): with autogroup scheduling each
+        session is a group that shares the CPUs with the neighbours' as one, so
+        a flood in the bench's own session would get another share of a busy
+        machine than the traced one, either way (8 pairs here: 7 to 1 one way,
+        then 1 to 3 the other)."""
+        return self.collect(run_workload(self.argv(seconds), seconds, "the flood", new_session=True))

@@ -41,9 +41,11 @@ def compile_c(name: str, workdir: Path, binary: Path) -> bool:
     return True
 
 
-def run_workload(argv: list[str], seconds: float, what: str) -> str:
-    """Run a workload of about `seconds` untraced, to its end: its stdout."""
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+def run_workload(argv: list[str], seconds: float, what: str, new_session: bool = False) -> str:
+    """Run a workload of about `seconds` untraced, to its end: its stdout. With
+    `new_session`, in a session of its own, as a command under proctrace runs
+    (TracerProcess): the scheduler shares the CPUs between sessions first."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, start_new_session=new_session)
     if done.returncode != 0:
         raise BenchError(f"{what} failed ({done.returncode}): {(done.stderr.strip() or done.stdout.strip())[-500:]}")
     return done.stdout
