@@ -108,6 +108,6 @@ class Flood:
         (TracerProcess starts proctrace so): with autogroup scheduling each
         session is a group that shares the CPUs with the neighbours' as one, so
         a flood in the bench's own session would get another share of a busy
-        machine than the traced one, either way (8 pairs here: 7 to 1 one way,
-        then 1 to 3 the other)."""
+        machine than the traced one, either way (measured here, minutes apart:
+        its storm slower in a session of its own in 3 of 4 pairs, then faster in 7 of 8)."""
         return self.collect(run_workload(self.argv(seconds), seconds, "the flood", new_session=True))
