@@ -162,6 +162,21 @@ def test_cpu_stat_seconds_and_others_share():
     assert machine.others_cpu_pct(1.0, 1.2, elapsed_s=1.0, cpus=2) == 0.0
 
 
+def test_a_watch_told_not_to_recheck_keeps_the_tracers_it_saw_at_the_start(monkeypatch):
+    """After `proctrace -- COMMAND` ends, its own probes are held by its detaching
+    child: a watch that looked again then would take them for a neighbour's."""
+
+    def watch_seeing(*sightings):
+        found = iter(sightings)
+        monkeypatch.setattr(machine, "foreign_tracers", lambda ours: next(found))
+        return machine.Watch(None)
+
+    start, end = ["bpftrace[10]"], ["bpftrace[10]", "python[20]"]
+    assert watch_seeing(start, end).finish(0.0)["foreign_tracers"] == end
+    assert watch_seeing(start, end).finish(0.0, recheck_tracers=False)["foreign_tracers"] == start
+    assert watch_seeing([], end).finish(0.0, recheck_tracers=False)["foreign_tracers"] == []
+
+
 def test_storm_summary_counts_repeated_and_disturbed_runs():
     runs = {
         "untraced": [{"rate": 100.0, "others_cpu_pct": 1.0}, {"rate": 100.0, "others_cpu_pct": 3.0}],
@@ -366,6 +381,7 @@ def test_document_shape_survives_json():
         "readback",
         "filtering",
         "overload",
+        "flood",
         "targets",
     ):
         assert key in doc
@@ -449,6 +465,7 @@ def test_render_prints_every_section():
         "4. Reading back",
         "5. Filtering",
         "6. Overload",
+        "7. Flood",
         "Targets",
     ):
         assert heading in text

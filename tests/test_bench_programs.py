@@ -11,7 +11,8 @@ from pathlib import Path
 
 from proctrace.bench import package_file, results
 from proctrace.bench.cli import parser
-from proctrace.bench.storm import parse_storm_line
+from proctrace.bench.flood import Flood
+from proctrace.bench.storm import Storm, parse_storm_line
 
 from tests.environment import requires
 from tests.test_recording import every_kind, record
@@ -62,6 +63,34 @@ def test_the_bench_ships_its_workloads_and_its_bpftrace_program():
     assert b"PROGRESS_FILE" in package_file("spawner.c")
     # The bench takes bpftrace as ready when this line appears (tracers.start_tracer).
     assert b'BEGIN { printf("READY\\n"); }' in package_file("capture.bt")
+
+
+def test_the_flood_is_shipped_and_compiles_and_every_part_reports(tmp_path):
+    """flood.c, built as the bench builds it, run untraced around the real C storm
+    (a short one): the storm, the kill loop and the loop under strace each report."""
+    assert b"sent %ld seconds %.6f sender %d target %d" in package_file("flood.c")
+    requires(shutil.which("gcc") is not None or shutil.which("cc") is not None, "a C compiler")
+    requires(shutil.which("strace") is not None, "strace (scripts/test installs it)")
+    storm = Storm(tmp_path)
+    assert storm.kind == "C"
+    workload = Flood(storm, shutil.which("strace"))
+    assert workload.available, workload.why_not
+    result = workload.run(0.2)
+    assert workload.shown(0.2).startswith(f"ptbench-flood 0.2 {shutil.which('strace')} ptbench-storm 2 0.2 ")
+    assert result.storm.failed == 0
+    assert len(result.storm.pids) == result.storm.spawned > 0
+    assert result.kill.sent > 0
+    assert result.kill.sender != result.kill.target
+    assert result.syscalls is not None and result.syscalls.calls > 0
+
+
+def test_the_flood_without_strace_runs_the_kill_loop_and_the_storm(tmp_path):
+    requires(shutil.which("gcc") is not None or shutil.which("cc") is not None, "a C compiler")
+    workload = Flood(Storm(tmp_path), strace=None)
+    result = workload.run(0.1)
+    assert "-" in workload.argv(0.1)
+    assert result.syscalls is None
+    assert result.kill.sent > 0
 
 
 def test_the_python_storm_reports_as_the_c_storm_does(tmp_path):

@@ -16,6 +16,9 @@ a measurement, the progress line, and the files shipped with the bench. The part
 - ``measure``: one storm under one configuration, repeated when disturbed;
 - ``readback``: timing the reading back of a recording (programs in ``readers``);
 - ``overload``: a tiny buffer under the storm, every lost event counted;
+- ``flood``: the storm inside a signal flood (flood.c: a kill loop and a
+  process under strace), the workload of ``flood_section``: lifecycle events
+  lost (none may be), signals streamed, folded and lost, the storm's slowdown;
 - ``run``: the sections of a run, in order;
 - ``results``: the results document, the targets, and where it is written;
 - ``table``: the printed tables;
@@ -44,7 +47,7 @@ def progress(text: str) -> None:
 
 
 def package_file(name: str) -> bytes:
-    """A file shipped with proctrace.bench: storm.c, spawner.c, capture.bt."""
+    """A file shipped with proctrace.bench: storm.c, spawner.c, flood.c, capture.bt."""
     # Imported here: the timed readers (proctrace.bench.readers) start without it.
     from importlib import resources
 

@@ -11,7 +11,9 @@ over 10% of the CPUs, is repeated (twice at most, then kept and flagged).
 The tracers run system-wide, as users run them; their events for the storm are
 picked out by the storm's own list of child pids and by comm. The overload test
 runs `proctrace -- STORM` instead, so that only the storm's events compete for
-the tiny buffer and received + lost must add up exactly. Sections that need
+the tiny buffer and received + lost must add up exactly; the flood section
+runs `proctrace --json -o FILE -- FLOOD` (the storm, a kill loop and a process
+under strace) for the same reason. Sections that need
 features proctrace lacks (recording -w/-r, filtering -c) say "n/a".
 """
 
@@ -38,7 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m proctrace.bench",
         description="Measure proctrace's overhead, losses, cost and start-up against bpftrace and forkstat "
-        "under a fork/exec/exit storm. Runs as root; prints a table and writes the figures as JSON.",
+        "under a fork/exec/exit storm, and the storm inside a signal flood. Runs as root; prints a table "
+        "and writes the figures as JSON.",
         epilog=f"Results go to --results FILE; by default {results} (in a checkout: .bench/results.json, "
         "ignored by git; installed: $XDG_STATE_HOME/proctrace/bench-results.json). "
         "The soak is python -m proctrace.bench.soak.",

@@ -15,7 +15,7 @@ import contextlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,30 +43,41 @@ def _int(text: str) -> int | None:
         return None
 
 
+def json_records(lines: Iterable[str], marker: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of the lines that hold `marker` (a cheap test before parsing)."""
+    for line in lines:
+        if marker not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def storm_event_kind(ev: dict[str, Any], pids: set[int]) -> str | None:
+    """The kind of a JSON event when it is one of the four of a storm child
+    (its fork, exec, exit or reap), else None."""
+    kind, comm = ev.get("type"), ev.get("comm")
+    if kind == "fork":
+        ok = comm == STORM_COMM and not ev.get("thread") and ev.get("child_pid") in pids
+    elif kind == "exec":
+        ok = comm == TRUE_COMM and ev.get("errno") is None and ev.get("pid") in pids
+    elif kind == "exit":
+        ok = comm == TRUE_COMM and bool(ev.get("process_exit")) and ev.get("pid") in pids
+    else:
+        ok = kind == "reap" and comm == STORM_COMM and ev.get("reaped_pid") in pids
+    return kind if ok else None
+
+
 def count_json(lines: Iterable[str], pids: set[int]) -> Counter[str]:
     """The storm's events in proctrace --json output (or a JSON Lines recording)."""
     counts: Counter[str] = Counter()
-    for line in lines:
-        if '"type"' not in line or "ptbench" not in line:
-            continue
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(ev, dict):
-            continue
-        kind, comm = ev.get("type"), ev.get("comm")
-        if kind == "fork":
-            if comm == STORM_COMM and not ev.get("thread") and ev.get("child_pid") in pids:
-                counts["fork"] += 1
-        elif kind == "exec":
-            if comm == TRUE_COMM and ev.get("errno") is None and ev.get("pid") in pids:
-                counts["exec"] += 1
-        elif kind == "exit":
-            if comm == TRUE_COMM and ev.get("process_exit") and ev.get("pid") in pids:
-                counts["exit"] += 1
-        elif kind == "reap" and comm == STORM_COMM and ev.get("reaped_pid") in pids:
-            counts["reap"] += 1
+    for ev in json_records(lines, "ptbench"):
+        kind = storm_event_kind(ev, pids)
+        if kind is not None:
+            counts[kind] += 1
     return counts
 
 

@@ -120,13 +120,16 @@ class Watch:
         self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
         self._t0 = time.monotonic()
 
-    def finish(self, tracer_cpu_s: float | None) -> dict[str, Any]:
+    def finish(self, tracer_cpu_s: float | None, recheck_tracers: bool = True) -> dict[str, Any]:
+        """What happened since the start. `recheck_tracers` False takes the other
+        tracers seen at the start only: after `proctrace -- COMMAND` has ended,
+        its own probes are held by a child of its that detaches them (~1 s)."""
         elapsed = time.monotonic() - self._t0
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy, steal = cpu_stat_seconds(self._stat, _cpu_line(), os.sysconf("SC_CLK_TCK"))
         storm_cpu = (children.ru_utime - self._children.ru_utime) + (children.ru_stime - self._children.ru_stime)
         cpus = os.cpu_count() or 1
-        tracers = sorted(set(self.tracers) | set(foreign_tracers(self.ours)))
+        tracers = sorted(set(self.tracers) | (set(foreign_tracers(self.ours)) if recheck_tracers else set()))
         others = others_cpu_pct(busy, storm_cpu + (tracer_cpu_s or 0.0), elapsed, cpus)
         return {
             "others_cpu_pct": round(others, 1),

@@ -10,7 +10,7 @@ from typing import Any
 from proctrace.bench.counting import count_json, event_lines, parse_summary
 from proctrace.bench.lost_counter import LostCounter
 from proctrace.bench.storm import Storm, storm_tree_events
-from proctrace.bench.tracers import PROCTRACE_READY, TracerProcess, proctrace_command
+from proctrace.bench.tracers import command_session
 
 
 def overload_accounting(expected: int, received: int, reported_lost: int | None) -> int | None:
@@ -27,18 +27,14 @@ def run_overload(storm: Storm, seconds: float, workdir: Path, buffer: str, size:
     exactly, and the count proctrace reports must equal the kernel's counter, read
     after proctrace has exited (no program can add to it then)."""
     out, storm_out = workdir / f"overload-{buffer}.json", workdir / "overload-storm.out"
-    args = ["--json", "--buffer", buffer, "--buffer-size", size, "-o", str(out), "--", *storm.argv(seconds)]
-    tracer = TracerProcess([*proctrace_command(), *args], stdout=storm_out, ready_stderr=PROCTRACE_READY)
-    counter = None
-    try:
-        tracer.wait_ready()
+    args = ["--json", "--buffer", buffer, "--buffer-size", size, "-o", str(out)]
+    with command_session(args, storm.argv(seconds), storm_out) as tracer:
         counter = LostCounter(tracer.pid)
-        tracer.proc.wait(seconds + 120)  # proctrace ends when the storm does
-        code = tracer.stop()
-        kernel = counter.read()
-    finally:
-        tracer.stop()
-        if counter is not None:
+        try:
+            tracer.wait_exit(seconds + 120)  # proctrace ends when the storm does
+            code = tracer.stop()
+            kernel = counter.read()
+        finally:
             counter.close()
     summary = parse_summary(tracer.stderr)
     if code != 0 or summary is None:

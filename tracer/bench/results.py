@@ -50,18 +50,21 @@ def write_results(doc: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
-def storm_summary(runs: dict[str, list[dict[str, Any]]], baseline: str = "untraced") -> dict[str, dict[str, Any]]:
-    """Per configuration: rates, ratios to the same repetition's baseline, medians.
+def storm_summary(
+    runs: dict[str, list[dict[str, Any]]], baseline: str = "untraced", rate_key: str = "rate"
+) -> dict[str, dict[str, Any]]:
+    """Per configuration: rates (each run's `rate_key`: the storm's, unless
+    another rate is asked for), ratios to the same repetition's baseline, medians.
 
     The baseline configuration has one run more than the others (it brackets
     every repetition); its own ratios compare each run with the one before,
     which shows the machine's run-to-run noise.
     """
-    base_rates = [r.get("rate") for r in runs.get(baseline, [])]
+    base_rates = [r.get(rate_key) for r in runs.get(baseline, [])]
     brackets = bracketing_baselines(base_rates)
     out: dict[str, dict[str, Any]] = {}
     for name, reps in runs.items():
-        rates = [r.get("rate") for r in reps]
+        rates = [r.get(rate_key) for r in reps]
         ratios = paired_ratios(rates[1:], rates[:-1]) if name == baseline else paired_ratios(rates, brackets)
         ratio = median(ratios)
         entry: dict[str, Any] = {
@@ -105,6 +108,21 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{suffix}"
 
 
+def slowdown_target(name: str, storm: dict[str, Any]) -> Target:
+    """proctrace's median slowdown of a storm (a storm_summary) against the target,
+    with how many of its and the untraced runs were disturbed."""
+    slow = storm.get("proctrace", {}).get("slowdown_pct")
+    disturbed = sum(storm.get(name, {}).get("disturbed_runs", 0) for name in ("untraced", "proctrace"))
+    runs = sum(len(storm.get(name, {}).get("rates", [])) for name in ("untraced", "proctrace"))
+    noise = f" ({disturbed} of {runs} runs disturbed)" if disturbed else ""
+    return Target(
+        name,
+        f"<= {MAX_SLOWDOWN_PCT:g}%",
+        _fmt(slow, ".1f", "%") + noise,
+        _mark(None if slow is None else slow <= MAX_SLOWDOWN_PCT),
+    )
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[Target]:
     """The issue's targets for proctrace, judged on the figures of this run."""
     storm = results.get("storm", {})
@@ -128,17 +146,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[Target]:
     targets.append(Target("zero lost, default buffers", "0 lost, 0 missing", value, _mark(ok)))
 
     slow = default.get("slowdown_pct")
-    disturbed = sum(storm.get(name, {}).get("disturbed_runs", 0) for name in ("untraced", "proctrace"))
-    runs = sum(len(storm.get(name, {}).get("rates", [])) for name in ("untraced", "proctrace"))
-    noise = f" ({disturbed} of {runs} runs disturbed)" if disturbed else ""
-    targets.append(
-        Target(
-            "storm slowdown (median)",
-            f"<= {MAX_SLOWDOWN_PCT:g}%",
-            _fmt(slow, ".1f", "%") + noise,
-            _mark(None if slow is None else slow <= MAX_SLOWDOWN_PCT),
-        )
-    )
+    targets.append(slowdown_target("storm slowdown (median)", storm))
     bt_slow = storm.get("bpftrace", {}).get("slowdown_pct")
     targets.append(
         Target(
@@ -226,6 +234,43 @@ def evaluate_targets(results: dict[str, Any]) -> list[Target]:
                 _mark(ok),
             )
         )
+    targets.extend(flood_targets(results.get("flood", {})))
+    return targets
+
+
+FLOOD_LIFECYCLE_TARGET = "lifecycle lost in the flood"
+
+
+def flood_targets(flood: dict[str, Any]) -> list[Target]:
+    """The flood section's targets: no lifecycle event lost or missing in any
+    traced flood (with --all-signals too), the storm's slowdown within the
+    storm's own target, and every kill() of the kill loop accounted for."""
+    if not flood.get("available"):
+        # n/a where it cannot run (no C compiler); a failure where it broke.
+        status = _mark(False if flood.get("failed") else None)
+        return [Target(FLOOD_LIFECYCLE_TARGET, "0 lost, 0 missing", flood.get("reason", "n/a"), status)]
+    storm, accounting = flood.get("storm", {}), flood.get("accounting", {})
+    failed_runs = sum(len(storm.get(name, {}).get("errors", [])) for name in accounting)
+    parts, ok = [], failed_runs == 0
+    for name, a in accounting.items():
+        if a["runs"]:
+            parts.append(f"{a['lifecycle_lost']} lost, {a['lifecycle_missing']} missing ({name})")
+            ok = ok and a["lifecycle_lost"] == 0 and a["lifecycle_missing"] == 0
+    value = "; ".join(parts) + (f"; {failed_runs} traced runs failed" if failed_runs else "")
+    targets = [Target(FLOOD_LIFECYCLE_TARGET, "0 lost, 0 missing", value or "no runs", _mark(ok if parts else False))]
+
+    targets.append(slowdown_target("storm slowdown in the flood (median)", storm))
+    default = accounting.get("proctrace", {})
+    if default.get("runs"):
+        unaccounted, sent = default["kill_unaccounted"], default["kill_sent"]
+        targets.append(
+            Target(
+                "flood: every kill() accounted",
+                "streamed + suppressed + lost = sent",
+                f"{unaccounted:,} of {sent:,} unaccounted",
+                _mark(unaccounted == 0),
+            )
+        )
     return targets
 
 
@@ -239,6 +284,7 @@ def results_document(
     readback: dict[str, Any],
     filtering: dict[str, Any],
     overload: list[dict[str, Any]],
+    flood: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON document the bench writes; targets are judged on it."""
     doc: dict[str, Any] = {
@@ -252,6 +298,7 @@ def results_document(
         "readback": readback,
         "filtering": filtering,
         "overload": overload,
+        "flood": flood or {"available": False, "reason": "n/a (not run)"},
     }
     doc["targets"] = [t.as_json() for t in evaluate_targets(doc)]
     return doc

@@ -1,5 +1,6 @@
 """A whole run of the bench, section by section: the interleaved timed storms
-(1-3), the counted runs (2-3), reading back (4), filtering (5) and overload (6);
+(1-3), the counted runs (2-3), reading back (4), filtering (5), overload (6)
+and the storm in a signal flood (7);
 and what it needs around them: the plan, the features proctrace offers, the
 host's facts and a temporary directory."""
 
@@ -20,6 +21,8 @@ from typing import Any
 
 from proctrace.bench import BenchError, progress
 from proctrace.bench.counting import Tally, count_json
+from proctrace.bench.flood import Flood
+from proctrace.bench.flood_section import run_flood
 from proctrace.bench.measure import RetryBudget, measure, measure_undisturbed
 from proctrace.bench.overload import run_overload
 from proctrace.bench.readback import run_readback
@@ -246,5 +249,13 @@ def run_bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         except BenchError as exc:
             overload.append({"buffer": buffer, "size": size, "error": str(exc)})
 
+    # 7: the storm in a signal flood, as many repetitions as the timed storms: with
+    # about five busy tasks on two CPUs its rates are noisier than the storm's alone.
+    try:
+        flood = run_flood(Flood(storm, shutil.which("strace")), plan.reps, plan.seconds, workdir)
+    except BenchError as exc:
+        progress(f"flood failed: {exc}")
+        flood = {"available": False, "failed": True, "reason": f"error: {str(exc)[:500]}"}
+
     host["loadavg_end"] = list(os.getloadavg())
-    return results_document(settings, host, features, runs, tallies, proctrace, readback, filtering, overload)
+    return results_document(settings, host, features, runs, tallies, proctrace, readback, filtering, overload, flood)

@@ -41,6 +41,16 @@ def compile_c(name: str, workdir: Path, binary: Path) -> bool:
     return True
 
 
+def run_workload(argv: list[str], seconds: float, what: str, new_session: bool = False) -> str:
+    """Run a workload of about `seconds` untraced, to its end: its stdout. With
+    `new_session`, in a session of its own, as a command under proctrace runs
+    (TracerProcess): the scheduler shares the CPUs between sessions first."""
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120, start_new_session=new_session)
+    if done.returncode != 0:
+        raise BenchError(f"{what} failed ({done.returncode}): {(done.stderr.strip() or done.stdout.strip())[-500:]}")
+    return done.stdout
+
+
 def parse_storm_line(text: str) -> tuple[int, int, float]:
     """storm's stdout "spawned N failed F seconds T" -> (N, F, T)."""
     m = re.search(r"spawned (\d+) failed (\d+) seconds ([\d.]+)", text)
@@ -98,7 +108,4 @@ class Storm:
         return StormResult(spawned, failed, elapsed, pids)
 
     def run(self, seconds: float) -> StormResult:
-        done = subprocess.run(self.argv(seconds), capture_output=True, text=True, timeout=seconds + 120)
-        if done.returncode != 0:
-            raise BenchError(f"the storm failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-        return self.collect(done.stdout)
+        return self.collect(run_workload(self.argv(seconds), seconds, "the storm"))

@@ -1,9 +1,10 @@
 """The printed tables of a run: the storm rates, the storm's events, cost and
-start-up, reading back, filtering, overload, and the targets."""
+start-up, reading back, filtering, overload, the flood, and the targets."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from proctrace.bench.machine import MAX_OTHERS_CPU_PCT
@@ -13,6 +14,33 @@ from rich.table import Table
 
 def _n(value: float | None, spec: str = ",.0f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+Column = Callable[[dict[str, Any]], str]
+
+
+def _others_cpu(e: dict[str, Any]) -> str:
+    return _n(e.get("median_others_cpu_pct"), ".0f") + "%"
+
+
+def rate_table(title: str, entries: dict[str, dict[str, Any]], columns: dict[str, Column]) -> Table:
+    """Rates by configuration (results.storm_summary): the median rate, its ratio
+    to the untraced runs around the same rep and the slowdown, then `columns`."""
+    t = Table(title=title)
+    for col in ("config", "median rate", "ratio", "slowdown", *columns):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for name, e in entries.items():
+        if e["median_rate"] is None:
+            t.add_row(name, "error: " + (e.get("errors") or ["no runs"])[0][:80], *[""] * (len(columns) + 2))
+            continue
+        t.add_row(
+            name,
+            _n(e["median_rate"]),
+            _n(e["median_ratio"], ".3f"),
+            "" if name == "untraced" else _n(e["slowdown_pct"], "+.1f") + "%",
+            *(column(e) for column in columns.values()),
+        )
+    return t
 
 
 def render(doc: dict[str, Any], console: Console | None = None) -> None:
@@ -27,25 +55,16 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
         f"{doc['host']['loadavg_end'][0]:.2f}"
     )
 
-    t = Table(title="1. Storm rate (processes/s; ratio to the untraced runs around the same rep)")
-    for col in ("config", "median rate", "ratio", "slowdown", "ready", "CPU/event", "lost", "others' CPU"):
-        t.add_column(col, justify="left" if col == "config" else "right")
-    for name, e in doc["storm"].items():
-        lost = e.get("lost")
-        if e["median_rate"] is None:
-            t.add_row(name, "error: " + (e.get("errors") or ["no runs"])[0][:80], "", "", "", "", "", "")
-            continue
-        t.add_row(
-            name,
-            _n(e["median_rate"]),
-            _n(e["median_ratio"], ".3f"),
-            "" if name == "untraced" else _n(e["slowdown_pct"], "+.1f") + "%",
-            _n(e.get("median_ready_s"), ".2f") + " s" if e.get("median_ready_s") is not None else "",
-            _n(e.get("median_cpu_us_per_event"), ".2f") + " us" if e.get("median_cpu_us_per_event") else "",
-            "" if lost is None else str(sum(v or 0 for v in lost)),
-            _n(e.get("median_others_cpu_pct"), ".0f") + "%",
-        )
-    console.print(t)
+    columns: dict[str, Column] = {
+        "ready": lambda e: _n(e.get("median_ready_s"), ".2f") + " s" if e.get("median_ready_s") is not None else "",
+        "CPU/event": lambda e: (
+            _n(e.get("median_cpu_us_per_event"), ".2f") + " us" if e.get("median_cpu_us_per_event") else ""
+        ),
+        "lost": lambda e: "" if e.get("lost") is None else str(sum(v or 0 for v in e["lost"])),
+        "others' CPU": _others_cpu,
+    }
+    title = "1. Storm rate (processes/s; ratio to the untraced runs around the same rep)"
+    console.print(rate_table(title, doc["storm"], columns))
     repeated = sum(e.get("repeated_runs", 0) for e in doc["storm"].values())
     disturbed = sum(e.get("disturbed_runs", 0) for e in doc["storm"].values())
     console.print(
@@ -142,6 +161,8 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
         )
     console.print(t)
 
+    render_flood(doc.get("flood") or {"available": False, "reason": "n/a (not run)"}, console)
+
     t = Table(title="Targets")
     t.add_column("target")
     t.add_column("goal")
@@ -151,3 +172,50 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
     for target in doc["targets"]:
         t.add_row(target["name"], target["goal"], target["value"], marks[target["status"]])
     console.print(t)
+
+
+def render_flood(flood: dict[str, Any], console: Console) -> None:
+    """Section 7: the storm's rate in the flood, traced and not, and what became
+    of the lifecycle events and the signals in each traced configuration."""
+    if not flood.get("available"):
+        console.print(f"[bold]7. Flood[/bold]: {flood['reason']}")
+        return
+    strace = "a getppid() loop under strace" if flood.get("strace") else "no strace (not installed)"
+    title = (
+        f"7. Flood: the storm with a kill loop and {strace} ({flood['reps']} interleaved reps of "
+        f"{flood['seconds']:g} s, proctrace -- FLOOD; ratio to the untraced floods around the same rep)"
+    )
+    columns: dict[str, Column] = {
+        "kill()/s": lambda e: _n(e.get("median_kill_rate")),
+        "kill ratio": lambda e: _n(e.get("kill_rate_ratio"), ".3f"),
+        "syscalls/s": lambda e: _n(e.get("median_syscall_rate")) if flood.get("strace") else "",
+        "others' CPU": _others_cpu,
+    }
+    console.print(rate_table(title, flood["storm"], columns))
+
+    accounting = flood["accounting"]
+    t = Table(title="7. Flood: events and signals, all runs of each configuration")
+    t.add_column("figure")
+    for name in accounting:
+        t.add_column(name, justify="right")
+
+    def row(label: str, value: Any) -> None:
+        t.add_row(label, *(value(a) if a["runs"] else "" for a in accounting.values()))
+
+    row("runs", lambda a: str(a["runs"]))
+    row("storm lifecycle events: expected", lambda a: f"{a['lifecycle_expected']:,}")
+    row("  received", lambda a: f"{a['lifecycle_received']:,}")
+    row("  lost (lifecycle)", lambda a: f"{a['lifecycle_lost']:,}")
+    row("signal events streamed", lambda a: f"{a['signals_streamed']:,}")
+    row("  suppressed by the rate limit", lambda a: f"{a['folded_rate_limit']:,}")
+    row("  ptrace stops folded", lambda a: f"{a['folded_ptrace_stop']:,}")
+    row("  lost (signal)", lambda a: f"{a['signal_lost']:,}")
+    row("kill loop: kill() calls", lambda a: f"{a['kill_sent']:,}")
+    row("  streamed", lambda a: f"{a['kill_streamed']:,}")
+    row("  suppressed", lambda a: f"{a['kill_suppressed']:,}")
+    row("  neither (among the signals lost)", lambda a: f"{a['kill_gap']:,}")
+    row("  unaccounted", lambda a: f"{a['kill_unaccounted']:,}")
+    row("syscalls under strace", lambda a: f"{a['syscalls']:,}")
+    row("proctrace's totals: events, lost", lambda a: f"{a['events_reported']:,}, {a['lost_reported']:,}")
+    console.print(t)
+    console.print(f"Command: {flood['command']}")

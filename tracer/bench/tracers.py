@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +153,13 @@ class TracerProcess:
         if self.proc.poll() is not None:
             raise self._failed(f"exited with {self.proc.returncode}")
 
+    def wait_exit(self, timeout: float) -> None:
+        """Wait until the tracer ends on its own: with -- COMMAND, when the command has."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise self._failed(f"still running after {timeout:g} s") from None
+
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -195,6 +203,18 @@ def start_tracer(config: Config, workdir: Path, to_file: bool) -> tuple[TracerPr
     else:
         raise ValueError(config.tool)
     return proc, out
+
+
+@contextlib.contextmanager
+def command_session(args: list[str], command: list[str], stdout: Path) -> Iterator[TracerProcess]:
+    """`proctrace ARGS -- COMMAND`, ready (its probes attached, the command
+    released), stopped on the way out; COMMAND's stdout goes to `stdout`."""
+    tracer = TracerProcess([*proctrace_command(), *args, "--", *command], stdout=stdout, ready_stderr=PROCTRACE_READY)
+    try:
+        tracer.wait_ready()
+        yield tracer
+    finally:
+        tracer.stop()
 
 
 def stop_all(timeout: float = 30.0) -> None:
