@@ -62,3 +62,7 @@ def test_report_summary_names_start_end_and_peak():
     (line,) = report.summary()
     assert line.startswith("RSS start 146.5 MiB (at 10 processes), end 151.4 MiB (at 40,000)")
     assert line.endswith("max 156.2 MiB (at 20,000)")
+
+
+def test_totals_read_past_undecodable_events():
+    assert soak.parse_totals("proctrace: 10 events, 0 lost, 2 undecodable\n") == (10, 0)

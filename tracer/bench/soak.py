@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from proctrace.bench.counting import parse_summary
 from proctrace.bench.storm import compile_c
 from proctrace.bench.tracers import proctrace_command
 
 PROGRAM = "/bin/true"
 
-_TOTALS = re.compile(r"^proctrace: (\d+) events, (\d+) lost(?: \([^)]*\))?$", re.MULTILINE)
 
 
 def expected_events(processes: int, workers: int) -> int:
@@ -57,11 +56,7 @@ def vmrss_kib(status_text: str) -> int | None:
 
 def parse_totals(stderr: str) -> tuple[int, int] | None:
     """(events, lost) from proctrace's final stderr line, or None if it never printed one."""
-    found = _TOTALS.findall(stderr)
-    if not found:
-        return None
-    events, lost = found[-1]
-    return int(events), int(lost)
+    return parse_summary(stderr)
 
 
 def read_progress(data: bytes) -> int:
