@@ -152,6 +152,10 @@ class StraceLog:
     clones: tuple[Clone, ...]
     first_pid: int | None  # the command strace started
     never_resumed: tuple[str, ...]  # calls left `<unfinished ...>` at the end of the log
+    # Lines of calls strace printed as `???`: it could not tell which syscall the
+    # task was in. Not execs as far as this log can say; if one was, proctrace's
+    # exec has no match here and the comparison shows it.
+    unknown_calls: tuple[int, ...]
 
     def process_exits(self) -> list[TaskEnd]:
         return [end for end in self.ends if end.process_exit]
@@ -162,10 +166,12 @@ _LINE = re.compile(r"(?P<pid>\d+)\s+(?:(?P<ts>\d+(?:\.\d+)?|\d\d:\d\d:\d\d(?:\.\
 _EXITED = re.compile(r"\+\+\+ exited with (?P<code>\d+) \+\+\+")
 _KILLED = re.compile(r"\+\+\+ killed by (?P<sig>SIG[\w+-]+|\d+)(?P<core> \(core dumped\))? \+\+\+")
 _SUPERSEDED = re.compile(r"\+\+\+ superseded by execve in pid (?P<tid>\d+) \+\+\+")
-_UNFINISHED = re.compile(r"(?P<call>(?P<name>\w+)\(.*?)\s*<unfinished \.\.\.>")
-_PID_CHANGED = re.compile(r"(?P<call>(?P<name>\w+)\(.*?)\s*<pid changed to \d+ \.\.\.>")
-_RESUMED = re.compile(r"<\.\.\. (?P<name>\w+) resumed>(?P<tail>.*)")
-_CALL = re.compile(r"(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>.*)")
+# A call's name; `???` when strace could not tell which syscall a stop was in.
+_NAME = r"(?P<name>\w+|\?\?\?)"
+_UNFINISHED = re.compile(rf"(?P<call>{_NAME}\(.*?)\s*<unfinished \.\.\.>")
+_PID_CHANGED = re.compile(rf"(?P<call>{_NAME}\(.*?)\s*<pid changed to \d+ \.\.\.>")
+_RESUMED = re.compile(rf"<\.\.\. {_NAME} resumed>(?P<tail>.*)")
+_CALL = re.compile(rf"{_NAME}\((?P<args>.*)\)\s+=\s+(?P<ret>.*)")
 _RESULT = re.compile(r"(?P<value>-?\d+|0x[0-9a-f]+|\?)(?:\s+(?P<errno>E[A-Z0-9]+)\b)?")
 _INFORMATIONAL = re.compile(r"\[ Process PID=\d+ runs in .* mode\. \]|--- .* ---|<detached \.\.\.>")
 
@@ -264,6 +270,7 @@ class _Parser:
         self.execs: list[ExecAttempt] = []
         self.ends: list[_End] = []
         self.clones: list[Clone] = []
+        self.unknown_calls: list[int] = []
         self.current: dict[int, _Task] = {}  # the live lifetime of each thread id
         self.last_ended: dict[int, _Task] = {}  # the lifetime that ended last, per thread id
         self.pending: dict[int, _Pending] = {}  # unfinished calls, by the task whose line resumes them
@@ -331,7 +338,9 @@ class _Parser:
         if match is None:
             raise StraceLogError(f"line {number}: not a system call line: {text!r}")
         name = match["name"]
-        if name in EXEC_CALLS:
+        if name == "???":
+            self.unknown_calls.append(number)
+        elif name in EXEC_CALLS:
             self.exec_call(number, caller, pid, name, match["args"], match["ret"], ts)
         elif name in CLONE_CALLS:
             self.clone_call(number, caller, name, match["args"], match["ret"])
@@ -394,7 +403,9 @@ class _Parser:
                 )
             )
         never_resumed = tuple(f"{pid}: {p.call}" for pid, p in self.pending.items())
-        return StraceLog(tuple(self.execs), tuple(ends), tuple(self.clones), self.first_pid, never_resumed)
+        return StraceLog(
+            tuple(self.execs), tuple(ends), tuple(self.clones), self.first_pid, never_resumed, tuple(self.unknown_calls)
+        )
 
 
 def script_interpreter(head: bytes) -> tuple[bytes, bytes | None] | None:

@@ -262,6 +262,17 @@ def test_a_call_that_the_task_died_in_has_no_result():
     assert (attempt.result, attempt.succeeded, attempt.errno) == (None, False, None)
 
 
+def test_a_call_strace_could_not_name_is_counted_not_parsed():
+    parsed = parse_strace_log(
+        log(
+            "100 ???( <unfinished ...>",
+            "100 <... ??? resumed>) = ?",
+            "100 +++ killed by SIGKILL +++",
+        )
+    )
+    assert (parsed.execs, parsed.unknown_calls, parsed.never_resumed) == ((), (2,), ())
+
+
 def test_informational_lines_are_skipped():
     parsed = parse_strace_log(
         log(

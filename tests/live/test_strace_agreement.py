@@ -98,7 +98,7 @@ def run_under_strace(tmp_path: Path, command: list[str], *, timeout: float, env:
         f"\n{len(log.execs)} exec attempts, {len(log.ends)} task ends, "
         f"{len(log.process_exits())} process exits in strace's log; argv compared {agreement.argvs_compared}, "
         f"unknown {agreement.argvs_unknown}, cut {agreement.argvs_cut}; "
-        f"{agreement.unseen_outcomes} exec outcomes strace did not see; "
+        f"{agreement.unseen_outcomes} exec outcomes and {len(log.unknown_calls)} calls strace did not see; "
         f"lost: {run.losses.lifecycle_events} lifecycle in {len(run.losses.lifecycle)} records, "
         f"{run.losses.signal_events} signal; "
         f"{len(t.of_type('signal', stage='generate', signal='SIGCHLD'))} SIGCHLD generate events received"
