@@ -2,7 +2,9 @@
 
 Run under `strace -f` (tests/live/test_strace_agreement.py). While a flood child
 makes cheap syscalls without pause (each one is two ptrace stops, each stop a
-SIGCHLD to strace), the main process makes, one after the other:
+SIGCHLD to strace), the main process makes rounds of these facts, one after the
+other, for at least DURATION_S, so that lifecycle events come all through the
+flood and not only at its start:
 
 * a PATH search: `true` through two missing directories before /usr/bin;
 * a command that does not exist anywhere on its PATH (only ENOENTs);
@@ -12,15 +14,16 @@ SIGCHLD to strace), the main process makes, one after the other:
 * children exiting 0, 1, 2, 42, 127 and 255;
 * a child killed by SIGTERM, and one killed by SIGSEGV (a real fault) that
   cannot dump core (RLIMIT_CORE 0 and not dumpable, whatever core_pattern says);
-* when core_pattern writes a plain file in the crashing process's directory,
-  a child that dumps core into DIR/crash (removed at once, so the core
-  file never leaves the test's directory); otherwise no core dump at all, and the output says so;
+* in the first round, when core_pattern writes a plain file in the crashing
+  process's directory, a child that dumps core into DIR/crash (removed at
+  once, so the core file never leaves the test's directory); otherwise no
+  core dump at all, and the output says so;
 * a multithreaded child whose non-main thread execs while another runs;
 * a fork storm: FORK_STORM short processes, STORM_PARALLEL at a time, some
   exiting at once with varied codes, some exec'ing /bin/true.
 
 Usage: strace_facts.py DIR (files it makes go there). Prints one JSON object:
-{"flood_syscalls": N, "core_dump": bool}.
+{"rounds": N, "flood_syscalls": N, "core_dump": bool}.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 FLOOD_BATCH = 2000  # syscalls between two looks at the stop pipe
-FLOOD_MIN_SYSCALLS = 200_000  # the flood goes on at least this long, even after the rest is done
+DURATION_S = 6.0  # rounds of facts go on at least this long (~8 rounds of ~0.8 s here, under strace)
 FORK_STORM = 300
 STORM_PARALLEL = 8
 EXIT_CODES = (0, 1, 2, 42, 127, 255)
@@ -49,17 +52,16 @@ PR_SET_DUMPABLE = 4
 
 
 def flood(stop_read: int, report_write: int) -> None:
-    """Child: cheap syscalls until told to stop (and at least FLOOD_MIN_SYSCALLS), then their count."""
+    """Child: cheap syscalls until told to stop, then their count."""
     os.set_blocking(stop_read, False)
     count = 0
     stopped = False
-    while not (stopped and count >= FLOOD_MIN_SYSCALLS):
+    while not stopped:
         for _ in range(FLOOD_BATCH):
             os.getppid()
         count += FLOOD_BATCH
-        if not stopped:
-            with contextlib.suppress(BlockingIOError):
-                stopped = os.read(stop_read, 1) == b""  # the parent closed its end
+        with contextlib.suppress(BlockingIOError):
+            stopped = os.read(stop_read, 1) == b""  # the parent closed its end
     os.write(report_write, str(count).encode())
     os._exit(0)
 
@@ -198,20 +200,26 @@ def fork_storm() -> None:
 def main() -> None:
     directory = Path(sys.argv[1])
     flood_pid, stop_flood, flood_report = start_flood()
-    path_search()
-    command_not_found()
-    exec_failures(directory)
-    script(directory)
-    exit_codes()
-    killed_by_sigterm()
-    killed_by_sigsegv()
-    dumped = core_dump(directory)
-    exec_from_thread()
-    fork_storm()
+    deadline = time.monotonic() + DURATION_S
+    rounds = 0
+    dumped = False
+    while rounds == 0 or time.monotonic() < deadline:
+        path_search()
+        command_not_found()
+        exec_failures(directory)
+        script(directory)
+        exit_codes()
+        killed_by_sigterm()
+        killed_by_sigsegv()
+        if rounds == 0:
+            dumped = core_dump(directory)
+        exec_from_thread()
+        fork_storm()
+        rounds += 1
     os.close(stop_flood)
     flood_syscalls = int(os.read(flood_report, 32))
     os.waitpid(flood_pid, 0)
-    print(json.dumps({"flood_syscalls": flood_syscalls, "core_dump": dumped}), flush=True)
+    print(json.dumps({"rounds": rounds, "flood_syscalls": flood_syscalls, "core_dump": dumped}), flush=True)
 
 
 if __name__ == "__main__":
