@@ -289,6 +289,11 @@ class _Parser:
     def end_task(self, end: _End) -> None:
         self.ends.append(end)
         self.last_ended[end.pid] = self.current.pop(end.pid)
+        died_in = self.pending.pop(end.pid, None)
+        if died_in is not None and end.how != "superseded" and died_in.call.startswith(("execve(", "execveat(")):
+            # Killed inside exec before strace could print even `= ?`: the outcome is
+            # as unseen as with `= ?`. Any other call a task died in is no fact here.
+            self.call(end.line, died_in.caller, end.pid, died_in.call + ") = ?", end.ts)
 
     def feed(self, number: int, raw: str) -> None:
         line = raw.rstrip("\n")

@@ -248,12 +248,29 @@ def test_a_cut_argv_is_not_whole():
     assert parsed.execs[0].filename == b"/bin/echo"
 
 
-def test_a_call_that_never_returns_is_reported():
-    parsed = parse_strace_log(
-        log(f"100 {execve('/bin/true', 'true')} <unfinished ...>", "100 +++ killed by SIGKILL +++")
-    )
+def test_a_call_left_unfinished_at_the_end_of_the_log_is_reported():
+    parsed = parse_strace_log(log(f"100 {execve('/bin/true', 'true')} <unfinished ...>"))
     assert parsed.execs == ()
     assert len(parsed.never_resumed) == 1
+
+
+def test_a_task_killed_inside_exec_has_an_exec_of_unseen_outcome():
+    # Seen in CPython's test_subprocess: a child killed just after starting a call.
+    parsed = parse_strace_log(
+        log(
+            f"100 {execve('/bin/true', 'true')} <unfinished ...>",
+            "100 +++ killed by SIGKILL +++",
+            f"100 {FORK_CLONE} = 101",
+            f"101 {execve('/bin/true', 'true')}) = 0",
+            "101 ???( <unfinished ...>",
+            "101 +++ killed by SIGKILL +++",
+        )
+    )
+    assert [(e.pid, e.result, e.filename, e.line) for e in parsed.execs] == [
+        (100, None, b"/bin/true", 2),
+        (101, 0, b"/bin/true", 4),
+    ]
+    assert (parsed.never_resumed, [e.signal for e in parsed.ends]) == ((), ["SIGKILL", "SIGKILL"])
 
 
 def test_a_call_that_the_task_died_in_has_no_result():

@@ -31,13 +31,14 @@ from tests.workloads import strace_facts
 
 pytestmark = pytest.mark.live
 
-# The flood must be one: ~150,000 syscalls in the workload's 6 s here, each two ptrace stops.
-FLOOD_MIN_SYSCALLS = 100_000
+# The flood must be one: 62,000-156,000 syscalls (each two ptrace stops) in the workload's
+# 6 s here, as the machine's load varies; this floor only catches a flood that is not there.
+FLOOD_MIN_SYSCALLS = 20_000
 MANY_PROCESSES = 150  # the CPython selection below makes ~215 processes here; fewer means it changed
 ARGV_MAX = "28672"  # the most proctrace reads, so that long `python -c` programs come whole
 # CPython's own tests: 157 of test_subprocess's 331, chosen to spawn ~200 processes
 # with PATH searches, failed execs (ENOENT, EACCES), deaths by signal and fd-closing
-# loops (a syscall flood of their own), in ~32 s under strace alone (~45 s under
+# loops (a syscall flood of their own), in ~32 s under strace alone (42-65 s under
 # proctrace too; the whole file takes ~2 minutes). Names for regrtest's -m.
 CPYTHON_TESTS = (
     "ProcessTestCase",
