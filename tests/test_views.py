@@ -292,7 +292,7 @@ def test_timeline_json_has_the_schema_and_the_facts(table):
     assert (killed["exit_code"], killed["signal"], killed["lifetime_ns"]) == (None, "SIGTERM", 10 * MS + 205_000)
     assert [(s["signal"], s["stage"]) for s in killed["signals"]] == [("SIGTERM", "generate"), ("SIGKILL", "deliver")]
     assert objs[104]["failed_execs"] == [
-        {"ts_ns": T0 + 51 * MS, "filename": "/nope", "argv": ["nope"], "errno": "ENOENT"}
+        {"ts_ns": T0 + 51 * MS, "filename": "/nope", "argv": ["nope"], "errno": "ENOENT", "path_search": False}
     ]
     assert objs[104]["execs"] == [] and objs[104]["end_ns"] is None
     shell_obj = objs[SH]

@@ -53,12 +53,17 @@ from proctrace.model.events import (
     signal_name,
 )
 from proctrace.model.memo import remember
+from proctrace.model.path_search import PendingMisses, count_path_miss, take_path_misses
 from rich.cells import cell_len, set_cell_size
 
 # Column widths: a pid is at most 7 digits (pid_max <= 4194304), a comm 15 bytes.
 _KIND_W, _PID_W, _COMM_W = 6, 7, 15
 _KIND_COLUMN = {kind: kind.ljust(_KIND_W) for kind in EVENT_KINDS}
 _ANSI = ansi_codes()
+
+# The colour role of an event that has no line of its own: a PATH miss, said
+# on the line of the exec that ends its search.
+_FOLDED = "folded"
 
 # ---------------------------------------------------------------------------
 # Terminal cells
@@ -103,6 +108,9 @@ class StreamRenderer:
         self._comms: dict[bytes, str] = {}
         self._outcomes: dict[int, tuple[str, str]] = {}
         self._quoted: dict[bytes, str] = {}
+        # The PATH misses not yet said: the exec that ends a search may come in
+        # a later batch than its misses.
+        self._path_misses: PendingMisses = {}
         self._details: dict[type, Callable[[Any], tuple[str, str]]] = {
             ForkEvent: self._fork,
             ExecEvent: self._exec,
@@ -121,10 +129,13 @@ class StreamRenderer:
         return text
 
     def line(self, event: Event) -> str:
-        return self.lines([event])[0]
+        """The line of `event`; "" for an event folded into a later line (a PATH miss)."""
+        shown = self.lines([event])
+        return shown[0] if shown else ""
 
     def lines(self, events: list[Event]) -> list[str]:
-        """One line per event. The hot path of the pretty stream, so it works a
+        """One line per event, except a PATH miss, which the line of the exec
+        that ends its search counts. The hot path of the pretty stream, so it works a
         batch at a time with everything it needs in local variables, keeps
         dictionary caches for what repeats (the clock's second, padded pids,
         comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
@@ -133,6 +144,7 @@ class StreamRenderer:
         second_shown, hms = self._second, self._hms
         t_on, t_off = _ANSI["time"]
         c_on, c_off = _ANSI["comm"]
+        folded = _FOLDED
         out = []
         for event in events:
             wall = event.ts_ns + offset
@@ -154,6 +166,8 @@ class StreamRenderer:
             kind = _KIND_COLUMN.get(event.kind) or event.kind.ljust(_KIND_W)
             detailer = details.get(type(event))
             role, detail = detailer(event) if detailer else ("other", "")
+            if role is folded:
+                continue
             if width is not None:
                 detail = _crop(detail, width - _cells(f"{stamp} {kind} {pid} {ppid} {comm} "))
             if color:
@@ -191,6 +205,8 @@ class StreamRenderer:
         return "fork", f"process {ev.child_pid}"
 
     def _exec(self, ev: ExecEvent) -> tuple[str, str]:
+        if ev.path_search:
+            return self._path_miss(ev)
         filename = self._quote(ev.filename)
         if ev.filename_truncated:
             filename += TRUNCATED
@@ -207,11 +223,17 @@ class StreamRenderer:
             words.append(quoted)
             used += len(quoted) + 1
         from_thread = ev.old_pid if ev.old_pid != ev.pid else 0
-        if ev.argv_unreadable or ev.argv_truncated or from_thread:
-            words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread))
+        misses = take_path_misses(self._path_misses, ev) if self._path_misses and not ev.errno else 0
+        if ev.argv_unreadable or ev.argv_truncated or from_thread or misses:
+            words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread, misses))
         if ev.errno:
             return "exec_failed", f"FAILED {errno_name(ev.errno)} {' '.join(words)}"
         return "exec", " ".join(words)
+
+    def _path_miss(self, ev: ExecEvent) -> tuple[str, str]:
+        """Count a PATH miss for the exec that ends its search, and show no line."""
+        count_path_miss(self._path_misses, ev)
+        return _FOLDED, ""
 
     def _exit(self, ev: ExitEvent) -> tuple[str, str]:
         status = ev.status
