@@ -38,22 +38,25 @@ from itertools import chain, islice
 
 from proctrace.model.events import Event, ExecEvent
 from proctrace.model.memo import remember
-from proctrace.model.ordering import SUBMIT_MARGIN_NS
 
 SEARCH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EACCES})
 """The errors on which execvp(3) tries the next directory of PATH."""
 
-PATH_SEARCH_HORIZON_NS = SUBMIT_MARGIN_NS
-"""How soon after a failed attempt the successful exec must come to make it a
-PATH miss. Measured here (2 vCPUs, `make -j2` of C files): the attempts of one
-search were 3-22 us apart, and the successful exec of `as` came 0.1 ms after
-the last miss, up to 3.7 ms with both CPUs busy (loading a binary is most of
-it). The horizon is the reorder window's margin on purpose: when the live
-source releases a failed exec, every event stamped up to the margin after it
-has been drained (the exec program submits microseconds after its timestamp;
-the margin is its worst case) and is either later in the batch or still in the
-window. So the lookahead live always spans the horizon, and the decision is
-the one a reader of the whole recording makes."""
+PATH_SEARCH_HORIZON_NS = 25_000_000
+"""How soon after a failed attempt the exec that ends its search must come.
+The attempts of a search are microseconds apart, and the exec that finds the
+file usually comes within a millisecond (most of it loading the binary; measured
+here, `make -j2` of C files: 0.1-3.7 ms). But the searching task can lose the
+CPU in between: with three CPU hogs on 2 vCPUs, searches spanned up to 9 ms (a
+scheduler timeslice is a few ms). 25 ms leaves room for that and stays short
+enough that a real failure and a much later run of the same name stay apart.
+
+The live source decides when a miss leaves the reorder window: by then it has
+every event stamped up to SUBMIT_MARGIN_NS (5 ms, tracer/model/ordering.py)
+after it, and those of up to one drain interval more. So a search whose exec
+came within 5 ms of a miss is always found; one slower than that, only when
+the exec was drained before the miss left the window (under that load, 1
+search in 60 was not). What was decided is what the recording keeps."""
 
 
 def exec_caller(ev: ExecEvent) -> int:

@@ -66,7 +66,10 @@ class ReplaySource:
                     yield record
                     yield _CHECK_READER
             else:
-                held = lookahead.flush()  # the events before a loss report come before it
+                # A loss report keeps its place after the events before it, so
+                # they are decided with what came before it: rare, and what
+                # followed a loss was never certain to be complete anyway.
+                held = lookahead.flush()
                 if held:
                     yield held
                 yield record
