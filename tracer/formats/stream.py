@@ -2,7 +2,8 @@
 
 This module owns how an event looks on a terminal: the columns, the line of
 each kind of event, cutting a line to the terminal's width, and the status
-line kept at the bottom of a TTY. The escaping, quoting, durations and colours
+line kept at the bottom of a TTY. A PATH miss (tracer/model/path_search.py)
+has no line: the exec that ends its search says how many it took. The escaping, quoting, durations and colours
 are tracer/formats/text.py's, the words for outcomes and signals
 tracer/formats/words.py's, and the JSON form is tracer/formats/jsonl.py.
 
@@ -61,10 +62,6 @@ _KIND_W, _PID_W, _COMM_W = 6, 7, 15
 _KIND_COLUMN = {kind: kind.ljust(_KIND_W) for kind in EVENT_KINDS}
 _ANSI = ansi_codes()
 
-# The colour role of an event that has no line of its own: a PATH miss, said
-# on the line of the exec that ends its search.
-_FOLDED = "folded"
-
 # ---------------------------------------------------------------------------
 # Terminal cells
 
@@ -111,6 +108,7 @@ class StreamRenderer:
         # The PATH misses not yet said: the exec that ends a search may come in
         # a later batch than its misses.
         self._path_misses: PendingMisses = {}
+        self._folded = False  # the batch being rendered holds a PATH miss
         self._details: dict[type, Callable[[Any], tuple[str, str]]] = {
             ForkEvent: self._fork,
             ExecEvent: self._exec,
@@ -144,7 +142,6 @@ class StreamRenderer:
         second_shown, hms = self._second, self._hms
         t_on, t_off = _ANSI["time"]
         c_on, c_off = _ANSI["comm"]
-        folded = _FOLDED
         out = []
         for event in events:
             wall = event.ts_ns + offset
@@ -166,8 +163,6 @@ class StreamRenderer:
             kind = _KIND_COLUMN.get(event.kind) or event.kind.ljust(_KIND_W)
             detailer = details.get(type(event))
             role, detail = detailer(event) if detailer else ("other", "")
-            if role is folded:
-                continue
             if width is not None:
                 detail = _crop(detail, width - _cells(f"{stamp} {kind} {pid} {ppid} {comm} "))
             if color:
@@ -176,6 +171,11 @@ class StreamRenderer:
             else:
                 out.append(f"{stamp} {kind} {pid} {ppid} {comm} {detail}")
         self._second, self._hms = second_shown, hms
+        if self._folded:
+            # Rare, so dropped here rather than tested for in the loop above,
+            # which would cost every event of every batch.
+            self._folded = False
+            out = [line for line, ev in zip(out, events, strict=True) if not (type(ev) is ExecEvent and ev.path_search)]
         return out
 
     def _outcome(self, status: WaitStatus) -> tuple[str, str]:
@@ -223,17 +223,18 @@ class StreamRenderer:
             words.append(quoted)
             used += len(quoted) + 1
         from_thread = ev.old_pid if ev.old_pid != ev.pid else 0
-        misses = take_path_misses(self._path_misses, ev) if self._path_misses and not ev.errno else 0
-        if ev.argv_unreadable or ev.argv_truncated or from_thread or misses:
+        if ev.argv_unreadable or ev.argv_truncated or from_thread or self._path_misses:
+            misses = take_path_misses(self._path_misses, ev) if self._path_misses and not ev.errno else 0
             words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread, misses))
         if ev.errno:
             return "exec_failed", f"FAILED {errno_name(ev.errno)} {' '.join(words)}"
         return "exec", " ".join(words)
 
     def _path_miss(self, ev: ExecEvent) -> tuple[str, str]:
-        """Count a PATH miss for the exec that ends its search, and show no line."""
+        """Count a PATH miss for the exec that ends its search; lines() drops its line."""
         count_path_miss(self._path_misses, ev)
-        return _FOLDED, ""
+        self._folded = True
+        return "exec", ""
 
     def _exit(self, ev: ExitEvent) -> tuple[str, str]:
         status = ev.status
