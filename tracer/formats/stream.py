@@ -3,9 +3,10 @@
 This module owns how an event looks on a terminal: the columns, the line of
 each kind of event, cutting a line to the terminal's width, and the status
 line kept at the bottom of a TTY. A PATH miss (tracer/model/path_search.py)
-has no line: the exec that ends its search says how many it took. The escaping, quoting, durations and colours
-are tracer/formats/text.py's, the words for outcomes and signals
-tracer/formats/words.py's, and the JSON form is tracer/formats/jsonl.py.
+has no line: the exec that ends its search says how many it took. The
+escaping, quoting, durations and colours are tracer/formats/text.py's, the
+words for outcomes and signals tracer/formats/words.py's, and the JSON form is
+tracer/formats/jsonl.py.
 
 Two constraints shape the code:
 
@@ -133,10 +134,10 @@ class StreamRenderer:
 
     def lines(self, events: list[Event]) -> list[str]:
         """One line per event, except a PATH miss, which the line of the exec
-        that ends its search counts. The hot path of the pretty stream, so it works a
-        batch at a time with everything it needs in local variables, keeps
-        dictionary caches for what repeats (the clock's second, padded pids,
-        comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
+        that ends its search counts. The hot path of the pretty stream, so it
+        works a batch at a time with everything it needs in local variables,
+        keeps dictionary caches for what repeats (the clock's second, padded
+        pids, comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
         offset, pids, comms, details = self._offset_ns, self._pids, self._comms, self._details
         width, color = self._width, self._color
         second_shown, hms = self._second, self._hms
