@@ -54,6 +54,7 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         d["argv_unreadable"] = ev.argv_unreadable
         d["errno"] = errno_name(ev.errno) if ev.errno else None
         d["old_pid"] = ev.old_pid if ev.old_pid != ev.pid else None
+        d["path_search"] = ev.path_search
     elif isinstance(ev, ForkEvent):
         d["child_pid"] = ev.child_pid
         d["child_tgid"] = ev.child_tgid

@@ -18,6 +18,7 @@ from proctrace.model.events import (
     Event,
     WaitStatus,
 )
+from proctrace.model.path_search import mark_path_searches
 from proctrace.model.process_table import ProcessTable
 from proctrace.model.procsnap import ProcInfo
 
@@ -455,3 +456,29 @@ def test_hostile_comm_and_argv_give_valid_ascii_json_with_printable_strings():
     assert meta(trace, "process_name")[track]["name"].startswith("\\x1b]0;pwn\\x07\\xff [203] ← 100 · $'\\x1b[31m")
     for name in (meta(trace, "process_name")[track]["name"], exec_slice["name"]):
         assert len(name) <= 200 and name.endswith("…") and not name.endswith("\\…")  # no escape cut in half
+
+
+def test_path_misses_are_no_failure_instants_and_the_exec_slice_counts_them():
+    # 400 finds `as` at the third directory of PATH; 401 finds `nosuch` nowhere.
+    s400, s401 = T0 + 1 * MS - 10 * US, T0 + 3 * MS - 10 * US
+    events: list[Event] = [
+        fork(T0 + 1 * MS, 400),
+        execve(T0 + 1 * MS + 10 * US, 400, s400, [b"as"], errno=ENOENT, filename=b"/usr/local/bin/as"),
+        execve(T0 + 1 * MS + 15 * US, 400, s400, [b"as"], errno=ENOENT, filename=b"/opt/bin/as"),
+        execve(T0 + 1 * MS + 90 * US, 400, s400, [b"as"], filename=b"/usr/bin/as"),
+        exit_(T0 + 2 * MS, 400, s400, comm=b"as"),
+        fork(T0 + 3 * MS, 401),
+        execve(T0 + 3 * MS + 10 * US, 401, s401, [b"nosuch"], errno=ENOENT, filename=b"/usr/bin/nosuch"),
+        generate(END, 999_999, 0),
+    ]
+    mark_path_searches(events, ())
+    table = ProcessTable()
+    table.seed(SNAPSHOT)
+    table.write(events)
+    trace = export(table)[1]
+    found = track_of(trace, 400)
+    assert events_of(trace, found, "exec_failed") == []
+    (slice_,) = events_of(trace, found, "exec")
+    assert slice_["args"] == {"filename": "/usr/bin/as", "argv": ["as"], "path_misses": 2}
+    (failed,) = events_of(trace, track_of(trace, 401), "exec_failed")
+    assert failed["name"] == "exec failed: ENOENT" and failed["args"]["filename"] == "/usr/bin/nosuch"

@@ -20,9 +20,13 @@ They were made with a clone of that commit at /tmp/base, set up by its ./scripts
     .venv/bin/python tests/data/golden/regenerate.py --proctrace /tmp/base/.venv/bin/proctrace expect
 
 `record` makes a new session.rec (live, as root) and `expect` the expected files
-from it. Regenerate them on purpose only, after a change of output that is
-meant, with the `proctrace` executable whose outputs are the new reference
-(`expect` alone keeps the recording). The test suite never runs that script.
+from it. Since then `expect` alone has remade them for these meant changes,
+each checked to be the only difference: exec objects end in `path_search`, and
+the timeline JSON's execs and processes say `path_misses` and its failed execs
+`path_search` (issue 12; session.rec, from before, has them decided on reading).
+Regenerate them on purpose only, after a change of output that is meant, with
+the `proctrace` executable whose outputs are the new reference (`expect` alone
+keeps the recording). The test suite never runs that script.
 """
 
 from __future__ import annotations

@@ -37,7 +37,16 @@ CLOCK = Clock(realtime_minus_monotonic_ns=WALL_2023)
 COMMON = ("type", "ts_ns", "time", "pid", "tgid", "ppid", "comm", "uid", "start_ns", "cpu")
 KIND_KEYS = {
     "fork": ("child_pid", "child_tgid", "child_ppid", "thread", "clone_flags"),
-    "exec": ("filename", "argv", "argv_truncated", "filename_truncated", "argv_unreadable", "errno", "old_pid"),
+    "exec": (
+        "filename",
+        "argv",
+        "argv_truncated",
+        "filename_truncated",
+        "argv_unreadable",
+        "errno",
+        "old_pid",
+        "path_search",
+    ),
     "exit": ("exit_code", "signal", "core_dumped", "status", "process_exit", "lifetime_ns"),
     "signal": ("signal", "signo", "stage", "target_pid", "target_comm", "sender_pid", "code", "result", "group"),
     "reap": ("reaped_pid", "exit_code", "signal", "core_dumped", "status"),
@@ -126,6 +135,32 @@ def test_failed_exec_names_its_errno() -> None:
 def test_exec_old_pid_is_null_unless_another_thread_called_exec() -> None:
     assert event_dict(ExecEvent(**base(), old_pid=300), CLOCK)["old_pid"] is None
     assert event_dict(ExecEvent(**base(), old_pid=305), CLOCK)["old_pid"] == 305
+
+
+def test_exec_path_search_is_the_last_key_and_false_unless_set() -> None:
+    success = json.loads(event_json(sample_events()["exec"], CLOCK))
+    assert list(success)[-1] == "path_search"
+    assert success["path_search"] is False
+    miss = ExecEvent(**base(), filename=b"/usr/local/bin/as", argv=[b"as"], errno=2, old_pid=300, path_search=True)
+    assert json.loads(event_json(miss, CLOCK))["path_search"] is True
+    failure = ExecEvent(**base(), filename=b"/nope", argv=[b"nope"], errno=2, old_pid=300)
+    assert json.loads(event_json(failure, CLOCK))["path_search"] is False
+
+
+def test_exec_without_path_search_reads_back_as_not_a_path_miss() -> None:
+    # A recording made before the field existed; tracer/session/replay.py decides it.
+    d = event_dict(ExecEvent(**base(), filename=b"/nope", argv=[b"nope"], errno=2, old_pid=300), CLOCK)
+    del d["path_search"]
+    again = event_from_dict(d)
+    assert type(again) is ExecEvent and again.errno == 2 and again.path_search is False
+
+
+@pytest.mark.parametrize(("errno_name", "value"), [("ENOENT", 1), ("ENOENT", "true"), (None, True)])
+def test_exec_path_search_must_be_a_boolean_and_only_on_a_failure(errno_name, value) -> None:
+    d = event_dict(ExecEvent(**base(), filename=b"/x", argv=[b"x"], old_pid=300), CLOCK)
+    d["errno"], d["path_search"] = errno_name, value
+    with pytest.raises(ValueError, match="path_search"):
+        event_from_dict(d)
 
 
 def test_exit_with_code() -> None:
@@ -222,7 +257,7 @@ common = st.fixed_dictionaries(
 )
 kernel_events = st.one_of(
     st.builds(
-        lambda c, flen, argv, flags, err, old: ExecEvent(
+        lambda c, flen, argv, flags, err, old, path_search: ExecEvent(
             **c,
             filename=flen,
             argv=argv,
@@ -231,6 +266,7 @@ kernel_events = st.one_of(
             argv_unreadable=flags[2],
             errno=err,
             old_pid=old,
+            path_search=path_search and err != 0,  # only a failed exec is a PATH miss
         ),
         common,
         st.binary(max_size=40),
@@ -238,6 +274,7 @@ kernel_events = st.one_of(
         st.tuples(st.booleans(), st.booleans(), st.booleans()),
         st.integers(0, 4095),
         u32,
+        st.booleans(),
     ),
     st.builds(
         lambda c, a, b, p, f: ForkEvent(**c, child_pid=a, child_tgid=b, child_ppid=p, clone_flags=f),

@@ -27,7 +27,7 @@ from proctrace.session.live import (
 )
 from proctrace.session.loop import SourceRecord, Tick, drive
 
-from tests.synthetic import MS, SHELL_START, exit_, fork
+from tests.synthetic import MS, SHELL_START, execve, exit_, fork
 
 DEFAULT_RING = 4 << 20
 
@@ -375,3 +375,21 @@ def test_folded_signals_are_read_every_second_and_at_the_end_and_join_the_ordere
     events = [ev for record in records if isinstance(record, list) for ev in record]
     assert events == [first, summary]
     assert probe.fold_reads == [False, False, True]  # two fold ticks, then the final read
+
+
+def test_the_live_source_decides_path_searches_with_the_reorder_window_as_lookahead(clock: FakeTime) -> None:
+    # cc's driver misses "as" in two directories and finds it in a third. The
+    # first drain releases the misses while their success waits in the window.
+    first_drain = START_NS + round(DRAIN_INTERVAL_S * 1e9)
+    found_at = first_drain - 1 * MS  # within the submit margin of the first drain: held
+    missed_at = found_at - 4 * MS - 500_000  # before the margin: released
+    misses = [
+        execve(missed_at, 500, SHELL_START, [b"as"], errno=2, filename=b"/usr/local/bin/as"),
+        execve(missed_at + 10_000, 500, SHELL_START, [b"as"], errno=2, filename=b"/root/.cargo/bin/as"),
+    ]
+    lone = execve(START_NS, 501, SHELL_START, [b"frob"], errno=2, filename=b"/usr/bin/frob")
+    success = execve(found_at, 500, SHELL_START, [b"as"], filename=b"/usr/bin/as")
+    probe = FakeProbe([[lone, *misses, success], []])
+    records = list(source(probe, command=FakeCommand(turns=2)).records(shows_status=False))
+    assert records == [[lone, *misses], [success]]
+    assert [ev.path_search for ev in (lone, *misses, success)] == [False, True, True, False]

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proctrace.formats import recording as recording_module
 from proctrace.formats.jsonl import event_json, lost_json
-from proctrace.formats.recording import LostRecord, RecordingWriter, make_header, open_recording
+from proctrace.formats.recording import LostRecord, Recording, RecordingWriter, make_header, open_recording
 from proctrace.model.clock import Clock
-from proctrace.model.events import Event
+from proctrace.model.events import Event, ExecEvent
 from proctrace.model.filters import FilterSpec
 from proctrace.model.procsnap import ProcInfo
 from proctrace.session.loop import Tick
@@ -134,3 +135,82 @@ def test_views_of_a_command_session_show_what_the_filter_kept_even_without_the_c
         assert pids[0] == GOLDEN_COMMAND and GOLDEN_SH in pids
     else:
         assert pids == expected
+
+
+# --- PATH searches: trusted as recorded, decided for a recording without them ----------
+
+CC, CC_START = 210, 20 * MS - 5_000
+
+
+def cc_search(t0: int) -> list[Event]:
+    """210 misses `as` in two directories of PATH and finds it in the third."""
+    return [
+        fork(t0, CC),
+        execve(t0 + 10_000, CC, CC_START, [b"as"], errno=2, filename=b"/usr/local/bin/as", comm=b"cc"),
+        execve(t0 + 15_000, CC, CC_START, [b"as"], errno=2, filename=b"/root/.cargo/bin/as", comm=b"cc"),
+        execve(t0 + 90_000, CC, CC_START, [b"as"], filename=b"/usr/bin/as"),
+        exit_(t0 + 1 * MS, CC, CC_START, comm=b"as"),
+    ]
+
+
+def record_batches(path: Path, batches: list[list[Event]], *, before_path_search: bool) -> Path:
+    """A recording of `batches`; `before_path_search`: as an earlier proctrace
+    wrote it, with no path_search in its exec records."""
+    header = make_header(CLOCK, "ring", {"filters": FilterSpec().as_dict(), "command_pid": SHELL}, SNAPSHOT)
+    writer = RecordingWriter.create(str(path), header, force=False)
+    for batch in batches:
+        writer.write(batch)
+    writer.close("the command ended")
+    if before_path_search:
+        text = path.read_text()
+        assert text.count(',"path_search":false') == 3
+        path.write_text(text.replace(',"path_search":false', ""))
+    return path
+
+
+def replayed(path: Path) -> tuple[Recording, list[list[Event]]]:
+    recording = open_recording(str(path))
+    records = list(ReplaySource(recording).records(shows_status=False))
+    return recording, [record for record in records if type(record) is list]
+
+
+def replayed_flags(path: Path) -> tuple[bool | None, list[bool]]:
+    recording, batches = replayed(path)
+    events = [ev for batch in batches for ev in batch]
+    assert events == sorted(events, key=lambda ev: ev.ts_ns)
+    return recording.exec_path_search, [ev.path_search for ev in events if type(ev) is ExecEvent and ev.errno]
+
+
+def test_a_recording_without_path_search_has_it_decided_on_reading_even_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = cc_search(20 * MS)
+    rec = record_batches(tmp_path / "old.rec", [events], before_path_search=True)
+    monkeypatch.setattr(recording_module, "READ_CHUNK", 256)  # about a record a block
+    recording, batches = replayed(rec)
+    assert len(batches) > 1
+    replayed_events = [ev for batch in batches for ev in batch]
+    assert [(ev.kind, ev.ts_ns) for ev in replayed_events] == [(ev.kind, ev.ts_ns) for ev in events]
+    assert recording.exec_path_search is False
+    assert [ev.path_search for ev in replayed_events if type(ev) is ExecEvent and ev.errno] == [True, True]
+
+
+def test_a_recording_with_path_search_is_trusted_as_written(tmp_path: Path) -> None:
+    # Written undecided (false) on purpose: the rule would say true, the file wins.
+    rec = record_batches(tmp_path / "new.rec", [cc_search(20 * MS)], before_path_search=False)
+    assert replayed_flags(rec) == (True, [False, False])
+
+
+def test_an_old_recording_reads_back_with_misses_folded_and_counted_apart(tmp_path: Path) -> None:
+    rec = record_batches(tmp_path / "old.rec", [cc_search(20 * MS)], before_path_search=True)
+    out = tmp_path / "summary.txt"
+    replay(str(rec), replay_options(rec, summary=True, color="never", output_path=str(out)))
+    text = out.read_text()
+    assert "0 non-zero exits, 0 deaths by signal, 0 failed execs\n2 PATH misses folded into their execs\n" in text
+    stream = tmp_path / "stream.txt"
+    replay(str(rec), replay_options(rec, color="never", output_path=str(stream)))
+    execs = [line for line in stream.read_text().splitlines() if " exec " in line]
+    assert len(execs) == 1 and execs[0].endswith("/usr/bin/as as (after 2 PATH misses)")
+    copy = tmp_path / "copy.rec"
+    replay(str(rec), replay_options(rec, quiet=True, record_path=str(copy)))
+    assert replayed_flags(copy) == (True, [True, True])  # a copy carries what was decided

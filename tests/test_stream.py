@@ -147,6 +147,71 @@ def test_exec_by_a_non_leader_thread_names_the_thread():
     assert plain().line(ev) == row("exec", "/bin/true true (from thread 1240)")
 
 
+def path_miss(directory: bytes, name: bytes = b"as", **fields: Any) -> ExecEvent:
+    return ExecEvent(
+        **common(**fields), filename=directory + b"/" + name, argv=[name], errno=2, old_pid=1234, path_search=True
+    )
+
+
+def as_found(**fields: Any) -> ExecEvent:
+    return ExecEvent(**common(comm=b"as", **fields), filename=b"/usr/bin/as", argv=[b"as", b"-o", b"f.o"], old_pid=1234)
+
+
+def test_path_misses_have_no_line_and_the_exec_that_ends_the_search_counts_them():
+    misses = [path_miss(d) for d in (b"/usr/local/bin", b"/root/.cargo/bin", b"/usr/local/sbin")]
+    lines = plain().lines([*misses, as_found()])
+    assert lines == [row("exec", "/usr/bin/as as -o f.o (after 3 PATH misses)", comm="as             ")]
+
+
+def test_one_path_miss_is_said_in_the_singular():
+    assert plain().lines([path_miss(b"/opt/bin"), as_found()]) == [
+        row("exec", "/usr/bin/as as -o f.o (after 1 PATH miss)", comm="as             ")
+    ]
+
+
+def test_the_count_carries_over_to_a_later_batch():
+    renderer = plain()
+    assert renderer.lines([path_miss(b"/a"), path_miss(b"/b")]) == []
+    assert renderer.line(path_miss(b"/c")) == ""
+    assert renderer.lines([as_found()]) == [
+        row("exec", "/usr/bin/as as -o f.o (after 3 PATH misses)", comm="as             ")
+    ]
+    assert renderer.lines([as_found()]) == [row("exec", "/usr/bin/as as -o f.o", comm="as             ")]
+
+
+def test_a_failed_exec_that_is_no_path_miss_keeps_its_red_failed_line_and_counts_nothing():
+    failure = ExecEvent(**common(), filename=b"/usr/local/bin/as", argv=[b"as"], errno=2, old_pid=1234)
+    lines = plain().lines([failure, as_found()])
+    assert lines == [
+        row("exec", "FAILED ENOENT /usr/local/bin/as as"),
+        row("exec", "/usr/bin/as as -o f.o", comm="as             "),
+    ]
+
+
+def test_misses_of_other_threads_are_not_counted_for_this_exec():
+    renderer = plain()
+    other = ExecEvent(
+        **common(pid=1240), filename=b"/opt/bin/as", argv=[b"as"], errno=2, old_pid=1240, path_search=True
+    )
+    assert renderer.lines([other, path_miss(b"/a"), as_found()]) == [
+        row("exec", "/usr/bin/as as -o f.o (after 1 PATH miss)", comm="as             ")
+    ]
+
+
+def test_a_thread_that_searched_path_has_its_misses_on_the_exec_line_with_its_pid_change():
+    miss = ExecEvent(**common(pid=1240), filename=b"/a/true", argv=[b"true"], errno=2, old_pid=1240, path_search=True)
+    success = ExecEvent(**common(comm=b"true"), filename=b"/bin/true", argv=[b"true"], old_pid=1240)
+    assert plain().lines([miss, success]) == [
+        row("exec", "/bin/true true (from thread 1240) (after 1 PATH miss)", comm="true           ")
+    ]
+
+
+def test_a_stale_count_for_another_name_is_not_said():
+    # The exec that ended the search of "as" was hidden by a filter; "ld" comes next.
+    ld = ExecEvent(**common(comm=b"ld"), filename=b"/usr/bin/ld", argv=[b"ld"], old_pid=1234)
+    assert plain().lines([path_miss(b"/a"), ld]) == [row("exec", "/usr/bin/ld ld", comm="ld             ")]
+
+
 def test_process_exit_shows_status_and_lifetime():
     ev = ExitEvent(**common(), status=WaitStatus(7 << 8), task_exit_code=7 << 8, process_exit=True)
     assert plain().line(ev) == row("exit", "process exit 7 after 1.23s")
@@ -472,8 +537,12 @@ def test_renderer_caches_stay_bounded_over_a_long_trace():
         renderer.line(
             ExecEvent(**common(pid=i + 1, tgid=i + 1, ppid=i, comm=b"c%d" % i), filename=b"/f%d" % i, argv=[b"a%d" % i])
         )
+    for i in range(20_000):  # PATH misses of threads whose exec never comes
+        renderer.line(
+            ExecEvent(**common(pid=i + 1), filename=b"/a/x", argv=[b"x"], errno=2, old_pid=i + 1, path_search=True)
+        )
     caches = [value for value in vars(renderer).values() if isinstance(value, dict)]
-    assert len(caches) >= 4
+    assert len(caches) >= 5
     assert all(len(cache) <= 4096 for cache in caches)
 
 

@@ -29,6 +29,7 @@ from proctrace.model.events import (
     WaitStatus,
     as_bytes,
 )
+from proctrace.model.path_search import mark_path_searches
 from proctrace.model.process_table import ProcessTable
 from proctrace.model.procsnap import ProcInfo
 
@@ -364,7 +365,7 @@ def test_timeline_json_has_the_schema_and_the_facts(table):
     assert (killed["exit_code"], killed["signal"], killed["lifetime_ns"]) == (None, "SIGTERM", 10 * MS + 205_000)
     assert [(s["signal"], s["stage"]) for s in killed["signals"]] == [("SIGTERM", "generate"), ("SIGKILL", "deliver")]
     assert objs[104]["failed_execs"] == [
-        {"ts_ns": T0 + 51 * MS, "filename": "/nope", "argv": ["nope"], "errno": "ENOENT"}
+        {"ts_ns": T0 + 51 * MS, "filename": "/nope", "argv": ["nope"], "errno": "ENOENT", "path_search": False}
     ]
     assert objs[104]["execs"] == [] and objs[104]["end_ns"] is None
     shell_obj = objs[SH]
@@ -499,3 +500,121 @@ def test_timeline_colours_by_role(table):
     assert lines[0] == "\x1b[1m102\x1b[0m \x1b[1msh\x1b[0m  parent 100"
     assert lines[1] == "  \x1b[2m+0.020000s\x1b[0m  \x1b[34mforked by 100 (sh)\x1b[0m"
     assert lines[2] == "  \x1b[2m+0.021000s\x1b[0m  \x1b[31mexit 3 after 1.0ms\x1b[0m"
+
+
+# ---------------------------------------------------------------------------
+# PATH searches: misses folded into the exec that ended the search
+
+
+CC, CC_START = 110, start_of(T0 + 60 * MS)
+
+
+def cc_exec(ts: int, filename: bytes, err: int = 0) -> ExecEvent:
+    name = filename.rsplit(b"/", 1)[-1]
+    return ExecEvent(
+        *header(ts, CC, CC_START, comm=b"as" if not err else b"sh"), filename=filename, argv=[name, b"-o", b"f.o"],
+        errno=err, old_pid=CC,
+    )  # fmt: skip
+
+
+def path_search_table() -> ProcessTable:
+    """sh forks 110, which finds `as` at the fourth directory of PATH, and 111,
+    which looks for a command that is nowhere: as the sources hand them over,
+    decided by tracer/model/path_search.py."""
+    events: list[Event] = [
+        ExecEvent(*shell(T0), filename=b"/bin/sh", argv=[b"sh", b"-c", b"job"], old_pid=SH),
+        ForkEvent(*shell(T0 + 60 * MS), child_pid=CC, child_tgid=CC, child_ppid=SH),
+        *(
+            cc_exec(T0 + 61 * MS + i * 5_000, d + b"/as", err=2)
+            for i, d in enumerate([b"/usr/local/bin", b"/root/.cargo/bin", b"/opt/bin"])
+        ),
+        cc_exec(T0 + 61 * MS + 100_000, b"/usr/bin/as"),
+        ExitEvent(*header(T0 + 62 * MS, CC, CC_START, comm=b"as"), status=WaitStatus(0), process_exit=True),
+        ReapEvent(*shell(T0 + 63 * MS), reaped_pid=CC, status=WaitStatus(0)),
+        ForkEvent(*shell(T0 + 70 * MS), child_pid=111, child_tgid=111, child_ppid=SH),
+        ExecEvent(
+            *header(T0 + 71 * MS, 111, start_of(T0 + 70 * MS)),
+            filename=b"/usr/bin/nosuch",
+            argv=[b"nosuch"],
+            errno=2,
+            old_pid=111,
+        ),
+    ]
+    mark_path_searches(events, ())
+    t = ProcessTable()
+    t.write(events)
+    return t
+
+
+def test_timeline_folds_path_misses_into_the_exec_that_ended_the_search():
+    out = io.StringIO()
+    render_timeline(path_search_table(), [CC, 111], out, False)
+    assert out.getvalue() == (
+        "110 as  parent 100\n"
+        "  +0.060000s  forked by 100 (sh)\n"
+        "  +0.061100s  exec /usr/bin/as as -o f.o (after 3 PATH misses)\n"
+        "  +0.062000s  exit 0 after 2.0ms\n"
+        "  +0.063000s  reaped by 100 (sh) after 1.0ms as a zombie\n"
+        "  lifetime 2.0ms · zombie 1.0ms · 0 children · 1 thread\n"
+        "\n"
+        "111 sh  parent 100\n"
+        "  +0.070000s  forked by 100 (sh)\n"
+        "  +0.071000s  exec FAILED ENOENT /usr/bin/nosuch nosuch\n"
+        "  +0.071000s  still running at the end (1.0ms so far)\n"
+        "  0 children · 1 thread\n"
+    )
+
+
+PATH_SEARCH_SUMMARY = """\
+3 processes: 1 ended, 2 still running, 0 zombies not reaped; 10 events, 0 lost
+Commands
+COMMAND   PROCESSES   EXIT 0   FAILED   RUNNING
+───────────────────────────────────────────────
+sh                2        0        0         2
+as                1        1        0         0
+0 non-zero exits, 0 deaths by signal, 1 failed execs
+3 PATH misses folded into their execs
+Failures
+FAILURE       WHAT              COUNT
+─────────────────────────────────────
+exec ENOENT   /usr/bin/nosuch       1
+No signals sent.
+"""
+
+
+def test_summary_counts_path_misses_apart_from_failures_in_a_neutral_style():
+    out = io.StringIO()
+    render_summary(path_search_table(), out, False, NO_LOSS, width=100)
+    assert out.getvalue().startswith(PATH_SEARCH_SUMMARY)
+    colored = io.StringIO()
+    render_summary(path_search_table(), colored, True, NO_LOSS, width=100)
+    (line,) = [ln for ln in colored.getvalue().splitlines() if "PATH misses" in ln]
+    assert line == "3 PATH misses folded into their execs"  # no colour: not a failure
+
+
+def test_a_clean_path_search_reports_no_failed_exec():
+    table = path_search_table()
+    assert (table.aggregates.failed_execs, table.aggregates.path_misses) == (1, 3)
+    assert table.aggregates.failures.counts == {("exec ENOENT", b"/usr/bin/nosuch"): 1}
+    (cc,) = table.find(CC)
+    assert cc.path_misses == 3 and [ex.path_misses for ex in cc.execs] == [3]
+
+
+def test_timeline_json_keeps_every_attempt_with_its_flag():
+    objs = {obj["pid"]: obj for obj in timeline_json(path_search_table(), [CC, 111])}
+    cc = objs[CC]
+    assert [(e["filename"], e["errno"], e["path_search"]) for e in cc["failed_execs"]] == [
+        ("/usr/local/bin/as", "ENOENT", True),
+        ("/root/.cargo/bin/as", "ENOENT", True),
+        ("/opt/bin/as", "ENOENT", True),
+    ]
+    assert [(e["filename"], e["path_misses"]) for e in cc["execs"]] == [("/usr/bin/as", 3)]
+    assert cc["path_misses"] == 3
+    assert [(e["filename"], e["path_search"]) for e in objs[111]["failed_execs"]] == [("/usr/bin/nosuch", False)]
+    assert objs[111]["path_misses"] == 0
+
+
+def test_tree_is_the_same_with_or_without_path_misses():
+    out = io.StringIO()
+    render_tree(path_search_table(), out, False, [CC], width=100)
+    assert out.getvalue() == "110 as -o f.o  2.0ms  exit 0\n"

@@ -34,7 +34,6 @@ from proctrace.bench.tracers import proctrace_command
 PROGRAM = "/bin/true"
 
 
-
 def expected_events(processes: int, workers: int) -> int:
     """Events the spawner's tree produces under a tracer that follows it
     (see spawner.c): its exec, a fork, exit and reap per worker, four per

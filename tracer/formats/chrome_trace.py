@@ -18,8 +18,10 @@ What shapes it:
 * One lifetime slice ("X") per process on its main thread (tid = trace pid),
   with a nested slice per exec, from the exec to the next one or the end, and
   a zombie slice after it until the reap. Instant events mark signals and failed
-  execs. The table keeps no per-thread lives (only counts, and the tids alive at
-  the end), so thread facts are in the lifetime slice's args, not on tracks.
+  execs; the misses of a PATH search are not failures, and the slice of the
+  exec that ended the search counts them (`path_misses`). The table keeps no
+  per-thread lives (only counts, and the tids alive at the end), so thread
+  facts are in the lifetime slice's args, not on tracks.
 * Time. Timestamps are microseconds since the first event of the session (the
   wall-clock origin is in otherData), written with nanosecond precision.
   Perfetto rounds each value to whole nanoseconds, so slices nest there exactly
@@ -174,6 +176,8 @@ def _exec_args(ex: ExecRecord) -> dict[str, Any]:
             args[flag] = True
     if ex.old_pid:
         args["old_pid"] = ex.old_pid
+    if ex.path_misses:
+        args["path_misses"] = ex.path_misses
     return args
 
 
@@ -313,6 +317,8 @@ class _Writer:
             label = _name(_words(ex.argv) if ex.argv else _esc(ex.filename))
             self._slice(pid, label or "exec", "exec", begin, until, life_end, 1, _exec_args(ex))
         for ex in rec.failed_execs:
+            if ex.path_search:
+                continue  # not a failure: the exec slice that ended the search counts it
             self._instant(
                 pid, f"exec failed: {errno_name(ex.errno)}", "exec_failed", self._at(ex.ts_ns), _exec_args(ex)
             )

@@ -88,7 +88,8 @@ def _exec_json(ev: ExecEvent, clock: Clock) -> str:
     return (
         f'{_head(ev, clock)},"filename":{_q(ev.filename)},"argv":[{",".join([_q(a) for a in ev.argv])}],'
         f'"argv_truncated":{_b(ev.argv_truncated)},"filename_truncated":{_b(ev.filename_truncated)},'
-        f'"argv_unreadable":{_b(ev.argv_unreadable)},"errno":{err},"old_pid":{old_pid}}}'
+        f'"argv_unreadable":{_b(ev.argv_unreadable)},"errno":{err},"old_pid":{old_pid},'
+        f'"path_search":{_b(ev.path_search)}}}'
     )
 
 
@@ -223,6 +224,11 @@ def _exec(d: dict[str, Any]) -> ExecEvent:
     flags = d["argv_truncated"], d["filename_truncated"], d["argv_unreadable"]
     if type(argv) is not list or not _bools(*flags) or not (old_pid is None or type(old_pid) is int):
         raise ValueError("exec fields have the wrong types")
+    # Recordings made before PATH searches were told apart have no path_search;
+    # tracer/session/replay.py decides it for them.
+    path_search = d.get("path_search", False)
+    if type(path_search) is not bool or (path_search and err is None):
+        raise ValueError("path_search must be a boolean, true only for a failed exec")
     return ExecEvent(
         *common,
         as_bytes(d["filename"]),
@@ -230,6 +236,7 @@ def _exec(d: dict[str, Any]) -> ExecEvent:
         *flags,
         0 if err is None else errno_number(err),
         common[1] if old_pid is None else old_pid,
+        path_search,
     )
 
 

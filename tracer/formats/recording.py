@@ -437,6 +437,17 @@ def _describe_bad_line(line: str, exc: Exception) -> str:
     return f"not valid JSON ({exc})"
 
 
+def _exec_path_search(lines: list[str]) -> bool | None:
+    """Whether the first exec record among `lines` has a path_search key; None
+    when there is none. Read from the text: a key is the only place where
+    `"path_search":` can appear in a line, since a quote inside a JSON string
+    is escaped."""
+    for line in lines:
+        if '"type":"exec"' in line:
+            return '"path_search":' in line
+    return None
+
+
 class _Parser:
     """Turns blocks of lines into records: Events, LostRecords and the trailer.
 
@@ -616,6 +627,9 @@ class Recording:
         self.lost_records: list[LostRecord] = []
         self.trailer: dict[str, Any] | None = None
         self.warnings: list[str] = []
+        # Whether exec records carry path_search (every proctrace since it was
+        # decided writes it): None until records() has read an exec record.
+        self.exec_path_search: bool | None = None
         self._compressed = compressed
 
     def events(self) -> Iterator[list[Event]]:
@@ -646,6 +660,8 @@ class Recording:
                         continue
                 if trailer_line:
                     raise parser.error(first_lineno, f"a record after the trailer (line {trailer_line})")
+                if self.exec_path_search is None:
+                    self.exec_path_search = _exec_path_search(lines)
                 items, only_events = parser.parse(lines, first_lineno)
                 if only_events:
                     count += len(items)
@@ -701,6 +717,8 @@ class Recording:
                 "skipped it and read everything before it"
             )
             return None
+        if self.exec_path_search is None:
+            self.exec_path_search = _exec_path_search([line])
         return parser.parse_line(line, lineno)
 
     def _check_end(self, count: int) -> None:

@@ -2,9 +2,11 @@
 
 This module owns how an event looks on a terminal: the columns, the line of
 each kind of event, cutting a line to the terminal's width, and the status
-line kept at the bottom of a TTY. The escaping, quoting, durations and colours
-are tracer/formats/text.py's, the words for outcomes and signals
-tracer/formats/words.py's, and the JSON form is tracer/formats/jsonl.py.
+line kept at the bottom of a TTY. A PATH miss (tracer/model/path_search.py)
+has no line: the exec that ends its search says how many it took. The
+escaping, quoting, durations and colours are tracer/formats/text.py's, the
+words for outcomes and signals tracer/formats/words.py's, and the JSON form is
+tracer/formats/jsonl.py.
 
 Two constraints shape the code:
 
@@ -54,6 +56,7 @@ from proctrace.model.events import (
     signal_name,
 )
 from proctrace.model.memo import remember
+from proctrace.model.path_search import PendingMisses, count_path_miss, take_path_misses
 from rich.cells import cell_len, set_cell_size
 
 # Column widths: a pid is at most 7 digits (pid_max <= 4194304), a comm 15 bytes.
@@ -104,6 +107,10 @@ class StreamRenderer:
         self._comms: dict[bytes, str] = {}
         self._outcomes: dict[int, tuple[str, str]] = {}
         self._quoted: dict[bytes, str] = {}
+        # The PATH misses not yet said: the exec that ends a search may come in
+        # a later batch than its misses.
+        self._path_misses: PendingMisses = {}
+        self._folded = False  # the batch being rendered holds a PATH miss
         self._details: dict[type, Callable[[Any], tuple[str, str]]] = {
             ForkEvent: self._fork,
             ExecEvent: self._exec,
@@ -123,13 +130,16 @@ class StreamRenderer:
         return text
 
     def line(self, event: Event) -> str:
-        return self.lines([event])[0]
+        """The line of `event`; "" for an event folded into a later line (a PATH miss)."""
+        shown = self.lines([event])
+        return shown[0] if shown else ""
 
     def lines(self, events: list[Event]) -> list[str]:
-        """One line per event. The hot path of the pretty stream, so it works a
-        batch at a time with everything it needs in local variables, keeps
-        dictionary caches for what repeats (the clock's second, padded pids,
-        comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
+        """One line per event, except a PATH miss, which the line of the exec
+        that ends its search counts. The hot path of the pretty stream, so it
+        works a batch at a time with everything it needs in local variables,
+        keeps dictionary caches for what repeats (the clock's second, padded
+        pids, comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
         offset, pids, comms, details = self._offset_ns, self._pids, self._comms, self._details
         width, color = self._width, self._color
         second_shown, hms = self._second, self._hms
@@ -164,6 +174,11 @@ class StreamRenderer:
             else:
                 out.append(f"{stamp} {kind} {pid} {ppid} {comm} {detail}")
         self._second, self._hms = second_shown, hms
+        if self._folded:
+            # Rare, so dropped here rather than tested for in the loop above,
+            # which would cost every event of every batch.
+            self._folded = False
+            out = [line for line, ev in zip(out, events, strict=True) if not (type(ev) is ExecEvent and ev.path_search)]
         return out
 
     def _outcome(self, status: WaitStatus) -> tuple[str, str]:
@@ -193,6 +208,8 @@ class StreamRenderer:
         return "fork", f"process {ev.child_pid}"
 
     def _exec(self, ev: ExecEvent) -> tuple[str, str]:
+        if ev.path_search:
+            return self._path_miss(ev)
         filename = self._quote(ev.filename)
         if ev.filename_truncated:
             filename += TRUNCATED
@@ -209,11 +226,18 @@ class StreamRenderer:
             words.append(quoted)
             used += len(quoted) + 1
         from_thread = ev.old_pid if ev.old_pid != ev.pid else 0
-        if ev.argv_unreadable or ev.argv_truncated or from_thread:
-            words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread))
+        if ev.argv_unreadable or ev.argv_truncated or from_thread or self._path_misses:
+            misses = take_path_misses(self._path_misses, ev) if self._path_misses and not ev.errno else 0
+            words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread, misses))
         if ev.errno:
             return "exec_failed", f"FAILED {errno_name(ev.errno)} {' '.join(words)}"
         return "exec", " ".join(words)
+
+    def _path_miss(self, ev: ExecEvent) -> tuple[str, str]:
+        """Count a PATH miss for the exec that ends its search; lines() drops its line."""
+        count_path_miss(self._path_misses, ev)
+        self._folded = True
+        return "exec", ""
 
     def _exit(self, ev: ExitEvent) -> tuple[str, str]:
         status = ev.status

@@ -43,6 +43,7 @@ from proctrace.formats.words import (
     handler_name,
     lost_summary_words,
     outcome,
+    path_misses_words,
     result_name,
     result_words,
     sent_words,
@@ -117,7 +118,7 @@ def command_line(rec: Process, limit: int = COMMAND_MAX) -> str:
 def _exec_words(ex: ExecRecord) -> str:
     words = [shell_quote(ex.filename) + (TRUNCATED if ex.filename_truncated else "")]
     words.extend(shell_quote(a) for a in ex.argv)
-    words.extend(exec_notes(ex.argv_unreadable, ex.argv_truncated, ex.old_pid))
+    words.extend(exec_notes(ex.argv_unreadable, ex.argv_truncated, ex.old_pid, ex.path_misses))
     return cut(" ".join(words), DETAIL_MAX)
 
 
@@ -166,7 +167,8 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
     for ex in rec.execs:
         add((ex.ts_ns, "exec", "exec " + _exec_words(ex)))
     for ex in rec.failed_execs:
-        add((ex.ts_ns, "exec_failed", f"exec FAILED {errno_name(ex.errno)} " + _exec_words(ex)))
+        if not ex.path_search:  # a PATH miss is said on the line of the exec that ended its search
+            add((ex.ts_ns, "exec_failed", f"exec FAILED {errno_name(ex.errno)} " + _exec_words(ex)))
     for ts, comm in rec.comms[1:]:
         if ts not in exec_times:
             add((ts, "other", f"renamed itself {escape_bytes(comm)}"))
@@ -318,6 +320,7 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
                 "argv_truncated": ex.argv_truncated,
                 "filename_truncated": ex.filename_truncated,
                 "old_pid": ex.old_pid or None,
+                "path_misses": ex.path_misses,
             }
             for ex in rec.execs
         ],
@@ -327,9 +330,11 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
                 "filename": as_text(ex.filename),
                 "argv": [as_text(a) for a in ex.argv],
                 "errno": errno_name(ex.errno),
+                "path_search": ex.path_search,
             }
             for ex in rec.failed_execs
         ],
+        "path_misses": rec.path_misses,
         **status_fields(rec.status),
         "reaped_ns": rec.reaped_ns,
         "reaper": rec.reaper,
@@ -516,6 +521,9 @@ def render_summary(
             ),
             soft_wrap=True,
         )
+        if agg.path_misses:
+            # Not failures: each search found its file (tracer/model/path_search.py).
+            console.print(Text(f"{path_misses_words(agg.path_misses)} folded into their execs"), soft_wrap=True)
         if rows:
             console.print(failures)
 

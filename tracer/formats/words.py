@@ -230,9 +230,10 @@ def status_fields(status: WaitStatus | None) -> dict[str, Any]:
 # Execs
 
 
-def exec_notes(argv_unreadable: bool, argv_truncated: bool, from_thread: int) -> list[str]:
+def exec_notes(argv_unreadable: bool, argv_truncated: bool, from_thread: int, path_misses: int = 0) -> list[str]:
     """What follows an exec's arguments: that they could not be read, that the
-    kernel side cut them, that a thread other than the leader called exec."""
+    kernel side cut them, that a thread other than the leader called exec, how
+    many PATH misses it took to find the file ("(after 10 PATH misses)")."""
     notes = []
     if argv_unreadable:
         notes.append("(argv unreadable)")
@@ -240,4 +241,12 @@ def exec_notes(argv_unreadable: bool, argv_truncated: bool, from_thread: int) ->
         notes.append(TRUNCATED)
     if from_thread:
         notes.append(f"(from thread {from_thread})")
+    if path_misses:
+        notes.append(f"(after {path_misses_words(path_misses)})")
     return notes
+
+
+def path_misses_words(count: int) -> str:
+    """ "1 PATH miss", "10 PATH misses": the failed attempts of PATH searches
+    (tracer/model/path_search.py), which the outputs fold into their execs."""
+    return f"{count} PATH miss" if count == 1 else f"{count} PATH misses"

@@ -184,6 +184,9 @@ class ExecEvent(Event):
     argv_unreadable: bool = False
     errno: int = 0  # 0 on success
     old_pid: int = 0  # the thread that called exec
+    # A failed exec that was one attempt of a PATH search that then found the
+    # file (tracer/model/path_search.py decides it): not a failure to report.
+    path_search: bool = False
 
     kind = "exec"
 

@@ -17,6 +17,7 @@ events of one interval.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
 from operator import attrgetter
 
 from proctrace.model.events import Event
@@ -44,6 +45,13 @@ class Reorderer:
         ready = pending[:cut]
         del pending[:cut]
         return ready
+
+    @property
+    def pending(self) -> Sequence[Event]:
+        """The events held back, in timestamp order once push has returned:
+        what is known to come after the released ones (the lookahead of
+        tracer/model/path_search.py). A view, not a copy: read it, never change it."""
+        return self._pending
 
     def flush(self) -> list[Event]:
         pending = sorted(self._pending, key=_ts)

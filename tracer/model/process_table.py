@@ -27,6 +27,9 @@ What shapes it:
   its own: in `-- COMMAND` mode that is proctrace itself reaping the command.
 * Reaps are seen through wait4/waitid only. A child the kernel reaps itself
   (its parent ignores SIGCHLD) stays a zombie here until its pid is reused.
+* PATH misses (tracer/model/path_search.py) stay among the failed execs,
+  marked, but the summary does not count them as failures: the exec that ended
+  their search carries how many there were.
 * Memory. Finished (reaped) processes stay for the views only up to a horizon;
   the aggregates of the summary (Aggregates) count every process. Lists kept per
   process are capped, with a count of what was left out.
@@ -57,6 +60,7 @@ from proctrace.model.events import (
     WaitStatus,
     errno_name,
 )
+from proctrace.model.path_search import PendingMisses, count_path_miss, take_path_misses
 from proctrace.model.procsnap import ProcInfo
 
 KEEP_FINISHED = 10_000
@@ -104,6 +108,8 @@ class ExecRecord:
     filename_truncated: bool = False
     argv_unreadable: bool = False
     old_pid: int = 0  # the non-leader thread that called exec, else 0
+    path_search: bool = False  # a failed exec that was a miss of a PATH search
+    path_misses: int = 0  # a successful exec: the PATH misses of its search just before it
 
 
 @dataclass(slots=True)
@@ -173,7 +179,8 @@ class Process:
     inherited_argv: list[bytes] = field(default_factory=list)  # its command line before any exec
     comms: list[tuple[int, bytes]] = field(default_factory=list)  # (ts_ns, comm) at each change
     execs: list[ExecRecord] = field(default_factory=list)
-    failed_execs: list[ExecRecord] = field(default_factory=list)
+    failed_execs: list[ExecRecord] = field(default_factory=list)  # PATH misses included, marked
+    path_misses: int = 0  # failed execs that were misses of a PATH search, not failures
     signals: list[SignalRecord] = field(default_factory=list)
     stops: list[StopRecord] = field(default_factory=list)
     folded: dict[tuple[int, int, int, int], FoldedRecord] | None = None  # by (reason, stage, signo, target)
@@ -295,7 +302,8 @@ class Aggregates:
         self.other_commands = CommandCount()
         self.nonzero_exits = 0
         self.signal_deaths = 0
-        self.failed_execs = 0
+        self.failed_execs = 0  # real failures: not the misses of a PATH search
+        self.path_misses = 0
         self.failures: BoundedCounter[tuple[str, bytes]] = BoundedCounter()  # (kind, comm or file) -> count
         self.signals_sent: BoundedCounter[int] = BoundedCounter()  # signo -> count
         self.signals_from_kernel: BoundedCounter[int] = BoundedCounter()  # signo -> count, no sending task
@@ -339,6 +347,9 @@ class Aggregates:
             self._rank(lifetime, rec)
 
     def exec_failed(self, ex: ExecRecord) -> None:
+        if ex.path_search:
+            self.path_misses += 1  # the search went on and found the file: not a failure
+            return
         self.failed_execs += 1
         self.failures.add((f"exec {errno_name(ex.errno)}", ex.filename))
 
@@ -412,6 +423,7 @@ class ProcessTable:
         self._last_finished: dict[int, Process] = {}  # tgid -> its newest finished holder
         self._thread_owner: dict[int, Process] = {}  # tid of a live non-leader thread -> process
         self._loss: tuple[int, int] | None = None  # the latest loss window
+        self._path_misses: PendingMisses = {}  # those the next exec of their thread will carry
         self._handlers = {
             ForkEvent: self._fork,
             ExecEvent: self._exec,
@@ -755,11 +767,17 @@ class ProcessTable:
             ev.filename_truncated,
             ev.argv_unreadable,
             ev.old_pid if ev.old_pid != ev.pid else 0,
+            ev.path_search,
         )
         if ev.errno:
             _append_capped(rec, rec.failed_execs, record)
             self.aggregates.exec_failed(record)
+            if ev.path_search:
+                rec.path_misses += 1
+                count_path_miss(self._path_misses, ev)
             return
+        if self._path_misses:
+            record.path_misses = take_path_misses(self._path_misses, ev)
         _append_capped(rec, rec.execs, record)
         if record.old_pid:
             # A non-leader thread exec'd: the kernel killed every other thread and

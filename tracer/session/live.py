@@ -27,6 +27,7 @@ from proctrace.model.clock import Clock
 from proctrace.model.events import EVENT_CLASSES, LostRecord
 from proctrace.model.filters import FilterSpec
 from proctrace.model.ordering import Reorderer
+from proctrace.model.path_search import mark_path_searches
 from proctrace.session.attach import StopFlag, attach
 from proctrace.session.command import HeldCommand
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
@@ -115,6 +116,9 @@ class LiveSource:
             if finishing:
                 events += reorder.flush()
             if events:
+                # Decided here, before any sink, so every output and the recording
+                # agree; the events still in the window are the lookahead.
+                mark_path_searches(events, reorder.pending)
                 totals.events += len(events)
                 window_events += len(events)
                 yield events

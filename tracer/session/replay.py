@@ -8,7 +8,10 @@ from collections.abc import Iterator
 
 from proctrace.formats.recording import Recording, open_recording
 from proctrace.formats.text import safe
+from proctrace.model.events import Event
 from proctrace.model.filters import EventFilter
+from proctrace.model.ordering import Reorderer
+from proctrace.model.path_search import PATH_SEARCH_HORIZON_NS, mark_path_searches
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -17,17 +20,63 @@ from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
 _CHECK_READER = Tick(None)
 
 
+class PathSearchLookahead:
+    """Decides PATH searches for a recording whose exec events do not carry
+    the decision (made by an earlier proctrace), as the live source does: each
+    batch is held until the events of the horizon after it have been read, and
+    decided with those in view."""
+
+    def __init__(self) -> None:
+        # The recording is in timestamp order already; the window only holds back.
+        self._window = Reorderer(margin_ns=PATH_SEARCH_HORIZON_NS)
+
+    def push(self, batch: list[Event]) -> list[Event]:
+        """The events of `batch` (and earlier ones) now decided, in order."""
+        released = self._window.push(batch, batch[-1].ts_ns) if batch else []
+        mark_path_searches(released, self._window.pending)
+        return released
+
+    def flush(self) -> list[Event]:
+        """Everything held, decided with no more to come."""
+        released = self._window.flush()
+        mark_path_searches(released, ())
+        return released
+
+
 class ReplaySource:
-    """The batches and lost reports of a recording, in file order."""
+    """The batches and lost reports of a recording, in file order.
+
+    Exec events that carry path_search are passed on as written, so that `-r`
+    prints what the live session printed; a recording without it has it
+    decided here (PathSearchLookahead)."""
 
     def __init__(self, recording: Recording) -> None:
         self.recording = recording
 
     def records(self, shows_status: bool) -> Iterator[SourceRecord]:
-        for record in self.recording.records():
-            yield record
+        recording = self.recording
+        lookahead = PathSearchLookahead()
+        for record in recording.records():
             if type(record) is list:
-                yield _CHECK_READER
+                # Known once the first exec record has been read, which is no
+                # later than the batch holding it: before any exec, nothing to decide.
+                if recording.exec_path_search is False:
+                    record = lookahead.push(record)
+                if record:
+                    yield record
+                    yield _CHECK_READER
+            else:
+                # A loss report keeps its place after the events before it, so
+                # they are decided with what came before it: rare, and what
+                # followed a loss was never certain to be complete anyway.
+                held = lookahead.flush()
+                if held:
+                    yield held
+                yield record
+        held = lookahead.flush()
+        if held:
+            yield held
+            yield _CHECK_READER
 
 
 def replay(path: str, options: SessionOptions) -> SessionResult:
