@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal as signal_mod
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration
 from proctrace.model.events import (
@@ -23,11 +23,13 @@ from proctrace.model.events import (
     LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_RESULTS,
+    SignalSummaryEvent,
     WaitStatus,
     as_text,
     signal_name,
 )
 from proctrace.model.memo import remember
+from proctrace.model.process_table import FoldedRecord
 
 SIGKILL = int(signal_mod.SIGKILL)
 
@@ -122,18 +124,8 @@ def result_words(result: int) -> str:
     return SIGNAL_RESULTS.get(result, f"result {result}").replace("_", " ")
 
 
-class _Folded(Protocol):
-    """What a count of folded signals says: a SignalSummaryEvent, or a process's
-    total of them (process_table.FoldedRecord)."""
-
-    reason: int
-    stage: int
-    signo: int
-    target_pid: int
-    target_comm: bytes
-    count: int
-    first_ns: int
-    last_ns: int
+# A count of folded signals: one period's report, or a process's total of them.
+_Folded = SignalSummaryEvent | FoldedRecord
 
 
 def summary_words(ev: _Folded) -> str:
