@@ -104,7 +104,7 @@ def test_pretty_sink_says_how_many_events_were_lost_and_what_to_do() -> None:
     sink.lost(12 * MS, 40, 40, "signal")
     assert stream.getvalue().splitlines()[-2:] == [
         "*** 3 lifecycle events lost (kernel buffer full; 7 in all): try a larger --buffer-size",
-        "*** 40 signal events lost (kernel buffer full; 40 in all): try a larger --buffer-size",
+        "*** 40 signal events lost (kernel buffer full; 40 in all): try a larger --signal-buffer-size",
     ]
 
 

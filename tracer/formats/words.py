@@ -23,6 +23,7 @@ from proctrace.model.events import (
     LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_RESULTS,
+    SIGNALS,
     SignalSummaryEvent,
     WaitStatus,
     as_text,
@@ -173,13 +174,16 @@ def folded_words(ptrace_stops: int, suppressed: int, deliveries: int) -> str:
 # ---------------------------------------------------------------------------
 # Losses
 
-_CLASS_WORDS = {LIFECYCLE: "lifecycle events", "signal": "signal events"}
+_CLASS_WORDS = {LIFECYCLE: "lifecycle events", SIGNALS: "signal events"}
+# The option that sizes each class's buffer: what to try after a loss.
+_CLASS_BUFFER_OPTION = {LIFECYCLE: "--buffer-size", SIGNALS: "--signal-buffer-size"}
 
 
 def lost_words(new: int, total: int, event_class: str) -> str:
     """The stream's line for a report of lost events of one class."""
     what = _CLASS_WORDS.get(event_class, f"{event_class} events")
-    return f"{new} {what} lost (kernel buffer full; {total} in all): try a larger --buffer-size"
+    option = _CLASS_BUFFER_OPTION.get(event_class, "--buffer-size")
+    return f"{new} {what} lost (kernel buffer full; {total} in all): try a larger {option}"
 
 
 def lost_summary_words(lost_by_class: Mapping[str, int]) -> str:
