@@ -134,3 +134,25 @@ def test_job_control_stops_are_still_streamed(trace) -> None:
     stopped = result.of_type("signal", stage="generate", signal="SIGCHLD", tgid=child, code=CLD_STOPPED)
     assert [e["target_pid"] for e in stopped] == [parent]
     assert result.of_type("signal_summary") == []
+
+
+def test_a_signal_that_kills_is_never_held_back_by_the_rate_limit(tmp_path: Path, trace) -> None:
+    """The target handles SIGUSR1 for 0.3 s, then leaves it to its default
+    action: by then its one-second window has long used up its 1,000 signals,
+    yet the SIGUSR1 that kills it is streamed, and so is its delivery."""
+    report = tmp_path / "report.json"
+    result = trace([*workload("fatal_in_flood.py"), str(report)])
+    assert result.returncode == 0, result.stderr
+    pids = json.loads(report.read_text())
+    sender, target = pids["sender"], pids["target"]
+    death = result.process_exit(target)
+    assert death["signal"] == "SIGUSR1"
+    sent = result.of_type("signal", stage="generate", signal="SIGUSR1", tgid=sender, target_pid=target)
+    first = min(e["ts_ns"] for e in sent)
+    in_first_window = [e for e in sent if e["ts_ns"] < first + 1_000_000_000]
+    assert len(in_first_window) > RATE_LIMIT, "the signal that may kill came on top of the window's allowance"
+    fatal = [e for e in sent if death["ts_ns"] - 5_000_000 <= e["ts_ns"] <= death["ts_ns"]]
+    assert fatal, "the SIGUSR1 that killed the target was held back"
+    assert result.of_type("signal", stage="deliver", signal="SIGKILL", tgid=target, group_exit_signal="SIGUSR1")
+    suppressed = result.of_type("signal_summary", reason="rate_limit", tgid=sender, target_pid=target)
+    assert sum(s["count"] for s in suppressed) + len(sent) == pids["sent"]

@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
         "ignored by git; installed: $XDG_STATE_HOME/proctrace/bench-results.json). "
         "The soak is python -m proctrace.bench.soak.",
     )
-    p.add_argument("--quick", action="store_true", help="fewer, shorter repetitions: about a minute")
+    p.add_argument("--quick", action="store_true", help="fewer, shorter repetitions: about two minutes")
     p.add_argument("--reps", type=int, help="interleaved repetitions (default: 5 quick, 7 full)")
     p.add_argument("--seconds", type=float, help="storm length per repetition (default: 1 quick, 3 full)")
     p.add_argument(
