@@ -67,6 +67,7 @@ RAW_TRACEPOINTS: tuple[tuple[str, str], ...] = (("signal", "signal_generate"),)
 ARGV_MAX_DEFAULT = 4096
 SIGNAL_RATE_DEFAULT = 1000  # signals a second of one sender, target and signal before the rest are counted
 ARGV_MAX_LIMIT = 28 * 1024  # a per-CPU map value holds at most 32 KiB
+ENV_MAX_DEFAULT = 8192  # bytes of environment an exec carries with --env
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class ProgramOptions:
     follow_children: bool = False  # what a followed task forks is followed too
     match_comms: bool = False  # an exec into a name in `match_comms` is followed
     follow_max: int = 65536
+    env: bool = False  # exec events carry the new image's environment (--env)
+    env_max: int = ENV_MAX_DEFAULT  # ... up to this many bytes; argv_max + env_max <= ARGV_MAX_LIMIT
+    # Only tasks in the cgroups of `selected_cgroups` and their descendants, and
+    # in cgroups made later whose name matches `cgroup_names`/`container_prefixes`
+    # (--cgroup, --unit, --container; tracer/model/cgroups.py has the rules).
+    cgroup_filter: bool = False
 
 
 def field_macros(fmt: TracepointFormat, names: tuple[str, ...], required: bool = True) -> list[str]:

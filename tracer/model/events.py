@@ -12,6 +12,7 @@ import errno as errno_mod
 import signal as signal_mod
 from dataclasses import dataclass, field
 
+from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.memo import remember
 
 CLONE_VM = 0x00000100
@@ -157,6 +158,10 @@ class Event:
     comm: bytes
     start_ns: int  # the process's start time (monotonic ns): with tgid, its identity
     cpu: int
+    # The cgroup v2 id of the task the event came from (the kernfs inode number
+    # of its directory in the unified hierarchy); 0 where unknown. Keyword-only,
+    # so every positional constructor keeps its shape.
+    cgroup_id: int = field(default=0, kw_only=True)
 
     kind = "event"
 
@@ -187,6 +192,9 @@ class ExecEvent(Event):
     # A failed exec that was one attempt of a PATH search that then found the
     # file (tracer/model/path_search.py decides it): not a failure to report.
     path_search: bool = False
+    # Where and as whom the new image runs (tracer/model/context.py); None for
+    # a failed exec, and in recordings made before it was read.
+    context: ProcessContext | None = None
 
     kind = "exec"
 
@@ -277,7 +285,46 @@ class ReapEvent(Event):
     kind = "reap"
 
 
-EVENT_KINDS = ("fork", "exec", "exit", "signal", "reap")
+@dataclass(slots=True)
+class CredEvent(Event):
+    """A task changed its credentials after exec: a set*id, setgroups or
+    capset call that succeeded and changed something."""
+
+    syscall: str = ""  # "setuid", "setresgid", "capset", ...
+    before: Credentials | None = None
+    after: Credentials | None = None
+    # Supplementary groups, up to CRED_GROUPS_MAX of each; the *_count say how many there were.
+    groups_before: tuple[int, ...] = ()
+    groups_after: tuple[int, ...] = ()
+    groups_before_count: int = 0
+    groups_after_count: int = 0
+
+    kind = "cred"
+
+    @property
+    def privilege_gain(self) -> bool:
+        return self.before is not None and self.after is not None and self.after.gained_over(self.before)
+
+
+CRED_GROUPS_MAX = 16
+
+CGROUP_MKDIR, CGROUP_RMDIR, CGROUP_RENAME = "mkdir", "rmdir", "rename"
+
+
+@dataclass(slots=True)
+class CgroupEvent(Event):
+    """A cgroup of the unified (v2) hierarchy was made, removed or renamed:
+    the common fields are the task that did it. These events keep the map from
+    cgroup ids to paths true for cgroups that live only briefly (a container's)."""
+
+    action: str = CGROUP_MKDIR
+    target_id: int = 0  # the id of the cgroup made, removed or renamed
+    path: bytes = b""  # its path (after a rename, the new one)
+
+    kind = "cgroup"
+
+
+EVENT_KINDS = ("fork", "exec", "exit", "signal", "reap", "cred", "cgroup")
 
 
 @dataclass(frozen=True, slots=True)
