@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.memo import remember
+from proctrace.model.text import as_bytes, as_text  # noqa: F401  (re-exported: the model's public names)
 
 CLONE_VM = 0x00000100
 CLONE_VFORK = 0x00004000
@@ -40,21 +41,6 @@ SIGNAL_RESULTS = {0: "delivered", 1: "ignored", 2: "already_pending", 3: "overfl
 # si_codes for which the task generating the signal is its sender (include/uapi/asm-generic/siginfo.h)
 SI_USER, SI_QUEUE, SI_TKILL = 0, -1, -6
 _SENDER_CODES = frozenset({SI_USER, SI_QUEUE, SI_TKILL})
-
-
-def as_text(raw: bytes) -> str:
-    """`raw` as a str, each byte that is not UTF-8 as PEP 383's lone surrogate
-    (0xNN as \\udcNN). Valid UTF-8 never decodes to a lone surrogate, so
-    as_bytes gives back the exact bytes."""
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def as_bytes(value: str) -> bytes:
-    """The inverse of as_text; a TypeError for anything but a str (values read
-    back from files anyone may have written)."""
-    if type(value) is not str:
-        raise TypeError(f"expected a string, not {type(value).__name__}")
-    return value.encode("utf-8", "surrogateescape")
 
 
 _SIGNAL_NAMES: dict[int, str] = {}
