@@ -15,6 +15,14 @@
 #define PT_COMM_LEN 16
 /* Upper bound on an exec'd filename carried in an event. */
 #define PT_FILENAME_MAX 512
+/* Upper bounds on the working directory an exec carries: its bytes (the
+ * components with their NULs) and how many components are followed. */
+#define PT_CWD_MAX 2048
+#define PT_CWD_DEPTH 64
+/* Supplementary groups a cred event carries, of each side. */
+#define PT_GROUPS_MAX 16
+/* Upper bound on a cgroup path carried in a cgroup event. */
+#define PT_CGROUP_PATH_MAX 1024
 
 enum pt_kind {
     PT_FORK = 1,
@@ -22,12 +30,30 @@ enum pt_kind {
     PT_EXIT = 3,
     PT_SIGNAL = 4,
     PT_REAP = 5,
+    PT_CRED = 6,
+    PT_CGROUP = 7,
 };
 
 /* Bits in pt_exec.flags */
 #define PT_EXEC_ARGV_TRUNCATED (1u << 0)
 #define PT_EXEC_FILENAME_TRUNCATED (1u << 1)
 #define PT_EXEC_ARGV_UNREADABLE (1u << 2)
+#define PT_EXEC_CONTEXT (1u << 3)        /* the context fields were read (not for a failed exec) */
+#define PT_EXEC_CWD_TRUNCATED (1u << 4)  /* deeper or longer than PT_CWD_DEPTH/PT_CWD_MAX */
+#define PT_EXEC_CWD_DELETED (1u << 5)
+#define PT_EXEC_EXE_MEMFD (1u << 6)
+#define PT_EXEC_EXE_DELETED (1u << 7)
+#define PT_EXEC_CRED_BEFORE (1u << 8)    /* cred_before holds the credentials before the exec */
+#define PT_EXEC_ENV (1u << 9)            /* the environment was asked for (--env) */
+#define PT_EXEC_ENV_TRUNCATED (1u << 10)
+#define PT_EXEC_ENV_UNREADABLE (1u << 11)
+#define PT_EXEC_LOGIN (1u << 12)         /* login_uid and login_session were read (CONFIG_AUDIT) */
+#define PT_EXEC_EXE (1u << 13)           /* the process has an executable file */
+
+/* pt_cgroup.action */
+#define PT_CGROUP_MKDIR 1
+#define PT_CGROUP_RMDIR 2
+#define PT_CGROUP_RENAME 3
 
 /* pt_signal.stage */
 #define PT_SIGNAL_GENERATE 1
@@ -57,6 +83,20 @@ struct pt_header {
     __u32 uid;
     __u32 cpu;
     char comm[PT_COMM_LEN];
+    __u64 cgroup_id;      /* the current task's cgroup v2 id */
+};
+
+/* A task's credentials (the initial user namespace's ids). */
+struct pt_cred {
+    __u32 uid;
+    __u32 euid;
+    __u32 suid;
+    __u32 fsuid;
+    __u32 gid;
+    __u32 egid;
+    __u32 sgid;
+    __u32 fsgid;
+    __u64 cap_effective;
 };
 
 struct pt_fork {
@@ -75,8 +115,21 @@ struct pt_exec {
     __u32 flags;          /* PT_EXEC_* */
     __u32 filename_len;   /* bytes of filename at the start of the tail, no NUL */
     __u32 argv_len;       /* bytes of argv after the filename, NUL-separated */
+    __u32 cwd_len;        /* bytes of cwd after env: its components, deepest first, each with a NUL */
+    __u32 env_len;        /* bytes of environment after argv, NUL-separated */
+    __u32 tty_dev;        /* the controlling terminal, major << 20 | minor; 0: none */
+    struct pt_cred cred;        /* after the exec */
+    struct pt_cred cred_before; /* before it, with PT_EXEC_CRED_BEFORE */
+    __u64 exe_ino;        /* with PT_EXEC_EXE */
+    __u32 exe_dev;        /* the kernel's dev_t: major << 20 | minor */
+    __u32 sid;            /* session id, as the initial pid namespace numbers it */
+    __u32 login_uid;      /* with PT_EXEC_LOGIN */
+    __u32 login_session;
+    __u32 pidns;          /* pid namespace inode */
+    __u32 ns_pid;         /* the pid in that namespace */
+    __u32 mntns;          /* mount namespace inode */
     __u32 _pad;
-    /* char tail[filename_len + argv_len] */
+    /* char tail[filename_len + argv_len + env_len + cwd_len] */
 };
 
 struct pt_exit {
@@ -119,6 +172,28 @@ struct pt_fold {
     __u64 count;
     __u64 last_ns;        /* the last signal counted; h.ts_ns is the first */
     char target_comm[PT_COMM_LEN];
+};
+
+/* A successful set*id, setgroups or capset that changed the task's credentials. */
+struct pt_cred_change {
+    struct pt_header h;   /* the task, after the change */
+    __s32 syscall_nr;
+    __s32 ret;
+    struct pt_cred before;
+    struct pt_cred after;
+    __u32 ngroups_before;
+    __u32 ngroups_after;
+    __u32 groups_before[PT_GROUPS_MAX];
+    __u32 groups_after[PT_GROUPS_MAX];
+};
+
+/* A cgroup of the unified hierarchy made, removed or renamed. */
+struct pt_cgroup {
+    struct pt_header h;   /* the task that did it */
+    __u64 id;             /* the cgroup's id */
+    __u32 action;         /* PT_CGROUP_* */
+    __u32 path_len;       /* bytes of path that follow, no NUL */
+    /* char path[path_len] */
 };
 
 struct pt_reap {

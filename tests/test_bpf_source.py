@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 from proctrace.kernel import program as bpf_source
-from proctrace.kernel.layout import HELPERS, MEMBERS, helper_macro, macro_name
+from proctrace.kernel.layout import HELPERS, MEMBERS, OPTIONAL_MEMBERS, helper_macro, macro_name
 from proctrace.kernel.program import (
     ARGV_MAX_LIMIT,
+    CGROUP_EVENTS,
+    CRED_SYSCALL_ENTRIES,
+    CRED_SYSCALL_EXITS,
+    CRED_SYSCALL_NAMES,
+    CRED_SYSCALLS,
     EXEC_SYSCALLS,
     OPTIONAL_FIELDS,
     RAW_TRACEPOINTS,
@@ -28,7 +33,7 @@ from proctrace.kernel.tracepoints import FormatError, TracepointFormat, parse_fo
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 PROGRAM = bpf_source.BPF_DIR / "proctrace.bpf.c"
-ALL_KEYS = [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS]
+ALL_KEYS = [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS, *CRED_SYSCALLS]
 # Distinct, recognisable values: a swapped pair would show.
 FAKE_OFFSETS = {
     **{macro_name(s, m): 1000 + 8 * i for i, (s, m) in enumerate(MEMBERS)},
@@ -200,7 +205,7 @@ def test_source_is_prelude_then_wire_header_then_program() -> None:
 def test_tracepoints_used_lists_every_hooked_tracepoint_once() -> None:
     used = tracepoints_used()
     assert len(used) == len(set(used))
-    assert set(used) == set(REQUIRED_FIELDS) | set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS)
+    assert set(used) == set(REQUIRED_FIELDS) | set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS) | set(CRED_SYSCALLS)
 
 
 # --- C and Python agree -------------------------------------------------------------
@@ -236,7 +241,7 @@ def test_program_parser_sees_the_uses_it_must_check() -> None:
 
 def test_every_koff_macro_in_the_program_is_a_member_kernel_layout_reads() -> None:
     used = set(re.findall(r"\bKOFF_\w+", program_code()))
-    defined = {macro_name(s, m) for s, m in MEMBERS}
+    defined = {macro_name(s, m) for s, m in (*MEMBERS, *OPTIONAL_MEMBERS)}
     assert used - defined == set()
 
 
@@ -257,7 +262,7 @@ def test_the_program_never_names_the_user_read_helpers_that_cost_bcc_a_kallsyms_
 
 def test_every_tracepoint_field_in_the_program_is_declared_in_python() -> None:
     declared: dict[str, set[str]] = {}
-    for table in (REQUIRED_FIELDS, OPTIONAL_FIELDS, EXEC_SYSCALLS, WAIT_SYSCALLS):
+    for table in (REQUIRED_FIELDS, OPTIONAL_FIELDS, EXEC_SYSCALLS, WAIT_SYSCALLS, CRED_SYSCALLS, CGROUP_EVENTS):
         for (_category, event), names in table.items():
             declared.setdefault(event, set()).update(names)
     undeclared = {(ev, f) for ev, f in tp_uses(program_code()) if f not in declared.get(ev, set())}
@@ -285,6 +290,8 @@ def test_shared_programs_are_attached_to_each_of_their_tracepoints() -> None:
         ("syscalls:sys_exit_execveat", "exec_syscall_exit"),
         ("syscalls:sys_exit_wait4", "wait_syscall_exit"),
         ("syscalls:sys_exit_waitid", "wait_syscall_exit"),
+        *((f"syscalls:sys_enter_{name}", "cred_syscall_enter") for name in CRED_SYSCALL_NAMES),
+        *((f"syscalls:sys_exit_{name}", "cred_syscall_exit") for name in CRED_SYSCALL_NAMES),
     ]
 
 
@@ -297,7 +304,23 @@ def test_a_shared_program_compiled_out_is_not_attached(missing, program, other) 
     """A kernel without one tracepoint of a group compiles the group's code out
     (its PT_HAVE_* switch): its shared program must not be attached either."""
     attached = {name for _tp, name in shared_attachments(formats("6.18", drop=(missing,)))}
-    assert attached == {other}
+    assert attached == {other, "cred_syscall_enter", "cred_syscall_exit"}
+
+
+@pytest.mark.parametrize("missing", [*CRED_SYSCALL_ENTRIES[:1], *CRED_SYSCALL_EXITS[-1:]])
+def test_without_one_credential_syscall_no_cred_program_is_attached(missing) -> None:
+    attached = {name for _tp, name in shared_attachments(formats("6.18", drop=(missing,)))}
+    assert attached == {"exec_syscall_exit", "wait_syscall_exit"}
+    assert "PT_HAVE_CRED_SYSCALLS" not in build("6.18", drop=(missing,))
+
+
+def test_cgroup_events_must_share_cgroup_mkdirs_layout() -> None:
+    fmts = formats("6.18")
+    key = ("cgroup", "cgroup_rename")
+    path = fmts[key].fields["path"]
+    fmts[key] = replace(fmts[key], fields={**fmts[key].fields, "path": replace(path, offset=path.offset + 4)})
+    with pytest.raises(FormatError, match="lay out 'path' differently"):
+        build_source(FAKE_OFFSETS, fmts, ProgramOptions())
 
 
 def test_a_shared_program_refuses_tracepoints_that_lay_out_its_fields_differently() -> None:

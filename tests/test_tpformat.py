@@ -1,7 +1,9 @@
 """tracer/kernel/tracepoints.py on canned tracefs format files.
 
 tests/data/formats/6.18/ holds the files as a 6.18 kernel prints them; 5.15/ holds
-pre-2025 variants written by hand (char comm arrays, no group_dead).
+pre-2025 variants written by hand (char comm arrays, no group_dead). The cgroup
+and credential-syscall files are the same in both: their layout has not changed
+since 5.7, when cgroup ids became 64-bit.
 """
 
 from __future__ import annotations

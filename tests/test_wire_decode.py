@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from proctrace.kernel import wire
 from proctrace.kernel.wire import DecodeError, decode, split_argv
+from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
     CLONE_PARENT,
     CLONE_THREAD,
@@ -18,6 +20,8 @@ from proctrace.model.events import (
     FOLD_PTRACE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -36,16 +40,49 @@ def fmt(name: str) -> str:
 
 
 def header(
-    kind: int, *, ts=5_000_000_000, start=1_000_000_000, pid=4242, tgid=4240, ppid=1, uid=1000, cpu=3, comm=b"bash"
+    kind: int,
+    *,
+    ts=5_000_000_000,
+    start=1_000_000_000,
+    pid=4242,
+    tgid=4240,
+    ppid=1,
+    uid=1000,
+    cpu=3,
+    comm=b"bash",
+    cgroup_id=777,
 ):
-    return struct.pack(fmt("pt_header"), ts, start, kind, pid, tgid, ppid, uid, cpu, comm)
+    return struct.pack(fmt("pt_header"), ts, start, kind, pid, tgid, ppid, uid, cpu, comm, cgroup_id)
 
 
-def exec_event(filename: bytes, argv_area: bytes, *, err=0, old_pid=4242, flags=0, flen=None, alen=None, extra=b""):
+CRED = (1000, 1001, 1002, 1003, 100, 101, 102, 103, 0x1F)
+CRED_BEFORE = (1000, 1000, 1000, 1000, 100, 100, 100, 100, 0)
+
+
+def exec_event(
+    filename: bytes,
+    argv_area: bytes,
+    *,
+    err=0,
+    old_pid=4242,
+    flags=0,
+    flen=None,
+    alen=None,
+    extra=b"",
+    env_area=b"",
+    cwd_area=b"",
+    tty_dev=0,
+    ids=(0, 0, 0, 0, 0, 0, 0),  # sid, login_uid, login_session, pidns, ns_pid, mntns, _pad
+    exe=(0, 0),  # exe_ino, exe_dev
+):
     flen = len(filename) if flen is None else flen
     alen = len(argv_area) if alen is None else alen
-    body = struct.pack(fmt("pt_exec"), err, old_pid, flags, flen, alen, 0)
-    return header(wire.KIND_EXEC) + body + filename + argv_area + extra
+    body = struct.pack(
+        fmt("pt_exec"),
+        err, old_pid, flags, flen, alen, len(cwd_area), len(env_area), tty_dev,
+        *CRED, *CRED_BEFORE, *exe, ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], 0,
+    )  # fmt: skip
+    return header(wire.KIND_EXEC) + body + filename + argv_area + env_area + cwd_area + extra
 
 
 def fork_event(clone_flags: int, child_pid=5000, child_tgid=5000, child_ppid=4240) -> bytes:
@@ -92,9 +129,20 @@ def test_comm_filling_all_16_bytes_is_kept_whole() -> None:
     assert decode(raw).comm == b"0123456789abcdef"
 
 
-def test_header_layout_is_56_bytes() -> None:
-    # 2 u64 + 6 u32 + comm[16], no padding: what struct pt_header is in C.
-    assert wire.HEADER_SIZE == 56
+def test_header_layout_is_64_bytes() -> None:
+    # 2 u64 + 6 u32 + comm[16] + the cgroup id, no padding: what struct pt_header is in C.
+    assert wire.HEADER_SIZE == 64
+
+
+@pytest.mark.parametrize("raw", [b"fork", b"exit", b"reap", b"signal"])
+def test_every_kind_carries_the_header_cgroup_id(raw: bytes) -> None:
+    made = {
+        b"fork": fork_event(0),
+        b"exit": exit_event(0, group_dead=1),
+        b"reap": reap_event(1, 0),
+        b"signal": signal_event(),
+    }[raw]
+    assert decode(made).cgroup_id == 777
 
 
 # --- exec --------------------------------------------------------------------------
@@ -286,10 +334,10 @@ def test_body_one_byte_short_raises(raw: bytes) -> None:
         decode(raw[:-1])
 
 
-@pytest.mark.parametrize("kind", [0, 6, 255, 0xFFFFFFFF, 0x100 | 1, 0x10000 | 2, 0x1000000 | 5])
+@pytest.mark.parametrize("kind", [0, 8, 255, 0xFFFFFFFF, 0x100 | 1, 0x10000 | 2, 0x1000000 | 5])
 def test_unknown_kind_raises(kind: int) -> None:
     with pytest.raises(DecodeError, match=f"unknown event kind {kind}"):
-        decode(header(kind) + b"\0" * 64)
+        decode(header(kind) + b"\0" * 512)  # long enough for any kind: only the kind is wrong
 
 
 @given(
@@ -467,3 +515,135 @@ def test_a_short_folded_entry_is_refused() -> None:
         wire.decode_fold(key, value[:-1], read_ns=1)
     with pytest.raises(DecodeError):
         wire.decode_fold(key[:-1], value, read_ns=1)
+
+
+# --- exec context (where and as whom) ---------------------------------------------
+
+
+def context_of(**kw) -> ProcessContext:
+    ev = decode(exec_event(b"/bin/sh", b"sh\0", **kw))
+    assert isinstance(ev, ExecEvent) and ev.context is not None
+    return ev.context
+
+
+def test_exec_without_the_context_flag_has_no_context() -> None:
+    assert decode(exec_event(b"/bin/sh", b"sh\0")).context is None
+
+
+def test_exec_cwd_components_come_deepest_first_and_are_joined_from_the_root() -> None:
+    ctx = context_of(flags=wire.EXEC_CONTEXT, cwd_area=b"c\0b b\0a\0")
+    assert ctx.cwd == b"/a/b b/c"
+    assert not ctx.cwd_truncated
+
+
+def test_exec_cwd_at_the_root_is_slash() -> None:
+    assert context_of(flags=wire.EXEC_CONTEXT).cwd == b"/"
+
+
+def test_a_truncated_cwd_is_its_deepest_part_and_never_looks_absolute() -> None:
+    ctx = context_of(flags=wire.EXEC_CONTEXT | wire.EXEC_CWD_TRUNCATED, cwd_area=b"leaf\0mid\0")
+    assert ctx.cwd == b"mid/leaf"
+    assert ctx.cwd_truncated
+
+
+def test_exec_credentials_before_and_after_and_privilege_gain() -> None:
+    ctx = context_of(flags=wire.EXEC_CONTEXT | wire.EXEC_CRED_BEFORE)
+    assert ctx.creds == Credentials(*CRED)
+    assert ctx.creds_before == Credentials(*CRED_BEFORE)
+    assert ctx.privilege_gain  # euid 1000 -> 1001, and capabilities appeared
+    assert context_of(flags=wire.EXEC_CONTEXT).creds_before is None
+
+
+def test_exec_env_sits_between_argv_and_cwd() -> None:
+    ctx = context_of(flags=wire.EXEC_CONTEXT | wire.EXEC_ENV, env_area=b"A=1\0B=x=y\0ODD\0", cwd_area=b"tmp\0")
+    assert ctx.env == {b"A": b"1", b"B": b"x=y", b"ODD": b""}
+    assert ctx.cwd == b"/tmp"
+
+
+def test_exec_without_env_asked_has_none() -> None:
+    assert context_of(flags=wire.EXEC_CONTEXT).env is None
+
+
+def test_exec_terminal_session_and_namespaces() -> None:
+    ctx = context_of(
+        flags=wire.EXEC_CONTEXT | wire.EXEC_LOGIN | wire.EXEC_EXE,
+        tty_dev=(136 << 20) | 3,
+        ids=(4000, 0xFFFFFFFF, 0xFFFFFFFF, 4026531836, 1, 4026531840, 0),
+        exe=(123456, (8 << 20) | 1),
+    )
+    assert ctx.tty == "pts/3"
+    assert ctx.sid == 4000
+    assert (ctx.login_uid, ctx.login_session) == (None, None)  # unset: (uid_t)-1
+    assert (ctx.pidns, ctx.ns_pid, ctx.mntns) == (4026531836, 1, 4026531840)
+    assert (ctx.exe_ino, ctx.exe_dev) == (123456, os.makedev(8, 1))
+
+
+def test_exec_without_a_terminal_or_executable() -> None:
+    ctx = context_of(flags=wire.EXEC_CONTEXT)
+    assert ctx.tty is None
+    assert (ctx.exe_dev, ctx.exe_ino) == (None, None)
+    assert (ctx.login_uid, ctx.login_session) == (None, None)
+
+
+def test_exec_memfd_and_deleted_flags() -> None:
+    ctx = context_of(flags=wire.EXEC_CONTEXT | wire.EXEC_EXE | wire.EXEC_EXE_MEMFD | wire.EXEC_EXE_DELETED)
+    assert ctx.exe_memfd and ctx.exe_deleted
+    assert context_of(flags=wire.EXEC_CONTEXT | wire.EXEC_CWD_DELETED).cwd_deleted
+
+
+def test_exec_shorter_than_its_env_and_cwd_raises() -> None:
+    raw = exec_event(b"/x", b"x\0", flags=wire.EXEC_CONTEXT, cwd_area=b"tmp\0")
+    with pytest.raises(DecodeError):
+        decode(raw[:-1])
+
+
+# --- cred and cgroup events --------------------------------------------------------
+
+
+def cred_event(nr: int, before=CRED_BEFORE, after=CRED, groups_before=(), groups_after=(27, 100)) -> bytes:
+    gb = list(groups_before) + [0] * (wire.GROUPS_MAX - len(groups_before))
+    ga = list(groups_after) + [0] * (wire.GROUPS_MAX - len(groups_after))
+    body = struct.pack(fmt("pt_cred_change"), nr, 0, *before, *after, len(groups_before), len(groups_after), *gb, *ga)
+    return header(wire.KIND_CRED) + body
+
+
+def test_cred_event_carries_both_sides_and_names_its_syscall(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "_CRED_SYSCALLS", {105: "setuid"})
+    ev = decode(cred_event(105))
+    assert isinstance(ev, CredEvent)
+    assert ev.syscall == "setuid"
+    assert (ev.before, ev.after) == (Credentials(*CRED_BEFORE), Credentials(*CRED))
+    assert (ev.groups_before, ev.groups_after) == ((), (27, 100))
+    assert ev.privilege_gain
+    assert ev.cgroup_id == 777
+
+
+def test_cred_event_of_an_unknown_syscall_number_says_the_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "_CRED_SYSCALLS", {})
+    assert decode(cred_event(9999)).syscall == "syscall 9999"
+
+
+def test_cred_event_keeps_at_most_the_groups_carried_but_counts_all() -> None:
+    many = tuple(range(1, 17))
+    raw = header(wire.KIND_CRED) + struct.pack(fmt("pt_cred_change"), 116, 0, *CRED, *CRED, 0, 40, *([0] * 16), *many)
+    ev = decode(raw)
+    assert ev.groups_after == many and ev.groups_after_count == 40
+
+
+@pytest.mark.parametrize(
+    ("action", "word"), [(wire.CGROUP_MKDIR, "mkdir"), (wire.CGROUP_RMDIR, "rmdir"), (wire.CGROUP_RENAME, "rename")]
+)
+def test_cgroup_event_action_id_and_path(action: int, word: str) -> None:
+    path = b"/system.slice/docker-" + b"a" * 64 + b".scope"
+    raw = header(wire.KIND_CGROUP) + struct.pack(fmt("pt_cgroup"), 4242, action, len(path)) + path
+    ev = decode(raw)
+    assert isinstance(ev, CgroupEvent)
+    assert (ev.action, ev.target_id, ev.path) == (word, 4242, path)
+    with pytest.raises(DecodeError):
+        decode(raw[:-1])
+
+
+def test_cgroup_event_with_an_unknown_action_raises() -> None:
+    raw = header(wire.KIND_CGROUP) + struct.pack(fmt("pt_cgroup"), 1, 9, 1) + b"/"
+    with pytest.raises(DecodeError):
+        decode(raw)

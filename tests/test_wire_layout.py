@@ -30,7 +30,7 @@ CC = shutil.which("gcc")
 CONSTANTS = {
     name: "PT_" + name.removeprefix("KIND_")
     for name in dir(wire)
-    if name.startswith(("KIND_", "EXEC_", "CLASS_", "FOLD_"))
+    if name.startswith(("KIND_", "EXEC_", "CLASS_", "FOLD_", "CGROUP_"))
 }
 EVENT_CONSTANTS = {"SIGNAL_GENERATE": "PT_SIGNAL_GENERATE", "SIGNAL_DELIVER": "PT_SIGNAL_DELIVER"}
 
@@ -93,18 +93,35 @@ def checked_fields(struct_name: str) -> list[Field]:
     return [f for f in python_fields(struct_name) if not f.name.startswith("_")]
 
 
+def header_defines() -> dict[str, int]:
+    """The header's numeric #defines (array lengths are among them)."""
+    return {m[1]: int(m[2], 0) for m in re.finditer(r"#define\s+(\w+)\s+(\d+|0x[0-9a-fA-F]+)\b", HEADER.read_text())}
+
+
 def c_members(struct_name: str) -> list[str]:
-    """Member names of a struct in the header, read from its text (which is simple C)."""
+    """Member names of a struct in the header, read from its text (which is simple C).
+
+    A member that is another wire struct (other than the header) is named by
+    its own members, "cred.uid"; an array of numbers by its elements,
+    "groups[0]": as wire.LAYOUTS names them, since a struct format is flat."""
     text = re.sub(r"/\*.*?\*/|//[^\n]*", "", HEADER.read_text(), flags=re.S)
     body = re.search(rf"struct\s+{struct_name}\s*\{{(.*?)\}};", text, flags=re.S)
     assert body, f"struct {struct_name} not found in {HEADER}"
+    defines = header_defines()
     names = []
     for decl in body.group(1).split(";"):
         decl = decl.strip()
         if decl:
-            match = re.search(r"(\w+)\s*(\[[^\]]*\])?$", decl)
+            match = re.search(r"(\w+)\s*(\[([^\]]*)\])?$", decl)
             assert match, f"cannot read the member declaration {decl!r} in struct {struct_name}"
-            names.append(match.group(1))
+            nested = re.match(r"struct\s+(pt_\w+)\s", decl)
+            if nested and nested.group(1) != "pt_header":
+                names += [f"{match.group(1)}.{inner}" for inner in c_members(nested.group(1))]
+            elif match.group(3) and not decl.startswith("char"):
+                length = defines.get(match.group(3).strip()) or int(match.group(3))
+                names += [f"{match.group(1)}[{i}]" for i in range(length)]
+            else:
+                names.append(match.group(1))
     return names
 
 
@@ -290,4 +307,5 @@ def test_a_drifted_field_is_reported_by_name(c_layout: CLayout, monkeypatch: pyt
     monkeypatch.setattr(wire, "LAYOUTS", drifted)
     problems = mismatches("pt_fork", c_layout)
     assert any(p.startswith("pt_fork.child_pid is 4 bytes in C but 8") for p in problems), problems
-    assert any(p.startswith("pt_fork.child_tgid is at offset 68 in C but 72") for p in problems), problems
+    at = wire.HEADER_SIZE + 12  # after clone_flags and child_pid
+    assert any(p.startswith(f"pt_fork.child_tgid is at offset {at} in C but {at + 4}") for p in problems), problems

@@ -41,11 +41,74 @@ MEMBERS: tuple[tuple[str, str], ...] = (
     ("signal_struct", "flags"),
     ("signal_struct", "group_exit_code"),
     ("signal_struct", "live"),
+    # Where and as whom an exec runs (issue 13): the working directory's
+    # dentry chain across mounts, the executable's inode, credentials, the
+    # controlling terminal and session, namespaces, supplementary groups.
+    ("task_struct", "fs"),
+    ("task_struct", "real_cred"),
+    ("task_struct", "thread_pid"),
+    ("task_struct", "nsproxy"),
+    ("fs_struct", "pwd"),
+    ("fs_struct", "root"),
+    ("path", "dentry"),
+    ("path", "mnt"),
+    ("dentry", "d_parent"),
+    ("dentry", "d_name.name"),
+    ("dentry", "d_hash.pprev"),
+    ("mount", "mnt"),
+    ("mount", "mnt_parent"),
+    ("mount", "mnt_mountpoint"),
+    ("vfsmount", "mnt_root"),
+    ("mm_struct", "exe_file"),
+    ("mm_struct", "env_start"),
+    ("mm_struct", "env_end"),
+    ("file", "f_inode"),
+    ("file", "f_path.dentry"),
+    ("inode", "i_ino"),
+    ("inode", "i_sb"),
+    ("super_block", "s_dev"),
+    ("super_block", "s_magic"),
+    ("cred", "uid"),
+    ("cred", "euid"),
+    ("cred", "suid"),
+    ("cred", "fsuid"),
+    ("cred", "gid"),
+    ("cred", "egid"),
+    ("cred", "sgid"),
+    ("cred", "fsgid"),
+    ("cred", "cap_effective"),
+    ("cred", "group_info"),
+    ("group_info", "ngroups"),
+    ("group_info", "gid"),
+    ("signal_struct", "tty"),
+    ("signal_struct", "pids"),
+    ("tty_struct", "index"),
+    ("tty_struct", "driver"),
+    ("tty_driver", "major"),
+    ("tty_driver", "minor_start"),
+    ("pid", "level"),
+    ("pid", "numbers"),
+    ("upid", "nr"),
+    ("upid", "ns"),
+    ("pid_namespace", "ns.inum"),
+    ("nsproxy", "mnt_ns"),
+    ("mnt_namespace", "ns.inum"),
 )
+
+# Members a kernel may be built without (the audit login uid and session need
+# CONFIG_AUDIT): KOFF_<struct>_<member> is -1 where missing, and the program
+# leaves their fields unset.
+OPTIONAL_MEMBERS: tuple[tuple[str, str], ...] = (
+    ("task_struct", "loginuid"),
+    ("task_struct", "sessionid"),
+)
+
+# Enumerators the program indexes with: KENUM_<name> is its value.
+ENUM_VALUES: tuple[tuple[str, str], ...] = (("pid_type", "PIDTYPE_SID"),)
 
 
 # Structs whose size the BPF programs need (to index an array of them): KSIZE_<struct>.
-SIZES: tuple[str, ...] = ("k_sigaction",)
+SIZES: tuple[str, ...] = ("k_sigaction", "upid")
 
 # BPF helpers the program calls under its own name where the kernel has them
 # (bpf/proctrace.bpf.c says why): KHAS_<helper> is 1 or 0.
@@ -65,24 +128,43 @@ def helper_macro(helper: str) -> str:
     return f"KHAS_{helper}"
 
 
+def enum_macro(name: str) -> str:
+    return f"KENUM_{name}"
+
+
 def macro_names() -> set[str]:
-    return {macro_name(s, m) for s, m in MEMBERS} | {size_macro(s) for s in SIZES} | {helper_macro(h) for h in HELPERS}
+    return (
+        {macro_name(s, m) for s, m in (*MEMBERS, *OPTIONAL_MEMBERS)}
+        | {size_macro(s) for s in SIZES}
+        | {helper_macro(h) for h in HELPERS}
+        | {enum_macro(name) for _enum, name in ENUM_VALUES}
+    )
 
 
 def offsets_from_btf(btf: Btf) -> dict[str, int]:
     """The prelude's kernel facts: member offsets, struct sizes, and 1 or 0 for
     each helper (whether the kernel's enum bpf_func_id names it)."""
     facts = {macro_name(s, m): btf.offsetof(s, m) for s, m in MEMBERS}
+    for struct, member in OPTIONAL_MEMBERS:
+        try:
+            facts[macro_name(struct, member)] = btf.offsetof(struct, member)
+        except BtfError:
+            facts[macro_name(struct, member)] = -1
     facts.update({size_macro(s): btf.sizeof(s) for s in SIZES})
     known = btf.enumerators("bpf_func_id")
     facts.update({helper_macro(h): int(h in known) for h in HELPERS})
+    for enum, name in ENUM_VALUES:
+        values = btf.enumerators(enum)
+        if name not in values:
+            raise BtfError(f"enum {enum} has no {name}")
+        facts[enum_macro(name)] = values[name]
     return facts
 
 
 def _build_key(btf_path: Path) -> str:
     uname = platform.uname()
     st = btf_path.stat()
-    raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{SIZES}|{HELPERS}"
+    raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{OPTIONAL_MEMBERS}|{SIZES}|{HELPERS}|{ENUM_VALUES}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from proctrace.kernel.layout import kernel_offsets
 from proctrace.kernel.program import (
+    CRED_SYSCALLS,
     EXEC_SYSCALLS,
     WAIT_SYSCALLS,
     ProgramOptions,
@@ -42,7 +43,7 @@ class ProbeError(Exception):
 def read_formats() -> dict[tuple[str, str], TracepointFormat]:
     """Format files of every tracepoint we use that this kernel has."""
     formats = {}
-    optional = set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS)
+    optional = set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS) | set(CRED_SYSCALLS)
     for key in tracepoints_used():
         try:
             formats[key] = read_format(*key)
@@ -146,6 +147,25 @@ class Probe:
         key = table.Key()
         key.comm = comm[:15]
         table[key] = table.Leaf(1)
+
+    def select_cgroups(self, ids: list[int]) -> None:
+        """With a cgroup filter: trace the tasks in these cgroups and their
+        descendants. Verdicts the programs worked out before are dropped, since
+        they may have been made before this selection."""
+        selected = self._bpf["selected_cgroups"]
+        for cgroup_id in ids:
+            selected[selected.Key(cgroup_id)] = selected.Leaf(1)
+        self._bpf["cgroup_verdicts"].clear()
+
+    def decide_cgroup(self, cgroup_id: int, selected: bool) -> None:
+        """With a cgroup filter: whether a cgroup made during the session is
+        selected, once user space knows its path (until then the programs send
+        what runs in it, and the user-space filter decides)."""
+        if selected:
+            table = self._bpf["selected_cgroups"]
+            table[table.Key(cgroup_id)] = table.Leaf(1)
+        verdicts = self._bpf["cgroup_verdicts"]
+        verdicts[verdicts.Key(cgroup_id)] = verdicts.Leaf(int(selected))
 
     @property
     def buffer_bytes(self) -> int:

@@ -25,6 +25,7 @@ BPF_SOURCES = ("event.h", "proctrace.bpf.c")
 
 # Tracepoint fields the program reads, per (category, event). Fields marked
 # optional are used where the kernel has them.
+CGROUP_MKDIR = ("cgroup", "cgroup_mkdir")
 REQUIRED_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("task", "task_newtask"): ("clone_flags",),
     ("sched", "sched_process_fork"): ("child_pid",),
@@ -34,6 +35,9 @@ REQUIRED_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     # from its format, but it must exist.
     ("signal", "signal_generate"): (),
     ("signal", "signal_deliver"): ("sig", "code", "sa_handler"),
+    ("cgroup", "cgroup_mkdir"): (),
+    ("cgroup", "cgroup_rmdir"): (),
+    ("cgroup", "cgroup_rename"): (),
 }
 OPTIONAL_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     ("sched", "sched_process_exit"): ("group_dead",),
@@ -51,6 +55,32 @@ WAIT_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ("syscalls", "sys_exit_wait4"): ("ret",),
     ("syscalls", "sys_exit_waitid"): ("ret",),
 }
+# The calls that change a task's credentials (cred events). Their entries read
+# no field; every exit reads its number and result.
+CRED_SYSCALL_NAMES = (
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid",
+    "setfsuid", "setfsgid", "setgroups", "capset",
+)  # fmt: skip
+# Their numbers, which a cred event carries, on the architectures proctrace runs on
+# (arch/x86/entry/syscalls/syscall_64.tbl; include/uapi/asm-generic/unistd.h for arm64).
+CRED_SYSCALL_NUMBERS: dict[str, dict[int, str]] = {
+    "x86_64": {105: "setuid", 106: "setgid", 113: "setreuid", 114: "setregid", 116: "setgroups",
+               117: "setresuid", 119: "setresgid", 122: "setfsuid", 123: "setfsgid", 126: "capset"},
+    "aarch64": {146: "setuid", 144: "setgid", 145: "setreuid", 143: "setregid", 159: "setgroups",
+                147: "setresuid", 149: "setresgid", 151: "setfsuid", 152: "setfsgid", 91: "capset"},
+}  # fmt: skip
+CRED_SYSCALL_ENTRIES: tuple[tuple[str, str], ...] = tuple(("syscalls", f"sys_enter_{n}") for n in CRED_SYSCALL_NAMES)
+CRED_SYSCALL_EXITS: tuple[tuple[str, str], ...] = tuple(("syscalls", f"sys_exit_{n}") for n in CRED_SYSCALL_NAMES)
+CRED_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
+    **dict.fromkeys(CRED_SYSCALL_ENTRIES, ()),
+    **dict.fromkeys(CRED_SYSCALL_EXITS, ("__syscall_nr", "ret")),
+}
+# cgroup_mkdir, _rmdir and _rename: one layout, read at cgroup_mkdir's offsets.
+CGROUP_EVENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cgroup", "cgroup_mkdir"): ("root", "id", "path"),
+    ("cgroup", "cgroup_rmdir"): ("root", "id", "path"),
+    ("cgroup", "cgroup_rename"): ("root", "id", "path"),
+}
 
 # Programs that serve several tracepoints, attached by name (tracer/kernel/probe.py)
 # rather than by bcc's TRACEPOINT_PROBE convention: (program, its tracepoints,
@@ -59,6 +89,14 @@ WAIT_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
 SHARED_PROGRAMS: tuple[tuple[str, tuple[tuple[str, str], ...], dict[tuple[str, str], tuple[str, ...]]], ...] = (
     ("exec_syscall_exit", (("syscalls", "sys_exit_execve"), ("syscalls", "sys_exit_execveat")), EXEC_SYSCALLS),
     ("wait_syscall_exit", (("syscalls", "sys_exit_wait4"), ("syscalls", "sys_exit_waitid")), WAIT_SYSCALLS),
+    ("cred_syscall_enter", CRED_SYSCALL_ENTRIES, CRED_SYSCALLS),
+    ("cred_syscall_exit", CRED_SYSCALL_EXITS, CRED_SYSCALLS),
+)
+# Groups of tracepoints whose programs are compiled in only where the kernel has them all.
+OPTIONAL_GROUPS: tuple[tuple[str, dict[tuple[str, str], tuple[str, ...]]], ...] = (
+    ("PT_HAVE_EXEC_SYSCALLS", EXEC_SYSCALLS),
+    ("PT_HAVE_WAIT_SYSCALLS", WAIT_SYSCALLS),
+    ("PT_HAVE_CRED_SYSCALLS", CRED_SYSCALLS),
 )
 
 # Programs attached as raw tracepoints, by bcc from their RAW_TRACEPOINT_PROBE name.
@@ -112,6 +150,11 @@ def build_source(
     we use; missing syscall tracepoints switch their hooks off."""
     if not 64 <= options.argv_max <= ARGV_MAX_LIMIT:
         raise ValueError(f"argv limit must be between 64 and {ARGV_MAX_LIMIT} bytes")
+    if options.env and not 64 <= options.env_max <= ARGV_MAX_LIMIT - options.argv_max:
+        raise ValueError(
+            f"environment limit must be between 64 and {ARGV_MAX_LIMIT - options.argv_max} bytes "
+            f"(with an argv limit of {options.argv_max}: together at most {ARGV_MAX_LIMIT})"
+        )
     lines = ["/* Generated for the running kernel by tracer/kernel/program.py */"]
     lines += [f"#define {name} {off}" for name, off in sorted(offsets.items())]
     for key, names in REQUIRED_FIELDS.items():
@@ -121,11 +164,12 @@ def build_source(
     for key, names in OPTIONAL_FIELDS.items():
         lines += field_macros(formats[key], names, required=False)
     check_shared_layouts(formats)
-    for switch, group in (("PT_HAVE_EXEC_SYSCALLS", EXEC_SYSCALLS), ("PT_HAVE_WAIT_SYSCALLS", WAIT_SYSCALLS)):
+    for switch, group in OPTIONAL_GROUPS:
         if _enabled(group, formats):
             lines.append(f"#define {switch} 1")
             for key, names in group.items():
                 lines += field_macros(formats[key], names)
+    lines += field_macros(formats[CGROUP_MKDIR], CGROUP_EVENTS[CGROUP_MKDIR])
     if options.ring_buffer:
         lines.append("#define PT_RINGBUF 1")
     lines.append(f"#define PT_BUFFER_PAGES {options.buffer_pages}")
@@ -134,9 +178,14 @@ def build_source(
     if options.all_signals:
         lines.append("#define PT_ALL_SIGNALS 1")
     lines.append(f"#define PT_ARGV_MAX {options.argv_max}")
+    if options.env:
+        lines.append("#define PT_ENV 1")
+        lines.append(f"#define PT_ENV_MAX {options.env_max}")
+    lines.append(f"#define PT_FOLLOW_MAX {options.follow_max}")
+    if options.cgroup_filter:
+        lines.append("#define PT_CGROUP_FILTER 1")
     if options.follow:
         lines.append("#define PT_FOLLOW 1")
-        lines.append(f"#define PT_FOLLOW_MAX {options.follow_max}")
         if options.follow_children:
             lines.append("#define PT_FOLLOW_CHILDREN 1")
         if options.match_comms:
@@ -152,7 +201,7 @@ def _enabled(group: dict[tuple[str, str], tuple[str, ...]], formats: dict[tuple[
 def check_shared_layouts(formats: dict[tuple[str, str], TracepointFormat]) -> None:
     """A shared program reads its fields at the first tracepoint's offsets:
     every other tracepoint it serves must have them at the same place."""
-    for _program, keys, group in SHARED_PROGRAMS:
+    for _program, keys, group in (*SHARED_PROGRAMS, ("cgroup_event", tuple(CGROUP_EVENTS), CGROUP_EVENTS)):
         if not _enabled(group, formats):
             continue
         first = keys[0]
@@ -177,4 +226,4 @@ def shared_attachments(formats: dict[tuple[str, str], TracepointFormat]) -> list
 
 
 def tracepoints_used() -> list[tuple[str, str]]:
-    return [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS]
+    return [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS, *CRED_SYSCALLS]

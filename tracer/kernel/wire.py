@@ -6,9 +6,16 @@ compiles the header and fails if the two ever disagree.
 
 from __future__ import annotations
 
+import os
+import platform
 import struct
 
+from proctrace.kernel.program import CRED_SYSCALL_NUMBERS
+from proctrace.model import events as _events
+from proctrace.model.context import UNSET_ID, Credentials, ProcessContext, tty_name
 from proctrace.model.events import (
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -21,11 +28,38 @@ from proctrace.model.events import (
 )
 from proctrace.model.memo import remember
 
-KIND_FORK, KIND_EXEC, KIND_EXIT, KIND_SIGNAL, KIND_REAP = 1, 2, 3, 4, 5
+KIND_FORK, KIND_EXEC, KIND_EXIT, KIND_SIGNAL, KIND_REAP, KIND_CRED, KIND_CGROUP = 1, 2, 3, 4, 5, 6, 7
 
 EXEC_ARGV_TRUNCATED = 1 << 0
 EXEC_FILENAME_TRUNCATED = 1 << 1
 EXEC_ARGV_UNREADABLE = 1 << 2
+EXEC_CONTEXT = 1 << 3
+EXEC_CWD_TRUNCATED = 1 << 4
+EXEC_CWD_DELETED = 1 << 5
+EXEC_EXE_MEMFD = 1 << 6
+EXEC_EXE_DELETED = 1 << 7
+EXEC_CRED_BEFORE = 1 << 8
+EXEC_ENV = 1 << 9
+EXEC_ENV_TRUNCATED = 1 << 10
+EXEC_ENV_UNREADABLE = 1 << 11
+EXEC_LOGIN = 1 << 12
+EXEC_EXE = 1 << 13
+
+# pt_cgroup.action
+CGROUP_MKDIR, CGROUP_RMDIR, CGROUP_RENAME = 1, 2, 3
+GROUPS_MAX = 16  # PT_GROUPS_MAX
+
+_CRED_FORMAT = "IIIIIIIIQ"
+_CRED_NAMES = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "cap_effective")
+
+
+def _cred(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}.{name}" for name in _CRED_NAMES)
+
+
+def _groups(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}[{i}]" for i in range(GROUPS_MAX))
+
 
 # enum pt_class: the index of each class's loss counter, in model.events.EVENT_CLASSES order
 CLASS_LIFECYCLE, CLASS_SIGNAL = 0, 1
@@ -34,9 +68,50 @@ FOLD_PTRACE, FOLD_RATE = 1, 2
 
 # struct name -> (struct format, field names in order; "_" fields are padding)
 LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pt_header": ("<QQIIIIII16s", ("ts_ns", "start_ns", "kind", "pid", "tgid", "ppid", "uid", "cpu", "comm")),
+    "pt_header": (
+        "<QQIIIIII16sQ",
+        ("ts_ns", "start_ns", "kind", "pid", "tgid", "ppid", "uid", "cpu", "comm", "cgroup_id"),
+    ),
+    "pt_cred": ("<" + _CRED_FORMAT, _CRED_NAMES),
     "pt_fork": ("<QIIII", ("clone_flags", "child_pid", "child_tgid", "child_ppid", "_pad")),
-    "pt_exec": ("<iIIIII", ("err", "old_pid", "flags", "filename_len", "argv_len", "_pad")),
+    "pt_exec": (
+        "<iIIIIIII" + _CRED_FORMAT + _CRED_FORMAT + "QIIIIIIII",
+        (
+            "err",
+            "old_pid",
+            "flags",
+            "filename_len",
+            "argv_len",
+            "cwd_len",
+            "env_len",
+            "tty_dev",
+            *_cred("cred"),
+            *_cred("cred_before"),
+            "exe_ino",
+            "exe_dev",
+            "sid",
+            "login_uid",
+            "login_session",
+            "pidns",
+            "ns_pid",
+            "mntns",
+            "_pad",
+        ),
+    ),
+    "pt_cred_change": (
+        f"<ii{_CRED_FORMAT}{_CRED_FORMAT}II{GROUPS_MAX}I{GROUPS_MAX}I",
+        (
+            "syscall_nr",
+            "ret",
+            *_cred("before"),
+            *_cred("after"),
+            "ngroups_before",
+            "ngroups_after",
+            *_groups("groups_before"),
+            *_groups("groups_after"),
+        ),
+    ),
+    "pt_cgroup": ("<QII", ("id", "action", "path_len")),
     "pt_exit": ("<QIIB7x", ("task_start_ns", "status", "task_exit_code", "group_dead")),
     "pt_signal": (
         "<iiIiQIBB2x16s",
@@ -47,7 +122,7 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pt_fold_key": ("<IIIHBB", ("sender_tgid", "target_pid", "generation", "signo", "stage", "reason")),
     "pt_fold": ("<QQ16s", ("count", "last_ns", "target_comm")),
 }
-HEADERLESS = frozenset({"pt_header", "pt_fold_key"})
+HEADERLESS = frozenset({"pt_header", "pt_fold_key", "pt_cred"})
 
 HEADER = struct.Struct(LAYOUTS["pt_header"][0])
 HEADER_SIZE = HEADER.size
@@ -65,6 +140,8 @@ EXEC = _whole("pt_exec")
 EXIT = _whole("pt_exit")
 SIGNAL = _whole("pt_signal")
 REAP = _whole("pt_reap")
+CRED_CHANGE = _whole("pt_cred_change")
+CGROUP = _whole("pt_cgroup")
 FOLDED = _whole("pt_fold")
 FOLDED_KEY = struct.Struct(LAYOUTS["pt_fold_key"][0])
 
@@ -96,6 +173,72 @@ def split_argv(area: bytes) -> list[bytes]:
     return area.split(b"\0")
 
 
+def kernel_dev(dev: int) -> int:
+    """A device number as the kernel keeps it (major << 20 | minor) as stat(2)'s st_dev."""
+    return os.makedev(dev >> 20, dev & 0xFFFFF)
+
+
+def join_cwd(area: bytes, truncated: bool) -> bytes:
+    """The working directory from its components, deepest first, each with a NUL
+    (bpf read_cwd): absolute when complete, the deepest part (relative) when not."""
+    parts = area.split(b"\0")
+    parts.pop()  # after the last NUL; empty
+    path = b"/".join(reversed(parts))
+    return path if truncated else b"/" + path
+
+
+def split_env(area: bytes) -> dict[bytes, bytes]:
+    """NAME=VALUE strings, each with a NUL, as a dict; a string without "="
+    (a program may put anything in its environment) is a name with an empty value."""
+    env = {}
+    for entry in split_argv(area):
+        name, _, value = entry.partition(b"=")
+        env[name] = value
+    return env
+
+
+_CRED_SYSCALLS = CRED_SYSCALL_NUMBERS.get(platform.machine(), {})
+_CGROUP_ACTIONS = {
+    CGROUP_MKDIR: _events.CGROUP_MKDIR,
+    CGROUP_RMDIR: _events.CGROUP_RMDIR,
+    CGROUP_RENAME: _events.CGROUP_RENAME,
+}
+
+
+def _id(value: int) -> int | None:
+    return None if value == UNSET_ID else value
+
+
+def _context(fields: tuple[int, ...], flags: int, tail: bytes, cwd_len: int, env_len: int) -> ProcessContext:
+    """The ProcessContext of an exec event's fixed fields (from tty_dev on) and its env and cwd parts."""
+    (tty_dev, u, eu, su, fsu, g, eg, sg, fsg, cap, bu, beu, bsu, bfsu, bg, beg, bsg, bfsg, bcap,
+     exe_ino, exe_dev, sid, login_uid, login_session, pidns, ns_pid, mntns, _) = fields  # fmt: skip
+    has_exe = bool(flags & EXEC_EXE)
+    login = bool(flags & EXEC_LOGIN)
+    cwd_truncated = bool(flags & EXEC_CWD_TRUNCATED)
+    return ProcessContext(
+        join_cwd(tail[env_len : env_len + cwd_len], cwd_truncated) if cwd_len or not cwd_truncated else None,
+        cwd_truncated,
+        bool(flags & EXEC_CWD_DELETED),
+        kernel_dev(exe_dev) if has_exe else None,
+        exe_ino if has_exe else None,
+        bool(flags & EXEC_EXE_MEMFD),
+        bool(flags & EXEC_EXE_DELETED),
+        Credentials(u, eu, su, fsu, g, eg, sg, fsg, cap),
+        Credentials(bu, beu, bsu, bfsu, bg, beg, bsg, bfsg, bcap) if flags & EXEC_CRED_BEFORE else None,
+        tty_name(tty_dev >> 20, tty_dev & 0xFFFFF) if tty_dev else None,
+        sid,
+        _id(login_uid) if login else None,
+        _id(login_session) if login else None,
+        pidns or None,
+        ns_pid or None,
+        mntns or None,
+        None,  # the cgroup's path: user space knows it from the event's cgroup_id
+        split_env(tail[:env_len]) if flags & EXEC_ENV else None,
+        bool(flags & EXEC_ENV_TRUNCATED),
+    )
+
+
 def decode(buf: bytes) -> Event:
     return decode_at(buf, 0, len(buf))
 
@@ -115,24 +258,27 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
     if kind == KIND_FORK:
         if size < FORK.size:
             raise DecodeError("fork event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, flags, child_pid, child_tgid, child_ppid, _ = FORK.unpack_from(
-            data, offset
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, flags, child_pid, child_tgid, child_ppid, _ = (
+            FORK.unpack_from(data, offset)
         )
         if k == KIND_FORK:
             comm = comms.get(comm) or _comm(comm)
-            return ForkEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, child_pid, child_tgid, child_ppid, flags)
+            ev = ForkEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, child_pid, child_tgid, child_ppid, flags)
+            ev.cgroup_id = cg
+            return ev
     elif kind == KIND_EXEC:
         if size < EXEC.size:
             raise DecodeError("exec event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, err, old_pid, flags, flen, alen, _ = EXEC.unpack_from(
-            data, offset
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, err, old_pid, flags, flen, alen, clen, elen, *fixed = (
+            EXEC.unpack_from(data, offset)
         )
         if k == KIND_EXEC:
             tail = offset + EXEC.size
-            if EXEC.size + flen + alen > size:
-                raise DecodeError("exec event shorter than its filename and arguments")
+            end = tail + flen + alen
+            if EXEC.size + flen + alen + clen + elen > size:
+                raise DecodeError("exec event shorter than its filename, arguments, directory and environment")
             comm = comms.get(comm) or _comm(comm)
-            return ExecEvent(
+            ev = ExecEvent(
                 ts,
                 pid,
                 tgid,
@@ -142,41 +288,83 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
                 start,
                 cpu,
                 data[tail : tail + flen],
-                split_argv(data[tail + flen : tail + flen + alen]),
+                split_argv(data[tail + flen : end]),
                 bool(flags & EXEC_ARGV_TRUNCATED),
                 bool(flags & EXEC_FILENAME_TRUNCATED),
                 bool(flags & EXEC_ARGV_UNREADABLE),
                 err,
                 old_pid,
+                False,
+                _context(fixed, flags, data[end : end + clen + elen], clen, elen) if flags & EXEC_CONTEXT else None,
             )
+            ev.cgroup_id = cg
+            return ev
     elif kind == KIND_EXIT:
         if size < EXIT.size:
             raise DecodeError("exit event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, task_start, status, task_code, group_dead = EXIT.unpack_from(
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, task_start, status, task_code, group_dead = EXIT.unpack_from(
             data, offset
         )
         if k == KIND_EXIT:
             comm = comms.get(comm) or _comm(comm)
             ws = _wait_statuses.get(status) or wait_status(status)
-            return ExitEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, ws, task_code, bool(group_dead), task_start)
+            ev = ExitEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, ws, task_code, bool(group_dead), task_start)
+            ev.cgroup_id = cg
+            return ev
     elif kind == KIND_REAP:
         if size < REAP.size:
             raise DecodeError("reap event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, reaped, status = REAP.unpack_from(data, offset)
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, reaped, status = REAP.unpack_from(data, offset)
         if k == KIND_REAP:
             comm = comms.get(comm) or _comm(comm)
             ws = _wait_statuses.get(status) or wait_status(status)
-            return ReapEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, reaped, ws)
+            ev = ReapEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, reaped, ws)
+            ev.cgroup_id = cg
+            return ev
     elif kind == KIND_SIGNAL:
         if size < SIGNAL.size:
             raise DecodeError("signal event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, *payload = SIGNAL.unpack_from(data, offset)
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, *payload = SIGNAL.unpack_from(data, offset)
         if k == KIND_SIGNAL:
             signo, code, target, result, handler, gsig, stage, group, tcomm = payload
             comm = comms.get(comm) or _comm(comm)
             tcomm = comms.get(tcomm) or _comm(tcomm)
             common = (ts, pid, tgid, ppid, uid, comm, start, cpu)
-            return SignalEvent(*common, stage, signo, code, target, tcomm, result, bool(group), handler, gsig)
+            ev = SignalEvent(*common, stage, signo, code, target, tcomm, result, bool(group), handler, gsig)
+            ev.cgroup_id = cg
+            return ev
+    elif kind == KIND_CRED:
+        if size < CRED_CHANGE.size:
+            raise DecodeError("cred event too short")
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, nr, _ret, *values = CRED_CHANGE.unpack_from(data, offset)
+        if k == KIND_CRED:
+            before, after = Credentials(*values[0:9]), Credentials(*values[9:18])
+            n_before, n_after = values[18], values[19]
+            groups = values[20:]
+            ev = CredEvent(
+                ts, pid, tgid, ppid, uid, _comm(comm), start, cpu,
+                _CRED_SYSCALLS.get(nr, f"syscall {nr}"), before, after,
+                tuple(groups[: min(n_before, GROUPS_MAX)]),
+                tuple(groups[GROUPS_MAX : GROUPS_MAX + min(n_after, GROUPS_MAX)]),
+                n_before, n_after,
+            )  # fmt: skip
+            ev.cgroup_id = cg
+            return ev
+    elif kind == KIND_CGROUP:
+        if size < CGROUP.size:
+            raise DecodeError("cgroup event too short")
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, target_id, action, path_len = CGROUP.unpack_from(
+            data, offset
+        )
+        if k == KIND_CGROUP:
+            if CGROUP.size + path_len > size or action not in _CGROUP_ACTIONS:
+                raise DecodeError("cgroup event shorter than its path, or of an unknown action")
+            path = bytes(data[offset + CGROUP.size : offset + CGROUP.size + path_len])
+            ev = CgroupEvent(
+                ts, pid, tgid, ppid, uid, _comm(comm), start, cpu, _CGROUP_ACTIONS[action], target_id, path
+            )
+            ev.cgroup_id = cg
+            return ev
     raise DecodeError(f"unknown event kind {_KIND.unpack_from(data, offset + HEADER_KIND_OFFSET)[0]}")
 
 
@@ -190,6 +378,8 @@ def decode_fold(key: bytes, value: bytes, read_ns: int) -> SignalSummaryEvent:
     if len(key) < FOLDED_KEY.size or len(value) < FOLDED.size:
         raise DecodeError("folded signal entry too short")
     _sender, target, _generation, signo, stage, reason = FOLDED_KEY.unpack_from(key)
-    first, start, _kind, pid, tgid, ppid, uid, cpu, comm, count, last, tcomm = FOLDED.unpack_from(value)
+    first, start, _kind, pid, tgid, ppid, uid, cpu, comm, cg, count, last, tcomm = FOLDED.unpack_from(value)
     common = (read_ns, pid, tgid, ppid, uid, _comm(comm), start, cpu)
-    return SignalSummaryEvent(*common, reason, stage, signo, target, _comm(tcomm), count, first, last)
+    ev = SignalSummaryEvent(*common, reason, stage, signo, target, _comm(tcomm), count, first, last)
+    ev.cgroup_id = cg
+    return ev
