@@ -113,6 +113,7 @@ def test_parse_bpftrace_lost_sums_every_warning():
 
 HELP_NOW = """\
 options:
+  --env                  exec events carry the environment (secrets redacted)
   -w FILE, --write FILE  record the session to FILE (.gz compresses)
   -r FILE, --read FILE   read a recorded session instead of tracing
   -q, --quiet            with -w: record without printing the stream
@@ -129,8 +130,20 @@ options:
 
 
 def test_features_follow_the_options_help_lists():
-    assert run.features_from_help(HELP_NOW) == {"record": True, "read": True, "quiet": True, "filter": True}
-    assert run.features_from_help(HELP_BEFORE) == {"record": False, "read": False, "quiet": False, "filter": False}
+    assert run.features_from_help(HELP_NOW) == {
+        "record": True, "read": True, "quiet": True, "filter": True, "env": True
+    }  # fmt: skip
+    assert run.features_from_help(HELP_BEFORE) == {
+        "record": False, "read": False, "quiet": False, "filter": False, "env": False
+    }  # fmt: skip
+
+
+def test_the_storm_runs_under_env_when_proctrace_has_it(tmp_path):
+    features = run.features_from_help(HELP_NOW)
+    names = [c.name for c in run.timed_configs(features, {}, tmp_path, quick=True)]
+    assert "proctrace --env" in names
+    names = [c.name for c in run.timed_configs(run.features_from_help(HELP_BEFORE), {}, tmp_path, quick=True)]
+    assert "proctrace --env" not in names
 
 
 def test_cpu_ticks_survive_a_comm_with_spaces_and_parens():

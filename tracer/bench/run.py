@@ -47,6 +47,7 @@ def features_from_help(help_text: str) -> dict[str, bool]:
         "read": "-r" in opts,
         "quiet": "-q" in opts,
         "filter": "-c" in opts,
+        "env": "--env" in opts,
     }
 
 
@@ -83,6 +84,9 @@ def timed_configs(
         configs.append(Config("proctrace -w", "proctrace", recording_args(features, workdir / "timed.jsonl")))
     if features["filter"]:
         configs.append(Config("proctrace -c (filtered)", "proctrace", ["-c", NOMATCH_COMM]))
+    if features.get("env"):
+        # Each exec then carries its environment, read from the new image and redacted.
+        configs.append(Config("proctrace --env", "proctrace", ["--env"]))
     if tools.get("bpftrace"):
         configs.append(Config("bpftrace", "bpftrace", output="bpftrace"))
     if tools.get("forkstat"):

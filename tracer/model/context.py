@@ -36,10 +36,17 @@ class Credentials:
 
     def gained_over(self, before: Credentials) -> bool:
         """Whether these credentials hold privilege that `before` did not: an
-        effective user or group that changed (a set-user-ID or set-group-ID
-        file), or an effective capability that was not there (file
-        capabilities, or a set-user-ID-root file)."""
-        return self.euid != before.euid or self.egid != before.egid or bool(self.cap_effective & ~before.cap_effective)
+        effective capability that was not there, or root as the effective user
+        or group where it was not. Dropping root for another user is no gain."""
+        return (
+            bool(self.cap_effective & ~before.cap_effective)
+            or (self.euid == 0 != before.euid)
+            or (self.egid == 0 != before.egid)
+        )
+
+    def identity_changed(self, before: Credentials) -> bool:
+        """Whether the effective user or group differs from `before`'s."""
+        return self.euid != before.euid or self.egid != before.egid
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +78,13 @@ class ProcessContext:
 
     @property
     def privilege_gain(self) -> bool:
+        """Across an exec, any change of effective user or group is a gain: only
+        a set-user-ID or set-group-ID file makes one, and it gives the process
+        the file owner's identity, root or not. So is a capability the new
+        image gained (file capabilities, or a set-user-ID-root file)."""
         if self.creds is None or self.creds_before is None:
             return False
-        return self.creds.gained_over(self.creds_before)
+        return self.creds.gained_over(self.creds_before) or self.creds.identity_changed(self.creds_before)
 
     @property
     def unit(self) -> bytes | None:

@@ -289,6 +289,7 @@ class CredEvent(Event):
 
     @property
     def privilege_gain(self) -> bool:
+        """A capability gained, or root regained (a saved set-user-ID of 0, say)."""
         return self.before is not None and self.after is not None and self.after.gained_over(self.before)
 
 
