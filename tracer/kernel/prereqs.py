@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import TextIO
 
 from proctrace.kernel.bcc import BccUnavailable, load_bcc
-from proctrace.kernel.program import BPF_DIR, BPF_SOURCES, EXEC_SYSCALLS, REQUIRED_FIELDS, WAIT_SYSCALLS
+from proctrace.kernel.program import (
+    BPF_DIR,
+    BPF_SOURCES,
+    CGROUP_EVENTS,
+    CRED_SYSCALLS,
+    EXEC_SYSCALLS,
+    REQUIRED_FIELDS,
+    WAIT_SYSCALLS,
+)
 
 HEADERS_INSTALL_FIX = (
     "run `sudo ./scripts/proctrace` once (it installs them), or apt-get install linux-headers-amd64 "
@@ -127,10 +135,16 @@ class Tracepoint:
 
 
 def _tracepoints() -> tuple[Tracepoint, ...]:
-    core = [Tracepoint(c, e, True, "the process lifecycle") for c, e in REQUIRED_FIELDS]
-    execs = [Tracepoint(c, e, False, "failed execs and argv at exec entry") for c, e in EXEC_SYSCALLS]
+    core = [
+        Tracepoint(c, e, True, "cgroup paths" if (c, e) in CGROUP_EVENTS else "the process lifecycle")
+        for c, e in REQUIRED_FIELDS
+    ]
+    execs = [
+        Tracepoint(c, e, False, "failed execs, and the credentials before an exec") for c, e in EXEC_SYSCALLS
+    ]
     waits = [Tracepoint(c, e, False, "reaps (who waited for whom)") for c, e in WAIT_SYSCALLS]
-    return (*core, *execs, *waits)
+    creds = [Tracepoint(c, e, False, "credential changes after exec (cred events)") for c, e in CRED_SYSCALLS]
+    return (*core, *execs, *waits, *creds)
 
 
 TRACEPOINTS: tuple[Tracepoint, ...] = _tracepoints()
