@@ -139,9 +139,7 @@ def _tracepoints() -> tuple[Tracepoint, ...]:
         Tracepoint(c, e, True, "cgroup paths" if (c, e) in CGROUP_EVENTS else "the process lifecycle")
         for c, e in REQUIRED_FIELDS
     ]
-    execs = [
-        Tracepoint(c, e, False, "failed execs, and the credentials before an exec") for c, e in EXEC_SYSCALLS
-    ]
+    execs = [Tracepoint(c, e, False, "failed execs, and the credentials before an exec") for c, e in EXEC_SYSCALLS]
     waits = [Tracepoint(c, e, False, "reaps (who waited for whom)") for c, e in WAIT_SYSCALLS]
     creds = [Tracepoint(c, e, False, "credential changes after exec (cred events)") for c, e in CRED_SYSCALLS]
     return (*core, *execs, *waits, *creds)
