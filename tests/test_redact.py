@@ -80,6 +80,10 @@ def test_the_working_directories_are_never_redacted_whatever_the_patterns() -> N
              b" --no-auth y"],
         ),
         ([b"gcc", b"-O2", b"-c", b"key.c"], [b"gcc", b"-O2", b"-c", b"key.c"]),
+        ([b"sh", b"-c", b"TOKEN=x ./deploy --v"], [b"sh", b"-c", b"TOKEN=<redacted> ./deploy --v"]),
+        ([b"bash", b"-lc", b"export API_KEY=k; run"], [b"bash", b"-lc", b"export API_KEY=<redacted>; run"]),
+        # Not after -c: one assignment, whose value is the rest (env(1) took the quotes off).
+        ([b"env", b"TOKEN=a b", b"run"], [b"env", b"TOKEN=<redacted>", b"run"]),
     ],
 )  # fmt: skip
 def test_argv_keeps_the_text_around_each_secret(argv: list[bytes], expected: list[bytes]) -> None:

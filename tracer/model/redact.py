@@ -47,9 +47,11 @@ command line stays readable:
 * inside any argument or environment value, the password of a URL's userinfo:
   `scheme://user:password@host/...` becomes `scheme://user:<redacted>@host/...`
   (DATABASE_URL=postgres://app:pw@db/app included);
-* inside an argument holding a shell command line (`sh -c "..."`, found by its
-  whitespace), the same `NAME=VALUE` and `--NAME VALUE` forms word by word, a
-  quoted VALUE to its closing quote.
+* inside an argument holding a shell command line (the argument after `-c`
+  or a cluster such as `-lc`, and any other argument with whitespace or `;`
+  that no rule above took whole), the same `NAME=VALUE` and `--NAME VALUE`
+  forms word by word, a quoted VALUE to its closing quote:
+  `sh -c 'TOKEN=x ./deploy'` shows `sh -c 'TOKEN=<redacted> ./deploy'`.
 
 `--env-allow NAME` keeps only the named variables (exact, case-sensitive
 names, as the environment has them) and drops the rest; a kept variable is
@@ -106,6 +108,8 @@ _FLAG_ASSIGN = re.compile(rb"(-{1,2})([A-Za-z0-9_][A-Za-z0-9_.-]*)=", re.DOTALL)
 _VAR_ASSIGN = re.compile(rb"([A-Za-z_][A-Za-z0-9_]*)=", re.DOTALL)
 # `--NAME` alone: its value is the next argument.
 _FLAG_ALONE = re.compile(rb"-{1,2}([A-Za-z0-9_][A-Za-z0-9_.-]+)")
+# The flag after which an interpreter takes a command line: `sh -c`, `bash -lc`, `python3 -c`.
+_COMMAND_FLAG = re.compile(rb"-[A-Za-z]*c[A-Za-z]*")
 # `Authorization: Bearer X`: a header name, a colon, then the value.
 _HEADER = re.compile(rb"([A-Za-z0-9_-]+):[ \t]*(?=\S)")
 # A URL's authority, after "://" (the scheme is not needed to find it, and a
@@ -230,6 +234,7 @@ class Redactor:
             return argv
         out: list[bytes] | None = None
         value_next = False
+        command_next = False
         for i, arg in enumerate(argv):
             if value_next:
                 value_next = False
@@ -237,7 +242,14 @@ class Redactor:
                     out = out or list(argv)
                     out[i] = REDACTED
                 continue
-            redacted, value_next = self._argument(arg)
+            if command_next:
+                # `sh -c 'TOKEN=x ./deploy'`: a command line, whose words are
+                # redacted one by one, not an assignment whose value is the rest.
+                command_next = False
+                redacted = self._command_line(arg)
+            else:
+                redacted, value_next = self._argument(arg)
+                command_next = _COMMAND_FLAG.fullmatch(arg) is not None
             if redacted is not arg:
                 out = out or list(argv)
                 out[i] = redacted
@@ -265,11 +277,15 @@ class Redactor:
             m = _HEADER.match(arg)
             if m is not None and b"://" not in arg and self.is_secret_name(m.group(1)):
                 return _replace_value(arg, m.end()), False
+        return self._command_line(arg), False
+
+    def _command_line(self, arg: bytes) -> bytes:
+        """The URL passwords and, in a shell command line, the secret words of `arg`."""
         if b"://" in arg:
             arg = redact_url_passwords(arg)
-        if b" " in arg or b"\n" in arg or b"\t" in arg:
+        if b" " in arg or b"\n" in arg or b"\t" in arg or b";" in arg:
             arg = self._shell_words(arg)
-        return arg, False
+        return arg
 
     def _shell_words(self, text: bytes) -> bytes:
         """The assignments and flag values inside a shell command line redacted."""
