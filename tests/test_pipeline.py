@@ -147,6 +147,12 @@ def test_secrets_are_redacted_before_the_filter_and_every_sink() -> None:
         assert ev.context.env == {b"AWS_SECRET_ACCESS_KEY": b"<redacted>", b"HOME": b"/root"}
 
 
+def test_a_pipeline_made_without_a_redactor_redacts_by_the_default_rules() -> None:
+    sink = NotingSink()
+    Pipeline(EventFilter(FilterSpec()), [sink]).write([secret_exec()])
+    assert sink.written[0][0].argv == [b"deploy", b"--token=<redacted>", b"-v"]
+
+
 def test_no_redact_and_an_allow_list_select_without_redacting() -> None:
     sink = NotingSink()
     options = RedactionOptions(enabled=False, env_allow=("AWS_SECRET_ACCESS_KEY",))

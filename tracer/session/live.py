@@ -152,7 +152,7 @@ class LiveSource:
 
 
 def options_record(
-    transport: TransportOptions, spec: FilterSpec, command_pid: int | None, redaction: dict[str, Any] | None = None
+    transport: TransportOptions, spec: FilterSpec, command_pid: int | None, redaction: dict[str, Any]
 ) -> dict[str, Any]:
     """The options in effect, as the recording's header keeps them; `redaction`
     is Redactor.describe() of the session's."""

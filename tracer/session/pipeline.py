@@ -26,8 +26,11 @@ class Pipeline:
     """A Sink that redacts and filters each batch once and hands it to every sink."""
 
     def __init__(self, event_filter: EventFilter, sinks: list[Sink], redactor: Redactor | None = None) -> None:
-        # None or inactive (--no-redact and no allow-list): nothing to do per batch.
-        self._redact = redactor.events if redactor is not None and redactor.active else None
+        # Without a redactor, the default rules: a pipeline never passes secrets
+        # on because its maker forgot one. An inactive one (--no-redact, no
+        # allow-list) costs nothing per batch.
+        redactor = Redactor() if redactor is None else redactor
+        self._redact = redactor.events if redactor.active else None
         self.filter = event_filter
         self._everything = event_filter.spec == FilterSpec()  # no filter: skip it per event
         self.sinks = sinks
