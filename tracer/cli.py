@@ -39,7 +39,7 @@ examples:
   sudo proctrace -e exec -u alice         every exec by alice
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
   sudo proctrace --env -- ./deploy.sh     with each exec's environment, secrets redacted
-  sudo proctrace --env-allow LANG -- ./x only the variable LANG of each exec
+  sudo proctrace --env-allow LANG -- ./x  only the variable LANG of each exec
   proctrace --doctor                      check that live tracing will work here
 """
 
