@@ -66,9 +66,10 @@ change. An exec whose arguments hold no hint of any rule (no keyword, no URL)
 is passed after one search of its joined arguments, and an environment seen
 before is redacted from a cache, so the cost is paid by the few that might
 hold a secret. Measured on 100k synthetic execs in batches of 64 (a
-2-CPU EPYC VM): 0.67 us an exec without environments (1% with a secret),
-7 us with a 17-variable environment holding a secret (most of it replacing
-the frozen context), 0.02 us for an event that is not an exec.
+2-CPU EPYC VM, runs vary by a third): 0.7 us an exec without environments
+(1% with a secret), 7-10 us with a 17-variable environment holding a secret
+(half of it replacing the frozen context), 0.02 us for an event that is not
+an exec.
 """
 
 from __future__ import annotations
