@@ -20,7 +20,7 @@ from proctrace.kernel.probe import ProbeError
 from proctrace.model.filters import FilterError
 from proctrace.session.command import CommandError
 from proctrace.session.loop import SessionResult
-from proctrace.session.options import SessionOptions
+from proctrace.session.options import RedactionOptions, SessionOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,13 @@ def proctrace(*args: str) -> subprocess.CompletedProcess[str]:
         (["--bogus"], "unrecognized arguments"),
         (["-r", "x.rec", "--", "true"], "cannot also run a command"),
         (["--"], "no command after --"),
+        (["--redact", "("], "invalid --redact pattern '('"),
+        (["-r", "x.rec", "--redact", "a[b"], "invalid --redact pattern"),
+        (["-r", "x.rec", "--env"], "a recording has them or not"),
+        (["--no-redact", "--redact", "sess"], "give one or the other"),
+        (["--env-allow", "A=B"], "not a variable name"),
+        (["--env-allow", ""], "not a variable name"),
+        (["--env", "--argv-max", "28K"], "--argv-max at most"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args, message):
@@ -199,6 +206,36 @@ def test_the_session_gets_the_options_and_the_command(monkeypatch: pytest.Monkey
     (options,) = given
     assert options.outputs.json and options.filters.comms == ("make",)
     assert options.command == ("make", "-j2")
+    assert not options.transport.env
+    assert options.redaction == RedactionOptions(enabled=True, patterns=(), env_allow=None)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "redaction"),
+    [
+        (["--env"], True, RedactionOptions()),
+        (["--env-allow", "PATH", "--env-allow", "LANG", "--env-allow", "PATH"], True,
+         RedactionOptions(env_allow=("PATH", "LANG"))),
+        (["--redact", "^sess", "--redact", "ticket"], False, RedactionOptions(patterns=("^sess", "ticket"))),
+        (["--env", "--no-redact"], True, RedactionOptions(enabled=False)),
+        # A recording has an environment or not: nothing to ask the kernel for.
+        (["-r", "s.rec", "--env-allow", "HOME"], False, RedactionOptions(env_allow=("HOME",))),
+    ],
+)  # fmt: skip
+def test_the_session_gets_the_environment_and_redaction_options(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], env: bool, redaction: RedactionOptions
+) -> None:
+    given: list[SessionOptions] = []
+    monkeypatch.setattr(cli, "run_session", lambda options: given.append(options) or SessionResult(0))
+    assert cli.main(args) == 0
+    (options,) = given
+    assert (options.transport.env, options.redaction) == (env, redaction)
+
+
+def test_help_says_what_the_redaction_flags_do() -> None:
+    text = cli.build_parser().format_help()
+    for flag in ("--env ", "--env-allow NAME", "--redact PATTERN", "--no-redact"):
+        assert flag in text
 
 
 @pytest.mark.parametrize("args", [["--doctor"], ["--help"]])

@@ -1,11 +1,13 @@
-"""tracer/session/pipeline.py: each batch is filtered once and handed to every
-sink; lost reports, status and close reach every sink too."""
+"""tracer/session/pipeline.py: each batch is redacted and filtered once and
+handed to every sink; lost reports, status and close reach every sink too."""
 
 from __future__ import annotations
 
-from proctrace.model.events import LIFECYCLE, SIGNALS, Event
+from proctrace.model.context import ProcessContext
+from proctrace.model.events import LIFECYCLE, SIGNALS, Event, ExecEvent
 from proctrace.model.filters import EventFilter, FilterSpec
-from proctrace.session.pipeline import Pipeline
+from proctrace.session.options import RedactionOptions
+from proctrace.session.pipeline import Pipeline, session_redactor
 
 from tests.synthetic import MS, SHELL, SHELL_START, execve, exit_, fork
 
@@ -113,3 +115,48 @@ def test_status_is_shown_when_any_sink_shows_it() -> None:
     assert Pipeline(event_filter, [NotingSink(), NotingSink(shows_status=True)]).shows_status
     assert not Pipeline(event_filter, [NotingSink(), NotingSink()]).shows_status
     assert not Pipeline(event_filter, []).shows_status
+
+
+class SnoopingFilter(EventFilter):
+    """A filter that notes the argv of every exec it is shown."""
+
+    def __init__(self, spec: FilterSpec) -> None:
+        super().__init__(spec)
+        self.seen: list[list[bytes]] = []
+
+    def __call__(self, events: list[Event]) -> list[Event]:
+        self.seen += [ev.argv for ev in events if isinstance(ev, ExecEvent)]
+        return super().__call__(events)
+
+
+def secret_exec() -> ExecEvent:
+    ev = execve(11 * MS, 200, 10 * MS, [b"deploy", b"--token=tok-1", b"-v"])
+    ev.context = ProcessContext(cwd=b"/srv", env={b"AWS_SECRET_ACCESS_KEY": b"key-2", b"HOME": b"/root"})
+    return ev
+
+
+def test_secrets_are_redacted_before_the_filter_and_every_sink() -> None:
+    sinks = [NotingSink(), NotingSink()]
+    event_filter = SnoopingFilter(FilterSpec(kinds=frozenset({"exec"})))
+    pipeline = Pipeline(event_filter, sinks, session_redactor(RedactionOptions()))
+    pipeline.write([fork(10 * MS, 200), secret_exec()])
+    assert event_filter.seen == [[b"deploy", b"--token=<redacted>", b"-v"]]
+    for sink in sinks:
+        ((ev,),) = sink.written
+        assert ev.argv == [b"deploy", b"--token=<redacted>", b"-v"]
+        assert ev.context.env == {b"AWS_SECRET_ACCESS_KEY": b"<redacted>", b"HOME": b"/root"}
+
+
+def test_a_pipeline_made_without_a_redactor_redacts_by_the_default_rules() -> None:
+    sink = NotingSink()
+    Pipeline(EventFilter(FilterSpec()), [sink]).write([secret_exec()])
+    assert sink.written[0][0].argv == [b"deploy", b"--token=<redacted>", b"-v"]
+
+
+def test_no_redact_and_an_allow_list_select_without_redacting() -> None:
+    sink = NotingSink()
+    options = RedactionOptions(enabled=False, env_allow=("AWS_SECRET_ACCESS_KEY",))
+    Pipeline(EventFilter(FilterSpec()), [sink], session_redactor(options)).write([secret_exec()])
+    ((ev,),) = sink.written
+    assert ev.argv == [b"deploy", b"--token=tok-1", b"-v"]
+    assert ev.context.env == {b"AWS_SECRET_ACCESS_KEY": b"key-2"}

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from proctrace import __version__
 from proctrace.formats.text import safe
 from proctrace.kernel.btf import BtfError
-from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, SIGNAL_RATE_DEFAULT
+from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, SIGNAL_RATE_DEFAULT
 from proctrace.kernel.tracepoints import FormatError
 from proctrace.model.events import EVENT_KINDS
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
+from proctrace.model.redact import RedactError
 from proctrace.session.command import CommandError
-from proctrace.session.options import OutputOptions, SessionOptions, TransportOptions
+from proctrace.session.options import OutputOptions, RedactionOptions, SessionOptions, TransportOptions
 
 if TYPE_CHECKING:
     from proctrace.session.loop import SessionResult
@@ -37,6 +38,8 @@ examples:
   sudo proctrace -c make -f               make, and everything it spawns
   sudo proctrace -e exec -u alice         every exec by alice
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
+  sudo proctrace --env -- ./deploy.sh     with each exec's environment, secrets redacted
+  sudo proctrace --env-allow LANG -- ./x  only the variable LANG of each exec
   proctrace --doctor                      check that live tracing will work here
 """
 
@@ -111,6 +114,16 @@ def kinds_arg(text: str) -> frozenset[str]:
         return parse_kinds(text)
     except FilterError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# Environment bytes below which --env is not worth reading (the smallest --argv-max, likewise).
+ENV_MIN = 64
+
+
+def env_name_arg(text: str) -> str:
+    if not text or "=" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"not a variable name: {text!r} (give NAME, not NAME=VALUE)")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +219,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("-C", "--exclude-comm", action="append", default=[], metavar="PATTERN", help="hide these names")
     f.add_argument("--no-threads", action="store_true", help="hide thread creation and thread exit")
+    s = p.add_argument_group("environment and secrets (secrets are redacted before anything is printed or written)")
+    s.add_argument(
+        "--env",
+        action="store_true",
+        help=f"exec events carry the new image's environment (up to {ENV_MAX_DEFAULT} bytes, cut and flagged "
+        "beyond); values of secret-looking variables are redacted. Not with -r: a recording has them or not",
+    )
+    s.add_argument(
+        "--env-allow",
+        action="append",
+        type=env_name_arg,
+        metavar="NAME",
+        help="keep only variable NAME of the environment, dropping the rest (repeatable; implies --env; "
+        "a secret-looking NAME is still redacted; with -r, narrows the recorded environment)",
+    )
+    s.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="also redact variables and --flag=VALUE arguments whose name matches PATTERN, a regular expression "
+        "searched case-insensitively (repeatable; added to the built-in TOKEN, SECRET, PASSWORD, KEY, AUTH, ... rules)",
+    )
+    s.add_argument(
+        "--no-redact",
+        action="store_true",
+        help="show secrets in argv and the environment as they are (recordings say so in their header)",
+    )
     p.add_argument("--doctor", action="store_true", help="check each prerequisite of live tracing and exit")
     p.add_argument("--version", action="version", version=f"proctrace {__version__}")
     return p
@@ -233,8 +274,21 @@ def filter_spec(args: argparse.Namespace) -> FilterSpec:
     return spec
 
 
+def redaction_options(args: argparse.Namespace) -> RedactionOptions:
+    options = RedactionOptions(
+        enabled=not args.no_redact,
+        patterns=tuple(args.redact),
+        env_allow=None if args.env_allow is None else tuple(dict.fromkeys(args.env_allow)),
+    )
+    from proctrace.session.pipeline import session_redactor
+
+    session_redactor(options)  # compiles the patterns: a bad one fails before anything starts
+    return options
+
+
 def session_options(args: argparse.Namespace, command: list[str] | None) -> SessionOptions:
-    """The parsed arguments as the session takes them. Raises FilterError for a bad pattern."""
+    """The parsed arguments as the session takes them. Raises FilterError or
+    RedactError for a bad pattern."""
     return SessionOptions(
         outputs=OutputOptions(
             json=args.json,
@@ -256,7 +310,10 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
             argv_max=args.argv_max,
             signal_rate=args.signal_rate,
             all_signals=args.all_signals,
+            # Read by the kernel only live; a recording has an environment or not.
+            env=(args.env or args.env_allow is not None) and args.read is None,
         ),
+        redaction=redaction_options(args),
         command=None if command is None else tuple(command),
         as_root=args.as_root,
         read_path=args.read,
@@ -292,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-q records without printing: it needs -w FILE")
     if args.read and command is not None:
         parser.error("-r reads a recording; it cannot also run a command")
+    if args.read and args.env:
+        parser.error("--env reads environments while tracing; a recording has them or not (--env-allow narrows them)")
+    if args.no_redact and args.redact:
+        parser.error("--redact adds to the redaction that --no-redact turns off: give one or the other")
+    if (args.env or args.env_allow) and not args.read and ARGV_MAX_LIMIT - args.argv_max < ENV_MIN:
+        parser.error(f"--env needs room beside the arguments: --argv-max at most {ARGV_MAX_LIMIT - ENV_MIN}")
     from proctrace.formats.recording import RecordingError
 
     try:
@@ -308,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return 127
-    except (FilterError, RecordingError) as exc:
+    except (FilterError, RedactError, RecordingError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except (PrereqError, BccUnavailable, ProbeError, BtfError, FormatError) as exc:

@@ -16,8 +16,12 @@ JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
    `boot_time` is that offset as an ISO 8601 UTC time (the wall time of
    CLOCK_MONOTONIC zero: the boot, minus any time suspended). `buffer` is
    `ring` or `perf`; `options` holds the filters and options in effect, as the
-   tracer gave them; `snapshot` the processes that existed when tracing began
-   (ProcInfo.to_dict: pid, ppid, uid, comm, argv, start_ns, threads).
+   tracer gave them, with `redaction`, what was redacted before anything was
+   written (`{"argv": bool, "env": bool, "patterns": [...], "env_allow":
+   [...] or null}`, tracer/model/redact.py; absent in recordings from before
+   it); `snapshot` the processes that existed when tracing began
+   (ProcInfo.to_dict: pid, ppid, uid, comm, argv, start_ns, threads), redacted
+   as the events are.
 2. One line per event, exactly the `--json` output line (README, JSON schema),
    in timestamp order.
 3. A line for each report of lost events, as in `--json`:

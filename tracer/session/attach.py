@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from proctrace.kernel.bcc import load_bcc
 from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
 from proctrace.kernel.probe import Probe
-from proctrace.kernel.program import ProgramOptions
+from proctrace.kernel.program import ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, ProgramOptions
 from proctrace.model.filters import EventFilter, FilterSpec
 from proctrace.model.procsnap import ProcInfo, snapshot
+from proctrace.model.redact import Redactor
 from proctrace.session.command import HeldCommand, sudo_identity
-from proctrace.session.options import SessionOptions
+from proctrace.session.options import SessionOptions, TransportOptions
+from proctrace.session.pipeline import session_redactor
 
 
 class StopFlag:
@@ -57,6 +59,13 @@ def kernel_options(spec: FilterSpec, command: Sequence[str] | None) -> dict[str,
     return {"follow": False, "follow_children": False, "match_comms": False}
 
 
+def env_max(transport: TransportOptions) -> int:
+    """The environment bytes an exec carries with --env: argv and environment
+    share one per-CPU buffer of ARGV_MAX_LIMIT bytes, so a larger --argv-max
+    leaves less."""
+    return min(ENV_MAX_DEFAULT, ARGV_MAX_LIMIT - transport.argv_max)
+
+
 @dataclass
 class LiveKernel:
     """The kernel side of a live session once attached: the probes, whether they
@@ -68,7 +77,8 @@ class LiveKernel:
     stop: StopFlag
     held: HeldCommand | None
     event_filter: EventFilter
-    snapshot: list[ProcInfo]
+    snapshot: list[ProcInfo]  # redacted
+    redactor: Redactor
 
     def release_command(self) -> None:
         """Follow the held command in the kernel, then let it exec, so its first exec is traced."""
@@ -88,6 +98,7 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
     ensure_live_ready()
     bcc = load_bcc()
     transport, spec, command = options.transport, options.filters, options.command
+    redactor = session_redactor(options.redaction)
     ring = check_ring_buffer(Host()).status is Status.OK if transport.buffer is None else transport.buffer == "ring"
     signal_size = transport.buffer_size if transport.signal_buffer_size is None else transport.signal_buffer_size
     program = ProgramOptions(
@@ -97,6 +108,8 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         argv_max=transport.argv_max,
         signal_rate=transport.signal_rate,
         all_signals=transport.all_signals,
+        env=transport.env,
+        env_max=env_max(transport),
         **kernel_options(spec, command),
     )
     held = None
@@ -118,12 +131,13 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         # Taken once the probes are attached, so no process falls between the two.
         # Neither the tracer nor the command it holds is part of what it found running.
         ours = {os.getpid(), held.pid} if held else {os.getpid()}
-        procs = [p for p in snapshot() if p.pid not in ours]
+        # Redacted before the filter or any output reads them, as events are.
+        procs = redactor.snapshot([p for p in snapshot() if p.pid not in ours])
         event_filter = EventFilter(spec)
         selected = event_filter.seed(procs)
         if program.follow:
             for pid in [*spec.pids, *selected]:
                 probe.follow(pid)
-        yield LiveKernel(probe, ring, stop, held, event_filter, procs)
+        yield LiveKernel(probe, ring, stop, held, event_filter, procs, redactor)
         undo.pop_all()
     probe.close_in_background()

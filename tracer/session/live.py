@@ -151,8 +151,11 @@ class LiveSource:
         return "ended"
 
 
-def options_record(transport: TransportOptions, spec: FilterSpec, command_pid: int | None) -> dict[str, Any]:
-    """The options in effect, as the recording's header keeps them."""
+def options_record(
+    transport: TransportOptions, spec: FilterSpec, command_pid: int | None, redaction: dict[str, Any]
+) -> dict[str, Any]:
+    """The options in effect, as the recording's header keeps them; `redaction`
+    is Redactor.describe() of the session's."""
     return {
         "filters": spec.as_dict(),
         "argv_max": transport.argv_max,
@@ -160,7 +163,9 @@ def options_record(transport: TransportOptions, spec: FilterSpec, command_pid: i
         "signal_buffer_size": transport.signal_buffer_size,
         "signal_rate": transport.signal_rate,
         "all_signals": transport.all_signals,
+        "env": transport.env,
         "command_pid": command_pid,
+        "redaction": redaction,
     }
 
 
@@ -179,9 +184,10 @@ def trace_live(options: SessionOptions) -> SessionResult:
         clock = Clock()
         header = None
         if options.outputs.record_path:
-            record = options_record(options.transport, options.filters, held.pid if held else None)
+            pid = held.pid if held else None
+            record = options_record(options.transport, options.filters, pid, kernel.redactor.describe())
             header = make_header(clock, "ring" if kernel.ring else "perf", record, kernel.snapshot)
-        outputs = SessionOutputs(options.outputs, kernel.event_filter, clock, kernel.snapshot, header)
+        outputs = SessionOutputs(options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor)
         what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"
         transport = "ring buffer" if kernel.ring else "perf buffer"
         print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)

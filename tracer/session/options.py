@@ -42,6 +42,16 @@ class TransportOptions:
     argv_max: int = ARGV_MAX_DEFAULT
     signal_rate: int = SIGNAL_RATE_DEFAULT  # signals a second per sender, target and signal; 0: no limit
     all_signals: bool = False  # stream every signal: no folding of ptrace stops, no rate limit
+    env: bool = False  # --env: exec events carry the new image's environment
+
+
+@dataclass(frozen=True)
+class RedactionOptions:
+    """Which secrets are redacted before any output sees them (tracer/model/redact.py)."""
+
+    enabled: bool = True  # False: --no-redact
+    patterns: tuple[str, ...] = ()  # --redact: regular expressions searched in names
+    env_allow: tuple[str, ...] | None = None  # --env-allow: the only variables kept
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class SessionOptions:
     outputs: OutputOptions = field(default_factory=OutputOptions)
     filters: FilterSpec = field(default_factory=FilterSpec)
     transport: TransportOptions = field(default_factory=TransportOptions)
+    redaction: RedactionOptions = field(default_factory=RedactionOptions)
     command: tuple[str, ...] | None = None  # -- COMMAND [ARG...]
     as_root: bool = False  # run COMMAND as root under sudo
     read_path: str | None = None  # -r: replay this recording instead of tracing

@@ -15,6 +15,7 @@ from proctrace.model.clock import Clock
 from proctrace.model.filters import EventFilter
 from proctrace.model.process_table import ProcessTable
 from proctrace.model.procsnap import ProcInfo
+from proctrace.model.redact import Redactor
 from proctrace.session.options import OutputOptions
 from proctrace.session.pipeline import Pipeline
 from proctrace.session.sinks import JsonSink, PrettySink, Sink, reader_gone
@@ -56,7 +57,10 @@ class SessionOutputs:
         clock: Clock,
         snapshot: list[ProcInfo],
         recording_header: dict[str, Any] | None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """`snapshot` and the header's must be redacted already (they are read
+        once, at the start); `redactor` redacts every batch of events."""
         self.options = options
         self.writer: RecordingWriter | None = None
         self.table: ProcessTable | None = None
@@ -74,7 +78,7 @@ class SessionOutputs:
             if not options.views:
                 sinks.append(self._stream_sink(self.stream, clock))
         self.clock = clock
-        self.pipeline = Pipeline(event_filter, sinks)
+        self.pipeline = Pipeline(event_filter, sinks, redactor)
 
     def _stream_sink(self, stream: TextIO, clock: Clock) -> Sink:
         if self.options.json:

@@ -12,9 +12,11 @@ from proctrace.model.events import Event
 from proctrace.model.filters import EventFilter
 from proctrace.model.ordering import Reorderer
 from proctrace.model.path_search import PATH_SEARCH_HORIZON_NS, mark_path_searches
+from proctrace.model.redact import merge_descriptions
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
+from proctrace.session.pipeline import session_redactor
 
 # A recording has no status line; the reader of the output is checked after every batch.
 _CHECK_READER = Tick(None)
@@ -80,17 +82,31 @@ class ReplaySource:
 
 
 def replay(path: str, options: SessionOptions) -> SessionResult:
-    """Read the recording at `path` back into the outputs asked for."""
+    """Read the recording at `path` back into the outputs asked for.
+
+    Redacted as live is, whatever the recording's own redaction was: a
+    recording made with --no-redact is redacted when read, unless --no-redact
+    is given again."""
     refuse_existing_outputs(options.outputs)
+    redactor = session_redactor(options.redaction)
     recording = open_recording(path)
+    snapshot = redactor.snapshot(recording.snapshot)
     event_filter = EventFilter(options.filters)
-    event_filter.seed(recording.snapshot)
+    event_filter.seed(snapshot)
     header = None
     if options.outputs.record_path:
-        # A filtered copy: its header says which filters made it.
-        recorded_options = {**recording.header.get("options", {}), "filters": options.filters.as_dict()}
+        # A filtered copy: its header says which filters made it, and what was
+        # redacted in it (what the recording had redacted, and what is now).
+        before = recording.header.get("options", {})
+        recorded_options = {
+            **before,
+            "filters": options.filters.as_dict(),
+            "redaction": merge_descriptions(before.get("redaction"), redactor.describe()),
+        }
         header = dict(recording.header, options=recorded_options)
-    outputs = SessionOutputs(options.outputs, event_filter, recording.clock, recording.snapshot, header)
+        if any(new is not old for new, old in zip(snapshot, recording.snapshot, strict=True)):
+            header["snapshot"] = [p.to_dict() for p in snapshot]
+    outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor)
     try:
         drive(ReplaySource(recording), outputs.pipeline, outputs.reader_gone)
     finally:
