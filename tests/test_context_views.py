@@ -224,6 +224,27 @@ def test_the_summary_has_no_group_table_with_one_group() -> None:
     assert "By container or unit" not in summary_text(t)
 
 
+def test_the_summary_folds_groups_beyond_its_rows_and_counts_those_in_neither_apart() -> None:
+    t = ProcessTable()
+    events: list[Event] = []
+    for n in range(22):  # unit-0 with 22 processes ... unit-21 with 1
+        for k in range(22 - n):
+            pid, at = 1000 + 100 * n + k, T0 + (100 * n + k) * MS
+            unit = f"/system.slice/unit-{n}.service".encode()
+            events += [fork(at, pid), execve(at + 10, pid, at - 10_000, [b"x"], context=context(cgroup=unit))]
+    t.write(events)
+    text = summary_text(t)
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in text.splitlines()
+        if line.startswith(("unit-", "(others)", "(neither"))
+    }
+    assert rows["unit-0.service"] == ["22", "0", "0", "22"]
+    assert "unit-19.service" in rows and "unit-20.service" not in rows  # 20 rows, then the rest in one
+    assert rows["(others)"] == ["3", "0", "0", "3"]  # unit-20 (2) and unit-21 (1)
+    assert rows["(neither,"] == ["or", "not", "known)", "1", "0", "0", "1"]  # the shell: no cgroup known
+
+
 def trace(t: ProcessTable) -> dict:
     out = io.StringIO()
     export_chrome_trace(t, out, Clock(0))

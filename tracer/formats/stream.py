@@ -250,8 +250,9 @@ class StreamRenderer:
         if ctx is None:
             return "exec", " ".join(words)
         role = "exec"
-        if ctx.privilege_gain:
-            words.append(f"({privilege_gain_words(ctx.creds_before, ctx.creds)})")  # type: ignore[arg-type]
+        before, after = ctx.creds_before, ctx.creds
+        if before is not None and after is not None and after.gained_over(before):  # ctx.privilege_gain
+            words.append(f"({privilege_gain_words(before, after)})")
             role = "privilege"
         cgroup = ctx.cgroup
         if cgroup is not None:

@@ -66,6 +66,7 @@ from proctrace.model.process_table import (
     SIGCONT,
     CommandCount,
     ExecRecord,
+    GroupKey,
     LifetimeEntry,
     Process,
     ProcessTable,
@@ -581,7 +582,7 @@ def _lifetime_rows(t: Table, entries: list[LifetimeEntry]) -> None:
         )
 
 
-def _group_table(groups: Mapping[Any, CommandCount], other: CommandCount) -> Table:
+def _group_table(groups: Mapping[GroupKey | None, CommandCount], other: CommandCount) -> Table:
     """Processes by container or unit, most first; those in neither (or where
     it is not known) in one row."""
     t = _table(
