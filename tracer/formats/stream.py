@@ -251,7 +251,7 @@ class StreamRenderer:
             return "exec", " ".join(words)
         role = "exec"
         before, after = ctx.creds_before, ctx.creds
-        if before is not None and after is not None and after.gained_over(before):  # ctx.privilege_gain
+        if before is not None and after is not None and ctx.privilege_gain:
             words.append(f"({privilege_gain_words(before, after)})")
             role = "privilege"
         cgroup = ctx.cgroup
