@@ -328,3 +328,17 @@ def test_a_gain_of_privilege_is_said_alike_by_the_stream_the_timeline_the_tree_a
     assert json.loads(event_json(events[1], CLOCK))["privilege_gain"] is True
     (record,) = [r for r in timeline_json(table, [200])]
     assert record["privilege_gain"] is True and record["execs"][0]["privilege_gain"] is True
+
+
+def test_a_capability_set_that_lacks_a_few_is_said_by_what_it_lacks() -> None:
+    root_in_a_container = ALL_CAPABILITIES & ~(1 << 24)  # cap_sys_resource dropped from the bounding set
+    assert words.capability_set_words(root_in_a_container) == "all but cap_sys_resource"
+    assert words.capability_set_words(ALL_CAPABILITIES) == "all"
+    assert words.capability_set_words(0) == "none"
+    assert words.capability_set_words(1 << 5 | 1 << 13) == "cap_kill,cap_net_raw"
+    assert words.capability_set_words(root_in_a_container | 1 << 45) == "all but cap_sys_resource and cap_45"
+    nine_missing = ALL_CAPABILITIES & ~0x1FF
+    assert words.capability_set_words(nine_missing).startswith("cap_linux_immutable,")  # too many left out: names
+    user = Credentials(0, 0, 0, 0, 0, 0, 0, 0, root_in_a_container)
+    nobody = Credentials(65534, 65534, 65534, 65534, 0, 0, 0, 0, 0)
+    assert "caps all but cap_sys_resource->none" in words.credentials_change_words(user, nobody)

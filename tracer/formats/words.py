@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration
-from proctrace.model.context import Credentials, describe_capabilities
+from proctrace.model.context import ALL_CAPABILITIES, Credentials, capability_names, describe_capabilities
 from proctrace.model.events import (
     CGROUP_MKDIR,
     CGROUP_RENAME,
@@ -277,9 +277,25 @@ def user_name(uid: int) -> str:
     return name
 
 
+CAPABILITIES_LEFT_OUT_MAX = 8
+"""A set that lacks at most this many of the known capabilities is said by what it lacks."""
+
+
+def capability_set_words(mask: int) -> str:
+    """A capability set for people: "none", "all", "cap_kill,cap_net_raw", or,
+    for a set that holds nearly all (root under a bounding set, say), "all but
+    cap_sys_resource": forty names say less than the one left out."""
+    missing = ALL_CAPABILITIES & ~mask
+    if 0 < missing.bit_count() <= CAPABILITIES_LEFT_OUT_MAX < (mask & ALL_CAPABILITIES).bit_count():
+        extra = mask & ~ALL_CAPABILITIES  # bits newer than the names known here
+        text = "all but " + ",".join(capability_names(missing))
+        return text + (f" and {','.join(capability_names(extra))}" if extra else "")
+    return describe_capabilities(mask)
+
+
 def capabilities_gained_words(mask: int) -> str:
     """Capabilities newly held: "+cap_net_raw,cap_sys_admin", "+all capabilities"."""
-    described = describe_capabilities(mask)
+    described = capability_set_words(mask)
     return "+all capabilities" if described == "all" else "+" + described
 
 
@@ -310,8 +326,8 @@ def credentials_change_words(before: Credentials, after: Credentials) -> list[st
             changes.setdefault((old, new), []).append(name)
     parts = [f"{','.join(names)} {old}->{new}" for (old, new), names in changes.items()]
     if after.cap_effective != before.cap_effective:
-        old_caps = describe_capabilities(before.cap_effective)
-        parts.append(f"caps {old_caps}->{describe_capabilities(after.cap_effective)}")
+        old_caps = capability_set_words(before.cap_effective)
+        parts.append(f"caps {old_caps}->{capability_set_words(after.cap_effective)}")
     return parts
 
 
