@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from proctrace.model.clock import Clock
+from proctrace.model.context import Credentials
 from proctrace.model.events import (
     SIGNAL_DELIVER,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -33,6 +36,22 @@ def _status(st: WaitStatus) -> dict[str, Any]:
     return {"exit_code": st.exit_code, "signal": st.signal, "core_dumped": st.core_dumped, "status": st.raw}
 
 
+def _creds(creds: Credentials | None) -> dict[str, int] | None:
+    if creds is None:
+        return None
+    return {
+        "uid": creds.uid,
+        "euid": creds.euid,
+        "suid": creds.suid,
+        "fsuid": creds.fsuid,
+        "gid": creds.gid,
+        "egid": creds.egid,
+        "sgid": creds.sgid,
+        "fsgid": creds.fsgid,
+        "cap_effective": creds.cap_effective,
+    }
+
+
 def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
     d: dict[str, Any] = {
         "type": "signal_summary" if isinstance(ev, SignalSummaryEvent) else ev.kind,
@@ -45,6 +64,7 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         "uid": ev.uid,
         "start_ns": ev.start_ns,
         "cpu": ev.cpu,
+        "cgroup_id": ev.cgroup_id,
     }
     if isinstance(ev, ExecEvent):
         d["filename"] = as_text(ev.filename)
@@ -54,6 +74,9 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         d["argv_unreadable"] = ev.argv_unreadable
         d["errno"] = errno_name(ev.errno) if ev.errno else None
         d["old_pid"] = ev.old_pid if ev.old_pid != ev.pid else None
+        if ev.context is not None:
+            # The context's field names have one home, the model; path_search stays last.
+            d.update(ev.context.to_dict())
         d["path_search"] = ev.path_search
     elif isinstance(ev, ForkEvent):
         d["child_pid"] = ev.child_pid
@@ -93,4 +116,24 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
     elif isinstance(ev, ReapEvent):
         d["reaped_pid"] = ev.reaped_pid
         d.update(_status(ev.status))
+    elif isinstance(ev, CredEvent):
+        d["syscall"] = ev.syscall
+        d["before"] = _creds(ev.before)
+        d["after"] = _creds(ev.after)
+        d["groups_before"] = list(ev.groups_before)
+        d["groups_before_count"] = ev.groups_before_count
+        d["groups_after"] = list(ev.groups_after)
+        d["groups_after_count"] = ev.groups_after_count
+        before, after = ev.before, ev.after
+        gained = before is not None and after is not None
+        gained = gained and (
+            bool(after.cap_effective & ~before.cap_effective)
+            or (after.euid == 0 and before.euid != 0)
+            or (after.egid == 0 and before.egid != 0)
+        )
+        d["privilege_gain"] = gained
+    elif isinstance(ev, CgroupEvent):
+        d["action"] = ev.action
+        d["target_id"] = ev.target_id
+        d["path"] = as_text(ev.path)
     return d

@@ -4,12 +4,16 @@ same shell, the same clock and the same event shapes."""
 
 from __future__ import annotations
 
+from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
+    CGROUP_MKDIR,
     CLONE_PARENT,
     CLONE_THREAD,
     SI_USER,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     ExecEvent,
     ExitEvent,
     ForkEvent,
@@ -41,6 +45,7 @@ def fork(
     tid: int | None = None,
     flags: int = 0,
     comm: bytes = b"sh",
+    cgroup_id: int = 0,
 ) -> ForkEvent:
     thread = bool(flags & CLONE_THREAD)
     return ForkEvent(
@@ -56,6 +61,7 @@ def fork(
         child_tgid=by if thread else child,
         child_ppid=ppid if flags & (CLONE_PARENT | CLONE_THREAD) else by,
         clone_flags=flags,
+        cgroup_id=cgroup_id,
     )
 
 
@@ -70,11 +76,50 @@ def execve(
     old_pid: int | None = None,
     filename: bytes | None = None,
     comm: bytes | None = None,
+    context: ProcessContext | None = None,
+    cgroup_id: int = 0,
 ) -> ExecEvent:
     name = filename if filename is not None else b"/usr/bin/" + argv[0]
     if comm is None:
         comm = argv[0][:15] if not errno else b"sh"
-    return ExecEvent(ts, pid, pid, ppid, 0, comm, start, 0, name, argv, errno=errno, old_pid=old_pid or pid)
+    return ExecEvent(
+        ts, pid, pid, ppid, 0, comm, start, 0, name, argv,
+        errno=errno, old_pid=old_pid or pid, context=context, cgroup_id=cgroup_id,
+    )  # fmt: skip
+
+
+def creds(euid: int, *, uid: int = 1000, caps: int = 0) -> Credentials:
+    """Credentials of a user `uid` running as `euid` (all the effective ids), with capabilities `caps`."""
+    return Credentials(uid, euid, euid, euid, uid, uid, uid, uid, caps)
+
+
+def context(
+    cwd: bytes = b"/home/u",
+    *,
+    now: Credentials | None = None,
+    before: Credentials | None = None,
+    cgroup: bytes | None = None,
+) -> ProcessContext:
+    """An exec's context: its directory, credentials after and before, cgroup."""
+    return ProcessContext(cwd=cwd, creds=now, creds_before=before, cgroup=cgroup)
+
+
+def cred(
+    ts: int,
+    pid: int,
+    start: int,
+    before: Credentials,
+    after: Credentials,
+    *,
+    syscall: str = "setuid",
+    ppid: int = SHELL,
+    comm: bytes = b"sh",
+) -> CredEvent:
+    return CredEvent(ts, pid, pid, ppid, before.uid, comm, start, 0, syscall=syscall, before=before, after=after)
+
+
+def cgroup_made(ts: int, cgroup_id: int, path: bytes) -> CgroupEvent:
+    return CgroupEvent(ts, 1, 1, 0, 0, b"systemd", 1, 0, action=CGROUP_MKDIR, target_id=cgroup_id, path=path)
 
 
 def exit_(

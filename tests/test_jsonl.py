@@ -10,13 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from proctrace.formats.jsonl import event_from_dict, event_json, lost_json
 from proctrace.model.clock import Clock
+from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
+    CGROUP_MKDIR,
+    CGROUP_RENAME,
+    CGROUP_RMDIR,
     CLONE_THREAD,
     CLONE_VM,
     FOLD_PTRACE,
     FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     ExecEvent,
     ExitEvent,
     ForkEvent,
@@ -34,7 +40,7 @@ WALL_2023 = 1_700_000_000 * SEC
 CLOCK = Clock(realtime_minus_monotonic_ns=WALL_2023)
 
 # The schema in README.md, "JSON schema".
-COMMON = ("type", "ts_ns", "time", "pid", "tgid", "ppid", "comm", "uid", "start_ns", "cpu")
+COMMON = ("type", "ts_ns", "time", "pid", "tgid", "ppid", "comm", "uid", "start_ns", "cpu", "cgroup_id")
 KIND_KEYS = {
     "fork": ("child_pid", "child_tgid", "child_ppid", "thread", "clone_flags"),
     "exec": (
@@ -50,7 +56,66 @@ KIND_KEYS = {
     "exit": ("exit_code", "signal", "core_dumped", "status", "process_exit", "lifetime_ns"),
     "signal": ("signal", "signo", "stage", "target_pid", "target_comm", "sender_pid", "code", "result", "group"),
     "reap": ("reaped_pid", "exit_code", "signal", "core_dumped", "status"),
+    "cred": (
+        "syscall",
+        "before",
+        "after",
+        "groups_before",
+        "groups_before_count",
+        "groups_after",
+        "groups_after_count",
+        "privilege_gain",
+    ),
+    "cgroup": ("action", "target_id", "path"),
 }
+# The context fields of a successful exec (README, JSON schema), between old_pid and path_search.
+CONTEXT_KEYS = (
+    "cwd",
+    "cwd_truncated",
+    "cwd_deleted",
+    "exe_dev",
+    "exe_ino",
+    "exe_memfd",
+    "exe_deleted",
+    "euid",
+    "suid",
+    "fsuid",
+    "gid",
+    "egid",
+    "sgid",
+    "fsgid",
+    "cap_effective",
+    "creds_before",
+    "privilege_gain",
+    "tty",
+    "sid",
+    "login_uid",
+    "login_session",
+    "pidns",
+    "ns_pid",
+    "mntns",
+    "cgroup",
+    "unit",
+    "container_id",
+)
+USER = Credentials(1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 0)
+ROOT = Credentials(1000, 0, 0, 0, 1000, 1000, 1000, 1000, (1 << 41) - 1)
+CONTAINER = "a" * 64
+CONTEXT = ProcessContext(
+    cwd=b"/srv/app",
+    exe_dev=0x803,
+    exe_ino=1234,
+    creds=ROOT,
+    creds_before=USER,
+    tty="pts/3",
+    sid=300,
+    login_uid=1000,
+    login_session=4,
+    pidns=4026531836,
+    ns_pid=1,
+    mntns=4026531841,
+    cgroup=f"/system.slice/docker-{CONTAINER}.scope".encode(),
+)
 DELIVER_KEYS = (
     "signal",
     "signo",
@@ -65,7 +130,9 @@ DELIVER_KEYS = (
 
 
 def base(**kw):
-    fields = dict(ts_ns=2 * SEC + 250_000_000, pid=300, tgid=300, ppid=1, uid=1000, comm=b"sh", start_ns=SEC, cpu=0)
+    fields = dict(
+        ts_ns=2 * SEC + 250_000_000, pid=300, tgid=300, ppid=1, uid=1000, comm=b"sh", start_ns=SEC, cpu=0, cgroup_id=9
+    )
     fields.update(kw)
     return fields
 
@@ -77,6 +144,10 @@ def sample_events():
         "exit": ExitEvent(**base(), status=WaitStatus(0x0100), process_exit=True, task_start_ns=SEC),
         "signal": SignalEvent(**base(), stage=SIGNAL_GENERATE, signo=15, code=0, target_pid=301),
         "reap": ReapEvent(**base(), reaped_pid=301, status=WaitStatus(0x0100)),
+        "cred": CredEvent(
+            **base(), syscall="setuid", before=ROOT, after=USER, groups_before=(0, 4), groups_before_count=2
+        ),
+        "cgroup": CgroupEvent(**base(), action=CGROUP_MKDIR, target_id=77, path=b"/system.slice/x.service"),
     }
 
 
@@ -253,20 +324,65 @@ common = st.fixed_dictionaries(
         "comm": st.binary(max_size=16),
         "start_ns": st.integers(0, 2**63 - 1),
         "cpu": st.integers(0, 4095),
+        "cgroup_id": u64,
     }
 )
+creds = st.builds(Credentials, *([u32] * 8), st.integers(0, 2**64 - 1))
+maybe = st.one_of(st.none(), u32)
+contexts = st.builds(
+    ProcessContext,
+    cwd=st.one_of(st.none(), st.binary(max_size=40)),
+    cwd_truncated=st.booleans(),
+    cwd_deleted=st.booleans(),
+    exe_dev=maybe,
+    exe_ino=st.one_of(st.none(), u64),
+    exe_memfd=st.booleans(),
+    exe_deleted=st.booleans(),
+    creds=st.one_of(st.none(), creds),
+    creds_before=st.one_of(st.none(), creds),
+    tty=st.one_of(st.none(), st.sampled_from(["pts/0", "tty1", "console"])),
+    sid=maybe,
+    login_uid=maybe,
+    login_session=maybe,
+    pidns=maybe,
+    ns_pid=maybe,
+    mntns=maybe,
+    cgroup=st.one_of(
+        st.none(),
+        st.binary(max_size=30),
+        st.just(b"/system.slice/docker-" + b"0123456789abcdef" * 4 + b".scope"),
+        st.just(b"/user.slice/user-1000.slice/session-2.scope"),
+    ),
+    env=st.one_of(st.none(), st.dictionaries(st.binary(max_size=8), st.binary(max_size=16), max_size=4)),
+    env_truncated=st.booleans(),
+)
+
+
+def _with_own_uid(ev: ExecEvent) -> ExecEvent:
+    """A context's credentials hold the event's uid (the record has it once)."""
+    ctx = ev.context
+    if ctx is not None and ctx.creds is not None:
+        c = ctx.creds
+        creds = Credentials(ev.uid, c.euid, c.suid, c.fsuid, c.gid, c.egid, c.sgid, c.fsgid, c.cap_effective)
+        ev.context = ProcessContext(**{**{f: getattr(ctx, f) for f in ctx.__slots__}, "creds": creds})
+    return ev
+
+
 kernel_events = st.one_of(
     st.builds(
-        lambda c, flen, argv, flags, err, old, path_search: ExecEvent(
-            **c,
-            filename=flen,
-            argv=argv,
-            argv_truncated=flags[0],
-            filename_truncated=flags[1],
-            argv_unreadable=flags[2],
-            errno=err,
-            old_pid=old,
-            path_search=path_search and err != 0,  # only a failed exec is a PATH miss
+        lambda c, flen, argv, flags, err, old, path_search, ctx: _with_own_uid(
+            ExecEvent(
+                **c,
+                filename=flen,
+                argv=argv,
+                argv_truncated=flags[0],
+                filename_truncated=flags[1],
+                argv_unreadable=flags[2],
+                errno=err,
+                old_pid=old,
+                path_search=path_search and err != 0,  # only a failed exec is a PATH miss
+                context=None if err else ctx,  # a failed exec has no new image to describe
+            )
         ),
         common,
         st.binary(max_size=40),
@@ -275,6 +391,33 @@ kernel_events = st.one_of(
         st.integers(0, 4095),
         u32,
         st.booleans(),
+        st.one_of(st.none(), contexts),
+    ),
+    st.builds(
+        lambda c, syscall, before, after, gb, ga, extra: CredEvent(
+            **c,
+            syscall=syscall,
+            before=before,
+            after=after,
+            groups_before=tuple(gb),
+            groups_after=tuple(ga),
+            groups_before_count=len(gb) + extra[0],
+            groups_after_count=len(ga) + extra[1],
+        ),
+        common,
+        st.sampled_from(["setuid", "setresuid", "setgroups", "capset", "setfsgid"]),
+        st.one_of(st.none(), creds),
+        st.one_of(st.none(), creds),
+        st.lists(u32, max_size=16),
+        st.lists(u32, max_size=16),
+        st.tuples(st.integers(0, 100), st.integers(0, 100)),
+    ),
+    st.builds(
+        lambda c, action, target, path: CgroupEvent(**c, action=action, target_id=target, path=path),
+        common,
+        st.sampled_from([CGROUP_MKDIR, CGROUP_RMDIR, CGROUP_RENAME]),
+        u64,
+        st.binary(max_size=40),
     ),
     st.builds(
         lambda c, a, b, p, f: ForkEvent(**c, child_pid=a, child_tgid=b, child_ppid=p, clone_flags=f),
@@ -419,6 +562,101 @@ def test_reading_back_an_unknown_type_raises() -> None:
     d = event_dict(sample_events()["reap"], CLOCK)
     d["type"] = "teleport"
     with pytest.raises(ValueError, match="teleport"):
+        event_from_dict(d)
+
+
+# --- cgroup ids, contexts, cred and cgroup events --------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KIND_KEYS))
+def test_every_event_carries_its_cgroup_id_and_an_old_line_without_one_reads_as_0(kind: str) -> None:
+    d = json.loads(event_json(sample_events()[kind], CLOCK))
+    assert d["cgroup_id"] == 9
+    del d["cgroup_id"]
+    assert event_from_dict(d).cgroup_id == 0
+
+
+@pytest.mark.parametrize("value", [-1, 1 << 64, "9", 9.0, True, None])
+def test_a_cgroup_id_that_is_not_a_u64_is_refused(value) -> None:
+    d = event_dict(sample_events()["fork"], CLOCK)
+    d["cgroup_id"] = value
+    with pytest.raises(ValueError, match="cgroup_id"):
+        event_from_dict(d)
+
+
+def exec_with_context(**kw) -> ExecEvent:
+    return ExecEvent(**base(), filename=b"/usr/bin/sudo", argv=[b"sudo", b"id"], old_pid=300, context=CONTEXT, **kw)
+
+
+def test_a_successful_exec_carries_the_context_fields_between_old_pid_and_path_search() -> None:
+    d = json.loads(event_json(exec_with_context(), CLOCK))
+    keys = list(d)
+    start = keys.index("old_pid") + 1
+    assert tuple(keys[start:-1]) == CONTEXT_KEYS
+    assert keys[-1] == "path_search"
+    assert (d["cwd"], d["euid"], d["cap_effective"], d["privilege_gain"]) == ("/srv/app", 0, (1 << 41) - 1, True)
+    assert d["creds_before"]["euid"] == 1000
+    assert (d["unit"], d["container_id"], d["tty"]) == (f"docker-{CONTAINER}.scope", CONTAINER, "pts/3")
+    assert "env" not in d  # only with --env
+
+
+def test_an_exec_context_reads_back_whole_and_an_old_exec_without_one_as_none() -> None:
+    ev = exec_with_context()
+    d = json.loads(event_json(ev, CLOCK))
+    assert event_from_dict(d).context == CONTEXT
+    old = event_dict(ExecEvent(**base(), filename=b"/bin/ls", argv=[b"ls"], old_pid=300), CLOCK)
+    del old["cgroup_id"]
+    assert event_from_dict(old).context is None
+
+
+def test_the_environment_is_written_only_with_one_and_reads_back_as_bytes() -> None:
+    ctx = ProcessContext(cwd=b"/", env={b"PATH": b"/bin", b"X\xff": b"a\nb"}, env_truncated=True)
+    ev = ExecEvent(**base(), filename=b"/bin/env", argv=[b"env"], old_pid=300, context=ctx)
+    d = json.loads(event_json(ev, CLOCK))
+    assert (d["env"], d["env_truncated"]) == ({"PATH": "/bin", "X\udcff": "a\nb"}, True)
+    assert event_from_dict(d).context.env == {b"PATH": b"/bin", b"X\xff": b"a\nb"}
+
+
+def test_a_failed_exec_with_a_context_is_refused() -> None:
+    d = json.loads(event_json(exec_with_context(), CLOCK))
+    d["errno"] = "ENOENT"
+    with pytest.raises(ValueError, match="context"):
+        event_from_dict(d)
+
+
+@pytest.mark.parametrize(("field", "value"), [("euid", "0"), ("cwd_truncated", 1), ("pidns", 1.5), ("tty", 3)])
+def test_context_fields_of_the_wrong_type_are_refused(field: str, value) -> None:
+    d = json.loads(event_json(exec_with_context(), CLOCK))
+    d[field] = value
+    with pytest.raises(ValueError):
+        event_from_dict(d)
+
+
+def test_a_cred_event_says_before_and_after_and_whether_privilege_was_gained() -> None:
+    d = json.loads(event_json(sample_events()["cred"], CLOCK))
+    assert (d["type"], d["syscall"], d["before"]["euid"], d["after"]["euid"]) == ("cred", "setuid", 0, 1000)
+    assert (d["groups_before"], d["groups_before_count"], d["groups_after"]) == ([0, 4], 2, [])
+    assert d["privilege_gain"] is False  # dropping root is no gain
+    gain = CredEvent(**base(), syscall="setresuid", before=USER, after=ROOT)
+    assert json.loads(event_json(gain, CLOCK))["privilege_gain"] is True
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("groups_before", [0, "4"]), ("groups_before_count", 1), ("before", {"uid": 0}), ("syscall", 5)],
+)
+def test_a_cred_event_of_the_wrong_shape_is_refused(field: str, value) -> None:
+    d = json.loads(event_json(sample_events()["cred"], CLOCK))
+    d[field] = value
+    with pytest.raises((ValueError, TypeError)):
+        event_from_dict(d)
+
+
+def test_a_cgroup_event_names_its_action_target_and_path() -> None:
+    d = json.loads(event_json(sample_events()["cgroup"], CLOCK))
+    assert (d["type"], d["action"], d["target_id"], d["path"]) == ("cgroup", "mkdir", 77, "/system.slice/x.service")
+    d["action"] = "chmod"
+    with pytest.raises(ValueError, match="action"):
         event_from_dict(d)
 
 

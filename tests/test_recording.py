@@ -35,6 +35,7 @@ from proctrace.formats.recording import (
     open_recording,
 )
 from proctrace.model.clock import Clock
+from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VM,
@@ -42,6 +43,8 @@ from proctrace.model.events import (
     FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -106,7 +109,36 @@ def every_kind(i: int = 0, hostile: bytes = b"\xff") -> list[Event]:
             **base(i), reason=FOLD_PTRACE, signo=17, target_pid=40, target_comm=hostile, count=9, first_ns=SEC
         ),
         SignalSummaryEvent(**base(i), reason=FOLD_RATE, stage=SIGNAL_DELIVER, signo=10, target_pid=300, count=3),
+        ExecEvent(
+            **base(i, cgroup_id=4242),
+            filename=b"/usr/bin/sudo",
+            argv=[b"sudo", hostile],
+            old_pid=300 + i,
+            context=ProcessContext(
+                cwd=b"/home/" + hostile,
+                exe_dev=2051,
+                exe_ino=77,
+                creds=ROOT_OF_1000,
+                creds_before=USER_1000,
+                tty="pts/1",
+                cgroup=b"/user.slice/user-1000.slice/session-" + hostile + b".scope",
+                env={b"HOME": b"/home/" + hostile, b"type": b"exec", hostile: b""},
+            ),
+        ),
+        CredEvent(
+            **base(i),
+            syscall="setresuid",
+            before=ROOT_OF_1000,
+            after=USER_1000,
+            groups_before=(0, 27),
+            groups_before_count=2,
+        ),
+        CgroupEvent(**base(i), action="mkdir", target_id=99, path=b"/system.slice/" + hostile + b".service"),
     ]
+
+
+USER_1000 = Credentials(1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 0)
+ROOT_OF_1000 = Credentials(1000, 0, 0, 0, 1000, 1000, 1000, 1000, (1 << 41) - 1)
 
 
 def hostile_events() -> list[Event]:
@@ -373,7 +405,7 @@ def test_header_fields(tmp_path: Path) -> None:
     record(path, [])
     h = json.loads(text_lines(path)[0])
     assert list(h)[:3] == ["type", "format", "version"]
-    assert (h["type"], h["format"], h["version"]) == ("header", "proctrace-recording", 1)
+    assert (h["type"], h["format"], h["version"]) == ("header", "proctrace-recording", 2)
     assert h["proctrace_version"] == __version__
     assert (h["hostname"], h["kernel"]) == (os.uname().nodename, os.uname().release)
     assert h["boot_offset_ns"] == CLOCK.offset_ns
@@ -402,7 +434,7 @@ def test_the_writer_sets_the_format_and_version_itself(tmp_path: Path) -> None:
     path = tmp_path / "s.rec"
     RecordingWriter.create(str(path), header(format="other", version=7, type="x"), force=False).close()
     h = json.loads(text_lines(path)[0])
-    assert (h["type"], h["format"], h["version"]) == ("header", "proctrace-recording", 1)
+    assert (h["type"], h["format"], h["version"]) == ("header", "proctrace-recording", 2)
 
 
 def test_a_header_without_offset_or_snapshot_is_refused_before_creating_the_file(tmp_path: Path) -> None:
@@ -685,11 +717,46 @@ def modified_header(tmp_path: Path, **changes: object) -> Path:
 
 
 def test_a_future_version(tmp_path: Path) -> None:
-    path = modified_header(tmp_path, version=2)
+    path = modified_header(tmp_path, version=3)
     assert read_error(path) == (
-        f"{path}: written by a newer proctrace (recording format version 2; this proctrace reads version 1): "
+        f"{path}: written by a newer proctrace (recording format version 3; this proctrace reads version 2): "
         "upgrade proctrace to read it"
     )
+
+
+def test_a_version_1_recording_reads_with_unknown_cgroups_and_no_contexts(tmp_path: Path) -> None:
+    # Version 1 events had no cgroup_id and their execs no context fields.
+    events = [ev for ev in every_kind() if not isinstance(ev, (CredEvent, CgroupEvent))]
+    for ev in events:
+        ev.cgroup_id = 0
+        if isinstance(ev, ExecEvent):
+            ev.context = None
+    lines = [json.loads(event_json(ev, CLOCK)) for ev in events]
+    for d in lines:
+        del d["cgroup_id"]
+    h = {**header(), "version": 1}
+    path = write_lines(tmp_path / "v1.rec", [json.dumps(h), *(json.dumps(d) for d in lines)])
+    _, back = read_all(path)
+    assert back == events
+    assert all(ev.cgroup_id == 0 for ev in back)
+    assert [ev.context for ev in back if isinstance(ev, ExecEvent)] == [None] * 4
+
+
+def test_nested_objects_of_a_context_or_cred_event_parse_in_blocks(tmp_path: Path, monkeypatch) -> None:
+    # The block parser's object hook sees creds_before, env, before and after
+    # too; they must not send every block down the slow line-by-line path.
+    path = tmp_path / "n.rec"
+    events = [ev for ev in every_kind() if isinstance(ev, CredEvent) or (isinstance(ev, ExecEvent) and ev.context)]
+    for ev in events:
+        if isinstance(ev, ExecEvent):  # an env variable named "type" would (rightly) take the slow path
+            ev.context = ProcessContext(cwd=b"/", creds_before=USER_1000, env={b"HOME": b"/root"})
+    record(path, [events * 3])
+    slow = []
+    parse_line = recording._Parser.parse_line
+    monkeypatch.setattr(recording._Parser, "parse_line", lambda self, *a: slow.append(a) or parse_line(self, *a))
+    _, back = read_all(path)
+    assert back == events * 3
+    assert slow == []
 
 
 @pytest.mark.parametrize("version", [0, -1, "1", 1.0, None, ...])

@@ -11,7 +11,11 @@ import pytest
 from proctrace.formats.stream import StreamRenderer, Terminal
 from proctrace.formats.text import DETAIL_MAX, ansi_codes
 from proctrace.model.clock import Clock
+from proctrace.model.context import ALL_CAPABILITIES, Credentials, ProcessContext
 from proctrace.model.events import (
+    CGROUP_MKDIR,
+    CGROUP_RENAME,
+    CGROUP_RMDIR,
     CLONE_PARENT,
     CLONE_THREAD,
     CLONE_VFORK,
@@ -20,6 +24,8 @@ from proctrace.model.events import (
     FOLD_RATE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     ExecEvent,
     ExitEvent,
     ForkEvent,
@@ -550,3 +556,88 @@ def test_wide_characters_in_comm_keep_the_columns_aligned():
     line = plain().line(ReapEvent(**common(comm="日本語".encode()), reaped_pid=1))
     assert line == row("reap", "reaped 1 (exit 0)", comm="日本語" + " " * 9)
     assert cell_len(line) == cell_len(plain().line(ReapEvent(**common(), reaped_pid=1)))
+
+
+# ---------------------------------------------------------------------------
+# Contexts, credential changes and cgroups
+
+USER_CREDS = Credentials(1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 0)
+ROOT_CREDS = Credentials(1000, 0, 0, 0, 1000, 1000, 1000, 1000, ALL_CAPABILITIES)
+DOCKER_ID = "3f4e5a6b7c8d" + "0" * 52
+
+
+def exec_in(cgroup: bytes | None, before: Credentials = USER_CREDS, after: Credentials = USER_CREDS) -> ExecEvent:
+    ctx = ProcessContext(cwd=b"/tmp", creds=after, creds_before=before, cgroup=cgroup)
+    return ExecEvent(**common(comm=b"sudo"), filename=b"/usr/bin/sudo", argv=[b"sudo", b"id"], context=ctx)
+
+
+def test_an_exec_names_its_container_by_the_short_id() -> None:
+    ev = exec_in(f"/system.slice/docker-{DOCKER_ID}.scope".encode())
+    assert plain().line(ev) == row("exec", "/usr/bin/sudo sudo id [container 3f4e5a6b7c8d]", comm="sudo           ")
+
+
+def test_an_exec_outside_a_container_names_its_unit_and_outside_any_unit_nothing() -> None:
+    ev = exec_in(b"/system.slice/nginx.service")
+    assert plain().line(ev) == row("exec", "/usr/bin/sudo sudo id [nginx.service]", comm="sudo           ")
+    assert plain().line(exec_in(b"/")) == row("exec", "/usr/bin/sudo sudo id", comm="sudo           ")
+    assert plain().line(exec_in(None)) == row("exec", "/usr/bin/sudo sudo id", comm="sudo           ")
+
+
+def test_a_hostile_unit_name_is_escaped() -> None:
+    line = plain().line(exec_in(b"/system.slice/\x1b[31mx.service"))
+    assert "\x1b" not in line and line.endswith("[\\x1b[31mx.service]")
+
+
+def test_an_exec_that_gains_privilege_says_what_it_gained() -> None:
+    ev = exec_in(b"/user.slice/user-1000.slice/session-2.scope", before=USER_CREDS, after=ROOT_CREDS)
+    detail = "/usr/bin/sudo sudo id (privilege gain: euid 1000->0, +all capabilities) [session-2.scope]"
+    assert plain().line(ev) == row("exec", detail, comm="sudo           ")
+    on, off = ansi_codes()["privilege"]
+    assert on and f"{on}{detail}{off}" in StreamRenderer(CLOCK, color=True).line(ev)
+
+
+def test_a_file_capability_gain_names_the_capabilities() -> None:
+    after = Credentials(1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1 << 13 | 1 << 10)  # net_raw, net_bind_service
+    ev = exec_in(None, after=after)
+    assert plain().line(ev).endswith("(privilege gain: +cap_net_bind_service,cap_net_raw)")
+
+
+def test_a_cred_line_says_each_change_once_and_flags_a_gain() -> None:
+    drop = CredEvent(
+        **common(uid=0), syscall="setresuid", before=ROOT_CREDS, after=USER_CREDS,
+        groups_before=(0, 27), groups_after=(1000,), groups_before_count=2, groups_after_count=1,
+    )  # fmt: skip
+    assert plain().line(drop) == row("cred", "setresuid: euid,suid,fsuid 0->1000, caps all->none, groups 0,27->1000")
+    gain = CredEvent(**common(), syscall="setuid", before=USER_CREDS, after=ROOT_CREDS)
+    assert plain().line(gain) == row(
+        "cred", "setuid: euid,suid,fsuid 1000->0, caps none->all (privilege gain: euid 1000->0, +all capabilities)"
+    )
+
+
+def test_a_cred_line_says_groups_it_could_not_all_read() -> None:
+    ev = CredEvent(
+        **common(), syscall="setgroups", before=USER_CREDS, after=USER_CREDS,
+        groups_before=(), groups_after=tuple(range(16)), groups_before_count=0, groups_after_count=20,
+    )  # fmt: skip
+    assert plain().line(ev).endswith("setgroups: groups none->0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15…(+4)")
+
+
+def test_cgroup_lines() -> None:
+    made = CgroupEvent(**common(), action=CGROUP_MKDIR, target_id=5123, path=b"/system.slice/docker-x.scope")
+    assert plain().line(made) == row("cgroup", "made /system.slice/docker-x.scope (id 5123)")
+    gone = CgroupEvent(**common(), action=CGROUP_RMDIR, target_id=5123, path=b"/a")
+    assert plain().line(gone) == row("cgroup", "removed /a (id 5123)")
+    moved = CgroupEvent(**common(), action=CGROUP_RENAME, target_id=7, path=b"/b")
+    assert plain().line(moved) == row("cgroup", "renamed to /b (id 7)")
+
+
+def test_the_kind_column_stays_aligned_for_every_kind() -> None:
+    lines = [
+        plain().line(ev)
+        for ev in (
+            CredEvent(**common(), syscall="setuid", before=USER_CREDS, after=USER_CREDS),
+            CgroupEvent(**common(), action=CGROUP_MKDIR, target_id=1, path=b"/x"),
+            ReapEvent(**common(), reaped_pid=5, status=WaitStatus(0)),
+        )
+    ]
+    assert {line.index(" 1234 ") for line in lines} == {len(PREFIX) + 1 + 6}

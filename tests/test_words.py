@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from proctrace.formats import words
 from proctrace.formats.chrome_trace import export_chrome_trace
 from proctrace.formats.jsonl import event_json
 from proctrace.formats.stream import StreamRenderer
@@ -20,21 +21,39 @@ from proctrace.formats.words import (
     HANDLER_NAMES,
     HANDLER_VALUES,
     RESULT_VALUES,
+    capabilities_gained_words,
     delivered_title,
     delivered_words,
     group_exit_cause,
+    group_of,
+    group_words,
     handler_name,
     outcome,
+    privilege_gain_words,
     result_name,
     result_words,
     sent_words,
     status_fields,
 )
 from proctrace.model.clock import Clock
+from proctrace.model.context import ALL_CAPABILITIES, Credentials
 from proctrace.model.events import Event, WaitStatus
 from proctrace.model.process_table import ProcessTable
 
-from tests.synthetic import MS, SHELL, deliver, execve, exit_, exited, fork, generate, killed, reap
+from tests.synthetic import (
+    MS,
+    SHELL,
+    context,
+    creds,
+    deliver,
+    execve,
+    exit_,
+    exited,
+    fork,
+    generate,
+    killed,
+    reap,
+)
 
 CLOCK = Clock(1_700_000_000 * 10**9)
 T0 = 1_000 * MS
@@ -254,3 +273,72 @@ def test_a_result_is_named_for_programs_and_worded_for_people(result: int, name:
     assert json.loads(event_json(ev, CLOCK))["result"] == name
     assert stream_text([ev]).endswith(f" {words}")
     assert RESULT_VALUES.get(name, result) == result
+
+
+# ---------------------------------------------------------------------------
+# Credentials, capabilities and where a process runs
+
+
+def test_a_user_is_named_where_the_user_database_knows_it_and_numbered_where_not(monkeypatch) -> None:
+    monkeypatch.setattr(words, "_user_names", {})
+    assert words.user_name(0) == "root"  # every Linux user database has root
+    asked = []
+
+    def unknown(uid: int):
+        asked.append(uid)
+        raise KeyError(uid)
+
+    monkeypatch.setattr(words.pwd, "getpwuid", unknown)
+    assert words.user_name(4_000_123) == "4000123"
+    assert words.user_name(4_000_123) == "4000123"
+    assert asked == [4_000_123]  # asked once: NSS may be slow
+    monkeypatch.setattr(words.pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(OverflowError()))
+    assert words.user_name(2**40) == str(2**40)
+
+
+def test_gained_capabilities_are_named_and_a_full_set_is_all() -> None:
+    assert capabilities_gained_words(1 << 21) == "+cap_sys_admin"
+    assert capabilities_gained_words(ALL_CAPABILITIES) == "+all capabilities"
+    user = Credentials(1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 0)
+    setgid = Credentials(1000, 1000, 1000, 1000, 1000, 42, 42, 42, 0)
+    assert privilege_gain_words(user, setgid) == "privilege gain: egid 1000->42"
+
+
+def test_a_container_is_said_by_its_short_id_and_a_unit_by_its_name() -> None:
+    long_id = "0123456789ab" + "c" * 52
+    assert group_of(f"/kubepods/burstable/pod1/{long_id}".encode()) == "container 0123456789ab"
+    assert group_of(b"/system.slice/ssh.service") == "ssh.service"
+    assert group_of(b"/user.slice") is None and group_of(None) is None
+    assert group_words(("unit", b"a\x1bb.service")) == "a\\x1bb.service"
+
+
+def test_a_gain_of_privilege_is_said_alike_by_the_stream_the_timeline_the_tree_and_the_json() -> None:
+    start = T0 + MS - 10_000
+    gain = context(b"/tmp", now=creds(0, caps=ALL_CAPABILITIES), before=creds(1000))
+    events: list[Event] = [fork(T0 + MS, 200), execve(T0 + MS + 10, 200, start, [b"sudo", b"id"], context=gain)]
+    said = "privilege gain: euid 1000->0, +all capabilities"
+    assert StreamRenderer(CLOCK, color=False).line(events[1]).endswith(f"({said})")
+    table = ProcessTable()
+    table.write(events)
+    timeline, tree = io.StringIO(), io.StringIO()
+    render_timeline(table, [200], timeline, color=False)
+    render_tree(table, tree, color=False, width=200)
+    assert f"exec /usr/bin/sudo sudo id ({said})" in timeline.getvalue()
+    assert f"  {said}\n" in tree.getvalue()
+    assert json.loads(event_json(events[1], CLOCK))["privilege_gain"] is True
+    (record,) = [r for r in timeline_json(table, [200])]
+    assert record["privilege_gain"] is True and record["execs"][0]["privilege_gain"] is True
+
+
+def test_a_capability_set_that_lacks_a_few_is_said_by_what_it_lacks() -> None:
+    root_in_a_container = ALL_CAPABILITIES & ~(1 << 24)  # cap_sys_resource dropped from the bounding set
+    assert words.capability_set_words(root_in_a_container) == "all but cap_sys_resource"
+    assert words.capability_set_words(ALL_CAPABILITIES) == "all"
+    assert words.capability_set_words(0) == "none"
+    assert words.capability_set_words(1 << 5 | 1 << 13) == "cap_kill,cap_net_raw"
+    assert words.capability_set_words(root_in_a_container | 1 << 45) == "all but cap_sys_resource and cap_45"
+    nine_missing = ALL_CAPABILITIES & ~0x1FF
+    assert words.capability_set_words(nine_missing).startswith("cap_linux_immutable,")  # too many left out: names
+    user = Credentials(0, 0, 0, 0, 0, 0, 0, 0, root_in_a_container)
+    nobody = Credentials(65534, 65534, 65534, 65534, 0, 0, 0, 0, 0)
+    assert "caps all but cap_sys_resource->none" in words.credentials_change_words(user, nobody)

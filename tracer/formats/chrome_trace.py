@@ -22,6 +22,12 @@ What shapes it:
   exec that ended the search counts them (`path_misses`). The table keeps no
   per-thread lives (only counts, and the tids alive at the end), so thread
   facts are in the lifetime slice's args, not on tracks.
+* Groups. The format has no groups of processes either. When the processes
+  ran in more than one container or systemd unit (words.group_words), the
+  tracks are ordered by group, in order of first appearance, and by the tree
+  walk within each group; each track's labels (process_labels, which Perfetto
+  and chrome://tracing show beside the name) and args name its group, and
+  otherData counts the processes of each.
 * Time. Timestamps are microseconds since the first event of the session (the
   wall-clock origin is in otherData), written with nanosecond precision.
   Perfetto rounds each value to whole nanoseconds, so slices nest there exactly
@@ -46,6 +52,7 @@ from proctrace.formats.text import bmp_only, comm_text, cut, escape_bytes, forma
 from proctrace.formats.words import (
     delivered_title,
     group_exit_cause,
+    group_words,
     handler_name,
     outcome,
     result_name,
@@ -62,6 +69,9 @@ here up stand for later holders of a reused pid."""
 
 NAME_MAX = 120
 """Characters of a command line in a track or slice name; args carry it whole."""
+
+NO_GROUP = "neither container nor unit known"
+"""The group label of a process outside any container or unit (or not known to be in one)."""
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
@@ -83,6 +93,15 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
     it, or with `roots` only the subtrees of those pids. Returns the number of
     trace events written."""
     procs = _tree_order(table, roots)
+    groups = {rec.serial: group_words(table.group_of(rec)) for rec in procs}
+    if len(set(groups.values())) > 1:
+        # Stable: within a group the tree walk's order stays. Groups by first appearance.
+        first: dict[str | None, int] = {}
+        for rec in procs:
+            first.setdefault(groups[rec.serial], len(first))
+        procs = sorted(procs, key=lambda rec: first[groups[rec.serial]])
+    else:
+        groups = {}  # one group, or none known: nothing to tell the tracks apart by
     origin = _origin(table)
     end = table.last_ts if table.last_ts is not None and table.last_ts >= origin else origin
     writer = _Writer(clock, origin, end)
@@ -97,7 +116,8 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
             held.add(rec.tgid)
             trace_pids[rec.serial] = rec.tgid
     for index, rec in enumerate(procs):
-        writer.process(rec, trace_pids[rec.serial], index)
+        group = (groups[rec.serial] or NO_GROUP) if groups else None
+        writer.process(rec, trace_pids[rec.serial], index, group)
     timed = [event for _, event in sorted(writer.timed, key=lambda item: item[0])]
     events = writer.meta + timed
     other = {
@@ -114,6 +134,12 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
         "roots": list(roots) if roots else None,
         "reused_pid_base": PID_MAX_LIMIT,
     }
+    if groups:
+        counts: dict[str, int] = {}
+        for name in groups.values():
+            key = NO_GROUP if name is None else name
+            counts[key] = counts.get(key, 0) + 1
+        other["groups"] = counts
     out.write('{"traceEvents":[')
     separator = "\n"
     for event in events:  # one event a line: diffable, and no second copy of the file in memory
@@ -231,7 +257,9 @@ class _Writer:
     def _meta(self, pid: int, name: str, args: dict[str, Any]) -> None:
         self.meta.append({"name": name, "ph": "M", "pid": pid, "tid": pid, "args": args})
 
-    def process(self, rec: Process, pid: int, sort_index: int) -> None:
+    def process(self, rec: Process, pid: int, sort_index: int, group: str | None = None) -> None:
+        """The events of one process; `group` its container or unit (or
+        NO_GROUP) when the trace groups processes, else None."""
         origin = self.origin
         comm = bmp_only(comm_text(rec.comm))
         parent = rec.original_ppid
@@ -256,6 +284,8 @@ class _Writer:
         stop = max(stop, start)
 
         labels = []
+        if group is not None:
+            labels.append(bmp_only(group))
         if pre_existing:
             labels.append("pre-existing")
         if running:
@@ -300,6 +330,7 @@ class _Writer:
             "children": rec.children_count,
             "incomplete": rec.incomplete or None,
             "trace_pid": pid if pid != rec.tgid else None,
+            "group": None if group is None else bmp_only(group),
         }
         if running and rec.start_ns:
             args["running_for_ns"] = max(0, self.end - rec.start_ns)  # as the views say "so far"

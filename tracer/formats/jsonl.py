@@ -23,12 +23,18 @@ from proctrace.formats.words import (
     status_fields,
 )
 from proctrace.model.clock import TS_LIMIT, Clock
+from proctrace.model.context import CRED_FIELDS, Credentials, ProcessContext, creds_from_dict, creds_to_dict
 from proctrace.model.events import (
+    CGROUP_MKDIR,
+    CGROUP_RENAME,
+    CGROUP_RMDIR,
     CLONE_THREAD,
     FOLD_REASONS,
     LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -38,6 +44,7 @@ from proctrace.model.events import (
     SignalSummaryEvent,
     WaitStatus,
     as_bytes,
+    as_text,
     errno_name,
     errno_number,
     signal_name,
@@ -78,7 +85,8 @@ def _head(ev: Event, clock: Clock, record_type: str | None = None) -> str:
     """The fields every event has; `type` is its kind unless `record_type` says otherwise."""
     return (
         f'{{"type":"{record_type or ev.kind}","ts_ns":{ev.ts_ns},"time":"{clock.iso(ev.ts_ns)}",'
-        f'"pid":{ev.pid},"tgid":{ev.tgid},"ppid":{ev.ppid},"comm":{_q(ev.comm)},"uid":{ev.uid},"start_ns":{ev.start_ns},"cpu":{ev.cpu}'
+        f'"pid":{ev.pid},"tgid":{ev.tgid},"ppid":{ev.ppid},"comm":{_q(ev.comm)},"uid":{ev.uid},"start_ns":{ev.start_ns},"cpu":{ev.cpu},'
+        f'"cgroup_id":{ev.cgroup_id}'
     )
 
 
@@ -89,8 +97,74 @@ def _exec_json(ev: ExecEvent, clock: Clock) -> str:
         f'{_head(ev, clock)},"filename":{_q(ev.filename)},"argv":[{",".join([_q(a) for a in ev.argv])}],'
         f'"argv_truncated":{_b(ev.argv_truncated)},"filename_truncated":{_b(ev.filename_truncated)},'
         f'"argv_unreadable":{_b(ev.argv_unreadable)},"errno":{err},"old_pid":{old_pid},'
-        f'"path_search":{_b(ev.path_search)}}}'
+        f'{"" if ev.context is None else _context_json(ev.context)}"path_search":{_b(ev.path_search)}}}'
     )
+
+
+def _n(value: int | None) -> int | str:
+    return "null" if value is None else value
+
+
+_cred_texts: dict[Credentials, str] = {}
+_before_texts: dict[Credentials, str] = {}
+_cgroup_texts: dict[bytes, str] = {}
+
+
+def _creds_fields(creds: Credentials | None) -> str:
+    """The flat credential fields of a context, remembered: a session has few users."""
+    if creds is None:
+        return _NO_CREDS
+    text = _cred_texts.get(creds)
+    if text is None:
+        text = remember(_cred_texts, creds, _encode(creds_to_dict(creds))[1:-1].split(",", 1)[1])  # without uid
+    return text
+
+
+_NO_CREDS = ",".join(f'"{name}":null' for name in CRED_FIELDS[1:])
+
+
+def _cgroup_fields(cgroup: bytes | None, ctx: ProcessContext) -> str:
+    """cgroup, unit and container_id, remembered by path: the rules that find
+    the unit and the container (tracer/model/cgroups.py) cost more than the rest."""
+    if cgroup is None:
+        return '"cgroup":null,"unit":null,"container_id":null'
+    text = _cgroup_texts.get(cgroup)
+    if text is None:
+        unit, container = ctx.unit, ctx.container_id
+        text = remember(
+            _cgroup_texts,
+            cgroup,
+            f'"cgroup":{_q(cgroup)},"unit":{"null" if unit is None else _q(unit)},'
+            f'"container_id":{"null" if container is None else _q(container)}',
+        )
+    return text
+
+
+def _context_json(ctx: ProcessContext) -> str:
+    """The fields of ProcessContext.to_dict, their one definition, as JSON text
+    with a trailing comma. Written like the events, not with to_dict and the
+    encoder (about 11 us an exec more): tests/test_jsonl.py checks that the two
+    give the same text, to the byte, for arbitrary contexts."""
+    before = ctx.creds_before
+    if before is None:
+        before_text = "null"
+    else:
+        before_text = _before_texts.get(before) or remember(_before_texts, before, _encode(creds_to_dict(before)))
+    cwd = ctx.cwd
+    tty = ctx.tty
+    text = (
+        f'"cwd":{"null" if cwd is None else _q(cwd)},"cwd_truncated":{_b(ctx.cwd_truncated)},'
+        f'"cwd_deleted":{_b(ctx.cwd_deleted)},"exe_dev":{_n(ctx.exe_dev)},"exe_ino":{_n(ctx.exe_ino)},'
+        f'"exe_memfd":{_b(ctx.exe_memfd)},"exe_deleted":{_b(ctx.exe_deleted)},{_creds_fields(ctx.creds)},'
+        f'"creds_before":{before_text},"privilege_gain":{_b(ctx.privilege_gain)},'
+        f'"tty":{"null" if tty is None else _quote(tty)},"sid":{_n(ctx.sid)},"login_uid":{_n(ctx.login_uid)},'
+        f'"login_session":{_n(ctx.login_session)},"pidns":{_n(ctx.pidns)},"ns_pid":{_n(ctx.ns_pid)},'
+        f'"mntns":{_n(ctx.mntns)},{_cgroup_fields(ctx.cgroup, ctx)},'
+    )
+    if ctx.env is not None:  # only with --env: rare enough for the encoder
+        env = _encode({as_text(k): as_text(v) for k, v in ctx.env.items()})
+        text += f'"env":{env},"env_truncated":{_b(ctx.env_truncated)},'
+    return text
 
 
 def _fork_json(ev: ForkEvent, clock: Clock) -> str:
@@ -154,6 +228,24 @@ def _reap_json(ev: ReapEvent, clock: Clock) -> str:
     return f'{_head(ev, clock)},"reaped_pid":{ev.reaped_pid},{_status_json(ev.status)}}}'
 
 
+def _creds_json(creds: Any) -> str:
+    return "null" if creds is None else _encode(creds_to_dict(creds))
+
+
+def _cred_json(ev: CredEvent, clock: Clock) -> str:
+    return (
+        f'{_head(ev, clock)},"syscall":{_quote(ev.syscall)},'
+        f'"before":{_creds_json(ev.before)},"after":{_creds_json(ev.after)},'
+        f'"groups_before":[{",".join(map(str, ev.groups_before))}],"groups_before_count":{ev.groups_before_count},'
+        f'"groups_after":[{",".join(map(str, ev.groups_after))}],"groups_after_count":{ev.groups_after_count},'
+        f'"privilege_gain":{_b(ev.privilege_gain)}}}'
+    )
+
+
+def _cgroup_json(ev: CgroupEvent, clock: Clock) -> str:
+    return f'{_head(ev, clock)},"action":{_quote(ev.action)},"target_id":{ev.target_id},"path":{_q(ev.path)}}}'
+
+
 _JSON_BY_TYPE: dict[type, Any] = {
     ExecEvent: _exec_json,
     ForkEvent: _fork_json,
@@ -161,6 +253,8 @@ _JSON_BY_TYPE: dict[type, Any] = {
     SignalEvent: _signal_json,
     SignalSummaryEvent: _summary_json,
     ReapEvent: _reap_json,
+    CredEvent: _cred_json,
+    CgroupEvent: _cgroup_json,
 }
 
 
@@ -203,6 +297,14 @@ def _common(d: dict[str, Any]) -> tuple[int, int, int, int, int, bytes, int, int
     return ts, pid, tgid, ppid, uid, comm.encode("utf-8", "surrogateescape"), start, cpu
 
 
+def _cgroup_id(d: dict[str, Any]) -> int:
+    """The event's cgroup id; 0 (unknown) in lines written before events had one."""
+    value = d.get("cgroup_id", 0)
+    if type(value) is not int or not 0 <= value < 1 << 64:
+        raise ValueError("cgroup_id must be an integer of 64 bits")
+    return value
+
+
 def _bools(*values: object) -> bool:
     for v in values:  # noqa: SIM110
         if type(v) is not bool:
@@ -215,7 +317,7 @@ def _fork(d: dict[str, Any]) -> ForkEvent:
     child_pid, child_tgid, child_ppid, flags = d["child_pid"], d["child_tgid"], d["child_ppid"], d["clone_flags"]
     if not _ints(child_pid, child_tgid, child_ppid, flags):
         raise ValueError("fork fields must be integers")
-    return ForkEvent(*common, child_pid, child_tgid, child_ppid, flags)
+    return ForkEvent(*common, child_pid, child_tgid, child_ppid, flags, cgroup_id=_cgroup_id(d))
 
 
 def _exec(d: dict[str, Any]) -> ExecEvent:
@@ -229,6 +331,9 @@ def _exec(d: dict[str, Any]) -> ExecEvent:
     path_search = d.get("path_search", False)
     if type(path_search) is not bool or (path_search and err is None):
         raise ValueError("path_search must be a boolean, true only for a failed exec")
+    context = ProcessContext.from_dict(d)  # None in lines from before contexts were read
+    if context is not None and err is not None:
+        raise ValueError("a failed exec has no context")
     return ExecEvent(
         *common,
         as_bytes(d["filename"]),
@@ -237,6 +342,8 @@ def _exec(d: dict[str, Any]) -> ExecEvent:
         0 if err is None else errno_number(err),
         common[1] if old_pid is None else old_pid,
         path_search,
+        context,
+        cgroup_id=_cgroup_id(d),
     )
 
 
@@ -247,7 +354,14 @@ def _exit(d: dict[str, Any]) -> ExitEvent:
         raise ValueError("exit fields have the wrong types")
     ts, start = common[0], common[6]
     # Only the start the lifetime was measured from is recorded.
-    return ExitEvent(*common, wait_status(status), status, process_exit, start if process_exit else ts - lifetime)
+    return ExitEvent(
+        *common,
+        wait_status(status),
+        status,
+        process_exit,
+        start if process_exit else ts - lifetime,
+        cgroup_id=_cgroup_id(d),
+    )
 
 
 def _signal(d: dict[str, Any]) -> SignalEvent:
@@ -269,7 +383,19 @@ def _signal(d: dict[str, Any]) -> SignalEvent:
         if type(group) is not bool:
             raise ValueError("group must be a boolean")
     target_comm = as_bytes(d["target_comm"])
-    return SignalEvent(*common, stage, signo, code, target_pid, target_comm, result, group, handler, group_exit_signo)
+    return SignalEvent(
+        *common,
+        stage,
+        signo,
+        code,
+        target_pid,
+        target_comm,
+        result,
+        group,
+        handler,
+        group_exit_signo,
+        cgroup_id=_cgroup_id(d),
+    )
 
 
 def _summary(d: dict[str, Any]) -> SignalSummaryEvent:
@@ -280,7 +406,9 @@ def _summary(d: dict[str, Any]) -> SignalSummaryEvent:
     stage = SIGNAL_DELIVER if d["stage"] == "deliver" else SIGNAL_GENERATE
     reason = _FOLD_REASON_VALUES[d["reason"]]
     target_comm = as_bytes(d["target_comm"])
-    return SignalSummaryEvent(*common, reason, stage, signo, target_pid, target_comm, count, first, last)
+    return SignalSummaryEvent(
+        *common, reason, stage, signo, target_pid, target_comm, count, first, last, cgroup_id=_cgroup_id(d)
+    )
 
 
 def _reap(d: dict[str, Any]) -> ReapEvent:
@@ -288,10 +416,57 @@ def _reap(d: dict[str, Any]) -> ReapEvent:
     reaped_pid, status = d["reaped_pid"], d["status"]
     if not _ints(reaped_pid, status):
         raise ValueError("reap fields must be integers")
-    return ReapEvent(*common, reaped_pid, wait_status(status))
+    return ReapEvent(*common, reaped_pid, wait_status(status), cgroup_id=_cgroup_id(d))
 
 
-_FROM_DICT = {"fork": _fork, "exec": _exec, "exit": _exit, "signal": _signal, "reap": _reap, SUMMARY_TYPE: _summary}
+def _groups(d: dict[str, Any], name: str) -> tuple[tuple[int, ...], int]:
+    groups, count = d[name], d[name + "_count"]
+    if type(groups) is not list or not _ints(count, *groups) or not len(groups) <= count:
+        raise ValueError(f"{name} must be a list of integers, {name}_count an integer at least its length")
+    return tuple(groups), count
+
+
+def _cred(d: dict[str, Any]) -> CredEvent:
+    common = _common(d)
+    syscall, before, after = d["syscall"], d["before"], d["after"]
+    if type(syscall) is not str:
+        raise ValueError("syscall must be a string")
+    groups_before, before_count = _groups(d, "groups_before")
+    groups_after, after_count = _groups(d, "groups_after")
+    return CredEvent(
+        *common,
+        syscall,
+        None if before is None else creds_from_dict(before),
+        None if after is None else creds_from_dict(after),
+        groups_before,
+        groups_after,
+        before_count,
+        after_count,
+        cgroup_id=_cgroup_id(d),
+    )
+
+
+_CGROUP_ACTIONS = frozenset((CGROUP_MKDIR, CGROUP_RMDIR, CGROUP_RENAME))
+
+
+def _cgroup(d: dict[str, Any]) -> CgroupEvent:
+    common = _common(d)
+    action, target_id = d["action"], d["target_id"]
+    if action not in _CGROUP_ACTIONS or type(target_id) is not int:
+        raise ValueError("action must be mkdir, rmdir or rename, target_id an integer")
+    return CgroupEvent(*common, action, target_id, as_bytes(d["path"]), cgroup_id=_cgroup_id(d))
+
+
+_FROM_DICT = {
+    "fork": _fork,
+    "exec": _exec,
+    "exit": _exit,
+    "signal": _signal,
+    "reap": _reap,
+    "cred": _cred,
+    "cgroup": _cgroup,
+    SUMMARY_TYPE: _summary,
+}
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:

@@ -1,12 +1,12 @@
 """Session recordings: the file `-w` writes and `-r` reads back.
 
-Format (version 1)
+Format (version 2)
 ------------------
 JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
 
 1. A header, always the first line::
 
-     {"type": "header", "format": "proctrace-recording", "version": 1,
+     {"type": "header", "format": "proctrace-recording", "version": 2,
       "proctrace_version": "0.1.0", "hostname": "...", "kernel": "6.18.0",
       "boot_offset_ns": N, "boot_time": "2026-...Z", "buffer": "ring",
       "options": {...}, "started": "2026-...Z", "snapshot": [{...}, ...]}
@@ -20,10 +20,14 @@ JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
    written (`{"argv": bool, "env": bool, "patterns": [...], "env_allow":
    [...] or null}`, tracer/model/redact.py; absent in recordings from before
    it); `snapshot` the processes that existed when tracing began
-   (ProcInfo.to_dict: pid, ppid, uid, comm, argv, start_ns, threads), redacted
-   as the events are.
+   (ProcInfo.to_dict: pid, ppid, uid, comm, argv, start_ns, threads, and
+   from version 2 the context fields where /proc gave them), redacted as the
+   events are.
 2. One line per event, exactly the `--json` output line (README, JSON schema),
-   in timestamp order.
+   in timestamp order. Version 2 added `cgroup_id` to every event, the context
+   fields (ProcessContext.to_dict: cwd, credentials, terminal, namespaces,
+   cgroup, ...) to successful execs, and the record types `cred` (a change of
+   credentials after exec) and `cgroup` (a cgroup made, removed or renamed).
 3. A line for each report of lost events, as in `--json`:
    `{"type": "lost", "ts_ns": N, "time": "...", "class": "signal", "count": N, "total": N}`
    (`class` is "lifecycle" or "signal", `total` that class's; a record without
@@ -35,8 +39,9 @@ JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
 
 A recording can be read with jq like `--json` output: `jq 'select(.type=="exec")'`.
 A reader refuses a version it does not know; a later proctrace that adds
-fields keeps the version, one that changes the meaning of existing ones
-raises it.
+fields keeps the version, one that changes the meaning of existing ones or
+adds record types raises it. This reader reads versions 1 and 2: a version 1
+event has no cgroup_id (read as 0, unknown) and its execs no context.
 
 Compression is chosen by the file name: `FILE.gz` is gzip (one stream; zcat
 and `gzip -d` read it). `.zst` is refused when writing and reading: Python 3.11
@@ -81,6 +86,8 @@ from proctrace.model.events import (
     EVENT_CLASSES,
     EVENT_KINDS,
     LIFECYCLE,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -93,7 +100,7 @@ from proctrace.model.events import (
 from proctrace.model.procsnap import ProcInfo
 
 FORMAT = "proctrace-recording"
-VERSION = 1
+VERSION = 2
 
 # The live loop calls status() every 0.5 s, so with this interval compressed
 # data is never more than about a second behind.
@@ -424,7 +431,9 @@ _CONVERTERS = {
     "lost": _lost,
     "trailer": _trailer,
 }
-_EVENT_TYPES = frozenset((ForkEvent, ExecEvent, ExitEvent, SignalEvent, SignalSummaryEvent, ReapEvent))
+_EVENT_TYPES = frozenset(
+    (ForkEvent, ExecEvent, ExitEvent, SignalEvent, SignalSummaryEvent, ReapEvent, CredEvent, CgroupEvent)
+)
 _RECORD_TYPES = _EVENT_TYPES | {LostRecord, _Trailer}
 
 
@@ -473,8 +482,16 @@ class _Parser:
         self._decode_block = json.JSONDecoder(object_hook=self._hook).decode
 
     def _hook(self, d: dict[str, Any]) -> Any:
+        # Called for nested objects too, innermost first: an exec's creds_before
+        # and env, a cred event's before and after. They have no type and are
+        # left as they are for the record's converter. (An env variable named
+        # "type" makes env look like a record; its converter then fails on the
+        # string values and the block is parsed line by line.)
+        kind = d.get("type")
+        if kind is None:
+            return d
         self._objects += 1
-        return _CONVERTERS[d["type"]](d)  # _record, inlined: this runs for every event
+        return _CONVERTERS[kind](d)  # _record, inlined: this runs for every event
 
     def parse(self, lines: list[str], first_lineno: int) -> tuple[list[Any], bool]:
         """The records of `lines`, and whether they are all events."""

@@ -37,13 +37,25 @@ from proctrace.formats.text import (
     quote_prefix,
     shell_quote,
 )
-from proctrace.formats.words import delivered_words, exec_notes, outcome, result_words, summary_words
+from proctrace.formats.words import (
+    cgroup_words,
+    cred_words,
+    delivered_words,
+    exec_notes,
+    group_of,
+    outcome,
+    privilege_gain_words,
+    result_words,
+    summary_words,
+)
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VFORK,
     EVENT_KINDS,
     SIGNAL_DELIVER,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -107,6 +119,7 @@ class StreamRenderer:
         self._comms: dict[bytes, str] = {}
         self._outcomes: dict[int, tuple[str, str]] = {}
         self._quoted: dict[bytes, str] = {}
+        self._tags: dict[bytes, str] = {}  # cgroup path -> " [container ...]", " [unit]" or ""
         # The PATH misses not yet said: the exec that ends a search may come in
         # a later batch than its misses.
         self._path_misses: PendingMisses = {}
@@ -118,6 +131,8 @@ class StreamRenderer:
             SignalEvent: self._signal,
             SignalSummaryEvent: self._summary,
             ReapEvent: self._reap,
+            CredEvent: self._cred,
+            CgroupEvent: self._cgroup,
         }
 
     def header(self) -> str:
@@ -231,7 +246,22 @@ class StreamRenderer:
             words.extend(exec_notes(ev.argv_unreadable, ev.argv_truncated, from_thread, misses))
         if ev.errno:
             return "exec_failed", f"FAILED {errno_name(ev.errno)} {' '.join(words)}"
-        return "exec", " ".join(words)
+        ctx = ev.context
+        if ctx is None:
+            return "exec", " ".join(words)
+        role = "exec"
+        before, after = ctx.creds_before, ctx.creds
+        if before is not None and after is not None and ctx.privilege_gain:
+            words.append(f"({privilege_gain_words(before, after)})")
+            role = "privilege"
+        cgroup = ctx.cgroup
+        if cgroup is not None:
+            tag = self._tags.get(cgroup)
+            if tag is None:
+                group = group_of(cgroup)
+                tag = remember(self._tags, cgroup, "" if group is None else f" [{group}]")
+            return role, " ".join(words) + tag
+        return role, " ".join(words)
 
     def _path_miss(self, ev: ExecEvent) -> tuple[str, str]:
         """Count a PATH miss for the exec that ends its search; lines() drops its line."""
@@ -265,6 +295,12 @@ class StreamRenderer:
 
     def _summary(self, ev: SignalSummaryEvent) -> tuple[str, str]:
         return "signal_generate", summary_words(ev)
+
+    def _cred(self, ev: CredEvent) -> tuple[str, str]:
+        return "privilege" if ev.privilege_gain else "other", cred_words(ev)
+
+    def _cgroup(self, ev: CgroupEvent) -> tuple[str, str]:
+        return "other", cgroup_words(ev.action, ev.path, ev.target_id)
 
     def _reap(self, ev: ReapEvent) -> tuple[str, str]:
         described = (self._outcomes.get(ev.status.raw) or self._outcome(ev.status))[0]

@@ -240,6 +240,7 @@ STYLES: dict[str, str] = {
     "signal_generate": "yellow",
     "signal_deliver": "magenta",
     "reap": "dim",
+    "privilege": "bold yellow",  # a gain of privilege: a set-user-ID exec, file capabilities
     "other": "",
 }
 

@@ -13,6 +13,12 @@ markup, emoji and highlighting off as a second guard.
 
 Times are shown relative to the first event of the session ("+1.234567s"), or
 as wall-clock time when a Clock is given.
+
+Where and as whom a process runs (its context) is said only where it differs
+from its parent's: the tree and the timeline name its working directory and
+its effective user when they are not those of the parent that forked it, and
+flag every gain of privilege (a set-user-ID exec, file capabilities, a change
+of credentials back to root).
 """
 
 from __future__ import annotations
@@ -35,26 +41,32 @@ from proctrace.formats.text import (
     shell_quote,
 )
 from proctrace.formats.words import (
+    cred_words,
     delivered_words,
     exec_notes,
     folded_fields,
     folded_record_words,
     folded_words,
+    group_words,
     handler_name,
     lost_summary_words,
     outcome,
     path_misses_words,
+    privilege_gain_words,
     result_name,
     result_words,
     sent_words,
     status_fields,
+    user_name,
 )
 from proctrace.model.clock import Clock
-from proctrace.model.events import SIGNAL_DELIVER, as_text, errno_name, signal_name
+from proctrace.model.context import Credentials, ProcessContext, creds_to_dict
+from proctrace.model.events import SIGNAL_DELIVER, CredEvent, as_text, errno_name, signal_name
 from proctrace.model.process_table import (
     SIGCONT,
     CommandCount,
     ExecRecord,
+    GroupKey,
     LifetimeEntry,
     Process,
     ProcessTable,
@@ -119,7 +131,85 @@ def _exec_words(ex: ExecRecord) -> str:
     words = [shell_quote(ex.filename) + (TRUNCATED if ex.filename_truncated else "")]
     words.extend(shell_quote(a) for a in ex.argv)
     words.extend(exec_notes(ex.argv_unreadable, ex.argv_truncated, ex.old_pid, ex.path_misses))
-    return cut(" ".join(words), DETAIL_MAX)
+    text = cut(" ".join(words), DETAIL_MAX)
+    gain = _exec_gain_words(ex)
+    return text if gain is None else f"{text} ({gain})"  # after any cut: a gain is never cut off
+
+
+def _exec_gain_words(ex: ExecRecord) -> str | None:
+    ctx = ex.context
+    if ctx is None or not ctx.privilege_gain or ctx.creds is None or ctx.creds_before is None:
+        return None
+    return privilege_gain_words(ctx.creds_before, ctx.creds)
+
+
+def _first_gain_words(rec: Process) -> str | None:
+    """The words of the first gain of privilege of a process (at exec or by a cred change)."""
+    gains: list[tuple[int, str]] = []
+    for ex in rec.execs:
+        words = _exec_gain_words(ex)
+        if words is not None:
+            gains.append((ex.ts_ns, words))
+            break
+    for change in rec.cred_changes:
+        if change.privilege_gain and change.before is not None and change.after is not None:
+            gains.append((change.ts_ns, privilege_gain_words(change.before, change.after)))
+            break
+    return min(gains)[1] if gains else None
+
+
+def _cwd_words(ctx: ProcessContext) -> str | None:
+    if ctx.cwd is None:
+        return None
+    shown = escape_bytes(ctx.cwd)
+    if ctx.cwd_truncated:
+        shown = "…/" + shown  # only its deepest components were read
+    return shown + (" (deleted)" if ctx.cwd_deleted else "")
+
+
+class _Contexts:
+    """What the tree and the timeline say of a process's context: its working
+    directory and effective user, each only when it differs from its parent's
+    (the parent it was born to) or the parent's is unknown. A process that
+    never exec'd has no directory of its own on record (a fork does not say
+    it), so a parent's is the nearest ancestor's that is known; credentials
+    pass on at fork, so each process has its own."""
+
+    def __init__(self, table: ProcessTable) -> None:
+        self.table = table
+        self._cwds: dict[int, bytes | None] = {}
+
+    def _known_cwd(self, rec: Process | None) -> bytes | None:
+        chain: list[int] = []
+        found: bytes | None = None
+        seen = 0
+        while rec is not None and seen < 10_000:  # a loop of parent links, were there one, ends too
+            if rec.serial in self._cwds:
+                found = self._cwds[rec.serial]
+                break
+            chain.append(rec.serial)
+            if rec.context is not None and rec.context.cwd is not None:
+                found = rec.context.cwd
+                break
+            rec = self.table.get(rec.origin_serial)
+            seen += 1
+        for serial in chain:
+            self._cwds[serial] = found
+        return found
+
+    def notes(self, rec: Process) -> list[str]:
+        """["cwd /srv/app", "user www-data"], or the part that differs, or []."""
+        parent = self.table.get(rec.origin_serial)
+        notes = []
+        ctx = rec.context
+        if ctx is not None and ctx.cwd is not None and ctx.cwd != self._known_cwd(parent):
+            shown = _cwd_words(ctx)
+            if shown is not None:
+                notes.append(f"cwd {shown}")
+        creds: Credentials | None = rec.creds
+        if creds is not None and (parent is None or parent.creds is None or parent.creds.euid != creds.euid):
+            notes.append(f"user {user_name(creds.euid)}")
+        return notes
 
 
 def _pid_name(table: ProcessTable, pid: int, serial: int | None) -> str:
@@ -165,7 +255,7 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
         add((rec.start_ns, "other", f"started (fork not seen), parent {rec.original_ppid}"))
     exec_times = {ex.ts_ns for ex in rec.execs}
     for ex in rec.execs:
-        add((ex.ts_ns, "exec", "exec " + _exec_words(ex)))
+        add((ex.ts_ns, "privilege" if ex.privilege_gain else "exec", "exec " + _exec_words(ex)))
     for ex in rec.failed_execs:
         if not ex.path_search:  # a PATH miss is said on the line of the exec that ended its search
             add((ex.ts_ns, "exec_failed", f"exec FAILED {errno_name(ex.errno)} " + _exec_words(ex)))
@@ -193,6 +283,8 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
             add((sig.ts_ns, "signal_generate", text))
     for folded in (rec.folded or {}).values():
         add((folded.first_ns, "signal_generate", folded_record_words(folded)))
+    for change in rec.cred_changes:
+        add((change.ts_ns, "privilege" if change.privilege_gain else "other", f"credentials: {cred_words(change)}"))
     for adoption in rec.adoptions:
         when = adoption.ts_ns if adoption.ts_ns is not None else adoption.seen_ns
         adopter = _pid_name(table, adoption.by, adoption.by_serial)
@@ -266,11 +358,14 @@ def render_timeline(
         on, off = codes.get(role, ("", ""))
         return f"{on}{text}{off}"
 
+    contexts = _Contexts(table)
     out: list[str] = []
     for rec in procs:
         if out:
             out.append("")
         head = paint("header", str(rec.tgid)) + " " + paint("comm", comm_text(rec.comm)) + f"  parent {rec.ppid}"
+        for note in contexts.notes(rec):
+            head += f"  {note}"
         if rec.pre_existing:
             head += "  [pre-existing]"
         if rec.incomplete:
@@ -296,8 +391,27 @@ def _signal_dict(sig: SignalRecord) -> dict[str, Any]:
     return d
 
 
+def _cred_change_dict(change: CredEvent) -> dict[str, Any]:
+    """A change of credentials, named as the cred record of the JSON lines."""
+    return {
+        "ts_ns": change.ts_ns,
+        "tid": change.pid,
+        "syscall": change.syscall,
+        "before": None if change.before is None else creds_to_dict(change.before),
+        "after": None if change.after is None else creds_to_dict(change.after),
+        "groups_before": list(change.groups_before),
+        "groups_before_count": change.groups_before_count,
+        "groups_after": list(change.groups_after),
+        "groups_after_count": change.groups_after_count,
+        "privilege_gain": change.privilege_gain,
+    }
+
+
 def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
-    """One process as a JSON-ready object; strings as in tracer/formats/jsonl.py."""
+    """One process as a JSON-ready object; strings as in tracer/formats/jsonl.py.
+    The context fields (those of an exec record, ProcessContext.to_dict) follow
+    `uid` when its context is known: its latest exec's, else the snapshot's."""
+    context = {} if rec.context is None else rec.context.to_dict()
     return {
         "pid": rec.tgid,
         "tgid": rec.tgid,
@@ -307,6 +421,9 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
         "comm": as_text(rec.comm),
         "comms": [{"ts_ns": ts, "comm": as_text(comm)} for ts, comm in rec.comms],
         "uid": rec.uid,
+        **context,
+        "creds": None if rec.creds is None else creds_to_dict(rec.creds),
+        "cgroup_id": rec.cgroup_id or None,
         "start_ns": rec.start_ns or None,
         "start_exact": rec.start_exact,
         "forked_ns": rec.forked_ns,
@@ -321,6 +438,7 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
                 "filename_truncated": ex.filename_truncated,
                 "old_pid": ex.old_pid or None,
                 "path_misses": ex.path_misses,
+                "privilege_gain": ex.privilege_gain,
             }
             for ex in rec.execs
         ],
@@ -353,6 +471,7 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
             for s in rec.stops
         ],
         "folded_signals": [folded_fields(f) for f in (rec.folded or {}).values()],
+        "cred_changes": [_cred_change_dict(c) for c in rec.cred_changes],
         "adopted_by": rec.adopted_by,
         "adopted_ns": rec.adopted_ns,
         "pre_existing": rec.pre_existing,
@@ -372,7 +491,7 @@ def timeline_json(
 # Tree
 
 
-def _tree_label(table: ProcessTable, rec: Process, end_ns: int) -> Text:
+def _tree_label(table: ProcessTable, rec: Process, end_ns: int, contexts: _Contexts) -> Text:
     label = Text()
     label.append(str(rec.tgid), style="bold")
     label.append(" ")
@@ -391,7 +510,7 @@ def _tree_label(table: ProcessTable, rec: Process, end_ns: int) -> Text:
         label.append(described, style=STYLES[role])
         if rec.waiting:
             label.append(" (zombie, not reaped)", style=STYLES["exit_bad"])
-    notes = []
+    notes = contexts.notes(rec)
     if rec.threads > 1:
         notes.append(f"{rec.threads} threads")
     if rec.adopted_by is not None:
@@ -402,6 +521,10 @@ def _tree_label(table: ProcessTable, rec: Process, end_ns: int) -> Text:
         notes.append("incomplete")
     if notes:
         label.append(f"  ({', '.join(notes)})")
+    gain = _first_gain_words(rec)
+    if gain is not None:
+        label.append("  ")
+        label.append(gain, style=STYLES["privilege"])
     return label
 
 
@@ -423,13 +546,14 @@ def render_tree(
             tops = [p for p in table.processes() if p.tgid in wanted]
         else:
             tops = table.roots()
+        contexts = _Contexts(table)
         for top in tops:
-            tree = Tree(_tree_label(table, top, end_ns), guide_style="dim")
+            tree = Tree(_tree_label(table, top, end_ns, contexts), guide_style="dim")
             stack: list[tuple[Tree, Process]] = [(tree, top)]
             while stack:  # not recursive: a chain of forks may be thousands deep
                 node, rec = stack.pop()
                 for child in index.get(rec.serial, ()):
-                    stack.append((node.add(_tree_label(table, child, end_ns)), child))
+                    stack.append((node.add(_tree_label(table, child, end_ns, contexts)), child))
             console.print(tree)
 
 
@@ -456,6 +580,38 @@ def _lifetime_rows(t: Table, entries: list[LifetimeEntry]) -> None:
             Text(format_duration(entry.lifetime_ns)),
             Text(described, style=STYLES[role]),
         )
+
+
+def _group_table(groups: Mapping[GroupKey | None, CommandCount], other: CommandCount) -> Table:
+    """Processes by container or unit, most first; those in neither (or where
+    it is not known) in one row."""
+    t = _table(
+        "By container or unit",
+        "CONTAINER OR UNIT",
+        "PROCESSES",
+        "EXIT 0",
+        "FAILED",
+        "RUNNING",
+        right=("PROCESSES", "EXIT 0", "FAILED", "RUNNING"),
+    )
+    named = sorted(
+        ((group_words(key) or "", c) for key, c in groups.items() if key is not None),
+        key=lambda kv: (-kv[1].processes, kv[0]),
+    )
+    rows = named[:SUMMARY_ROWS]
+    rest = [c for _, c in named[SUMMARY_ROWS:]]
+    if other.processes:
+        rest.append(other)
+    for name, c in rows:
+        t.add_row(Text(name), *(Text(str(n)) for n in (c.processes, c.ok, c.failed, c.running)))
+    if rest:
+        total = [sum(getattr(c, f) for c in rest) for f in ("processes", "ok", "failed", "running")]
+        t.add_row(Text("(others)"), *(Text(str(n)) for n in total))
+    neither = groups.get(None)
+    if neither is not None:
+        counts = (neither.processes, neither.ok, neither.failed, neither.running)
+        t.add_row(Text("(neither, or not known)"), *(Text(str(n)) for n in counts))
+    return t
 
 
 def render_summary(
@@ -506,6 +662,10 @@ def render_summary(
                 Text("(others)"), *(Text(str(n)) for n in (folded.processes, folded.ok, folded.failed, folded.running))
             )
         console.print(commands)
+
+        groups = table.group_counts()
+        if len(groups) > 1:  # one group (or none known) says nothing the totals do not
+            console.print(_group_table(groups, agg.other_groups))
 
         failures = _table("Failures", "FAILURE", "WHAT", "COUNT", right=("COUNT",))
         rows = sorted(agg.failures.counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -1,4 +1,4 @@
-"""How outcomes, signals, signal handlers and wait statuses are said.
+"""How outcomes, signals, signal handlers, wait statuses, credentials and cgroups are said.
 
 Every output asks this module, so that the stream, the views, the JSON forms
 and the Chrome trace say one fact the same way: as words for people ("killed
@@ -11,12 +11,17 @@ too), belong to the event model (tracer/model/events.py).
 
 from __future__ import annotations
 
+import pwd
 import signal as signal_mod
 from collections.abc import Mapping
 from typing import Any
 
 from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration
+from proctrace.model.context import ALL_CAPABILITIES, Credentials, capability_names, describe_capabilities
 from proctrace.model.events import (
+    CGROUP_MKDIR,
+    CGROUP_RENAME,
+    CGROUP_RMDIR,
     EVENT_CLASSES,
     FOLD_PTRACE,
     FOLD_REASONS,
@@ -24,13 +29,14 @@ from proctrace.model.events import (
     SIGNAL_DELIVER,
     SIGNAL_RESULTS,
     SIGNALS,
+    CredEvent,
     SignalSummaryEvent,
     WaitStatus,
     as_text,
     signal_name,
 )
 from proctrace.model.memo import remember
-from proctrace.model.process_table import FoldedRecord
+from proctrace.model.process_table import FoldedRecord, GroupKey, group_key
 
 SIGKILL = int(signal_mod.SIGKILL)
 
@@ -246,3 +252,126 @@ def path_misses_words(count: int) -> str:
     """ "1 PATH miss", "10 PATH misses": the failed attempts of PATH searches
     (tracer/model/path_search.py), which the outputs fold into their execs."""
     return f"{count} PATH miss" if count == 1 else f"{count} PATH misses"
+
+
+# ---------------------------------------------------------------------------
+# Credentials, cgroups and containers
+
+CONTAINER_SHORT = 12
+"""Hex digits of a container id in text, as `docker ps` shows it."""
+
+_user_names: dict[int, str] = {}
+
+
+def user_name(uid: int) -> str:
+    """A user by name where this machine's user database has it ("root"), else
+    its number. Remembered: a lookup may ask NSS, and a session has few users.
+    (A recording replayed elsewhere is named by the replaying machine.)"""
+    name = _user_names.get(uid)
+    if name is None:
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except (KeyError, OverflowError):
+            name = str(uid)
+        remember(_user_names, uid, name)
+    return name
+
+
+CAPABILITIES_LEFT_OUT_MAX = 8
+"""A set that lacks at most this many of the known capabilities is said by what it lacks."""
+
+
+def capability_set_words(mask: int) -> str:
+    """A capability set for people: "none", "all", "cap_kill,cap_net_raw", or,
+    for a set that holds nearly all (root under a bounding set, say), "all but
+    cap_sys_resource": forty names say less than the one left out."""
+    missing = ALL_CAPABILITIES & ~mask
+    if 0 < missing.bit_count() <= CAPABILITIES_LEFT_OUT_MAX < (mask & ALL_CAPABILITIES).bit_count():
+        extra = mask & ~ALL_CAPABILITIES  # bits newer than the names known here
+        text = "all but " + ",".join(capability_names(missing))
+        return text + (f" and {','.join(capability_names(extra))}" if extra else "")
+    return describe_capabilities(mask)
+
+
+def capabilities_gained_words(mask: int) -> str:
+    """Capabilities newly held: "+cap_net_raw,cap_sys_admin", "+all capabilities"."""
+    described = capability_set_words(mask)
+    return "+all capabilities" if described == "all" else "+" + described
+
+
+def privilege_gain_words(before: Credentials, after: Credentials) -> str:
+    """What a gain of privilege changed: "privilege gain: euid 1000->0, +all
+    capabilities" (an effective id that changed, the capabilities gained)."""
+    parts = []
+    if after.euid != before.euid:
+        parts.append(f"euid {before.euid}->{after.euid}")
+    if after.egid != before.egid:
+        parts.append(f"egid {before.egid}->{after.egid}")
+    gained = after.cap_effective & ~before.cap_effective
+    if gained:
+        parts.append(capabilities_gained_words(gained))
+    return "privilege gain: " + ", ".join(parts)
+
+
+_ID_FIELDS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid")
+
+
+def credentials_change_words(before: Credentials, after: Credentials) -> list[str]:
+    """The ids and capabilities that changed, ids with the same change said
+    once: ["uid,euid,suid,fsuid 0->1000", "caps all->none"]."""
+    changes: dict[tuple[int, int], list[str]] = {}
+    for name in _ID_FIELDS:
+        old, new = getattr(before, name), getattr(after, name)
+        if old != new:
+            changes.setdefault((old, new), []).append(name)
+    parts = [f"{','.join(names)} {old}->{new}" for (old, new), names in changes.items()]
+    if after.cap_effective != before.cap_effective:
+        old_caps = capability_set_words(before.cap_effective)
+        parts.append(f"caps {old_caps}->{capability_set_words(after.cap_effective)}")
+    return parts
+
+
+def _groups_words(groups: tuple[int, ...], count: int) -> str:
+    shown = ",".join(map(str, groups)) if groups else "none"
+    return shown + (f"…(+{count - len(groups)})" if count > len(groups) else "")
+
+
+def cred_words(ev: CredEvent) -> str:
+    """A change of credentials after exec: "setresuid: uid,euid,suid 0->1000,
+    caps all->none", "setgroups: groups 0,27->1000", with "(privilege gain:
+    ...)" when it gained privilege."""
+    parts: list[str] = []
+    if ev.before is not None and ev.after is not None:
+        parts = credentials_change_words(ev.before, ev.after)
+    if ev.groups_before != ev.groups_after or ev.groups_before_count != ev.groups_after_count:
+        old = _groups_words(ev.groups_before, ev.groups_before_count)
+        parts.append(f"groups {old}->{_groups_words(ev.groups_after, ev.groups_after_count)}")
+    text = f"{ev.syscall}: {', '.join(parts) if parts else 'no change seen'}"
+    if ev.privilege_gain and ev.before is not None and ev.after is not None:
+        text += f" ({privilege_gain_words(ev.before, ev.after)})"
+    return text
+
+
+_CGROUP_ACTION_WORDS = {CGROUP_MKDIR: "made", CGROUP_RMDIR: "removed", CGROUP_RENAME: "renamed to"}
+
+
+def cgroup_words(action: str, path: bytes, target_id: int) -> str:
+    """A cgroup event: "made /system.slice/x.service (id 1234)", "removed ...", "renamed to ..."."""
+    return f"{_CGROUP_ACTION_WORDS.get(action, action)} {escape_bytes(path)} (id {target_id})"
+
+
+def group_words(key: GroupKey | None) -> str | None:
+    """Where a process runs, said short: "container 3f4e5a6b7c8d" (the id cut as
+    docker cuts it) or its systemd unit ("nginx.service"); None outside both or
+    when unknown. What the summary and the Chrome trace group processes by."""
+    if key is None:
+        return None
+    kind, name = key
+    if kind == "container":
+        return "container " + name[:CONTAINER_SHORT].decode("ascii")
+    return escape_bytes(name)
+
+
+def group_of(cgroup: bytes | None) -> str | None:
+    """group_words of a cgroup path (tracer/model/cgroups.py finds its container or unit)."""
+    return group_words(group_key(cgroup))

@@ -30,6 +30,12 @@ What shapes it:
 * PATH misses (tracer/model/path_search.py) stay among the failed execs,
   marked, but the summary does not count them as failures: the exec that ended
   their search carries how many there were.
+* Context. A process keeps the context of its latest exec (where and as whom
+  it runs, tracer/model/context.py), or, from before tracing, the snapshot's;
+  its current credentials, which a fork passes on and a cred event changes; and
+  the cgroup id of its latest event. The cgroup paths of those ids are learnt
+  from exec contexts and cgroup events, so the summary can count processes by
+  container or unit (group_key) even when they never exec'd.
 * Memory. Finished (reaped) processes stay for the views only up to a horizon;
   the aggregates of the summary (Aggregates) count every process. Lists kept per
   process are capped, with a count of what was left out.
@@ -44,12 +50,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from proctrace.model.cgroups import container_id_of, unit_of
+from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
+    CGROUP_RMDIR,
     EVENT_CLASSES,
     FOLD_PTRACE,
     LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    CgroupEvent,
+    CredEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -60,6 +71,7 @@ from proctrace.model.events import (
     WaitStatus,
     errno_name,
 )
+from proctrace.model.memo import remember
 from proctrace.model.path_search import PendingMisses, count_path_miss, take_path_misses
 from proctrace.model.procsnap import ProcInfo
 
@@ -110,6 +122,11 @@ class ExecRecord:
     old_pid: int = 0  # the non-leader thread that called exec, else 0
     path_search: bool = False  # a failed exec that was a miss of a PATH search
     path_misses: int = 0  # a successful exec: the PATH misses of its search just before it
+    context: ProcessContext | None = None  # a successful exec: where and as whom the new image runs
+
+    @property
+    def privilege_gain(self) -> bool:
+        return self.context is not None and self.context.privilege_gain
 
 
 @dataclass(slots=True)
@@ -202,6 +219,10 @@ class Process:
     reaper_serial: int | None = None
     retired: bool = False  # left the table unreaped: a new process took its pid
     counted: bool = False  # already in the aggregates
+    context: ProcessContext | None = None  # its latest exec's, else the snapshot's; None when unknown
+    creds: Credentials | None = None  # now: its exec's, changed by cred events, inherited at fork
+    cred_changes: list[CredEvent] = field(default_factory=list)  # after exec (set*id, setgroups, capset)
+    cgroup_id: int = 0  # the cgroup v2 id of its latest event; 0 when unknown
 
     @property
     def pid(self) -> int:
@@ -244,6 +265,11 @@ class Process:
     def argv(self) -> list[bytes]:
         """Its command line: that of its last exec, else the one it was born with."""
         return self.execs[-1].argv if self.execs else self.inherited_argv
+
+    @property
+    def privilege_gain(self) -> bool:
+        """Whether it gained privilege: at an exec, or by a change of credentials."""
+        return any(ex.privilege_gain for ex in self.execs) or any(c.privilege_gain for c in self.cred_changes)
 
     @property
     def waiting(self) -> bool:
@@ -300,6 +326,9 @@ class Aggregates:
         self.processes = 0  # counted when they ended, or were seen to be gone
         self.commands: dict[bytes, CommandCount] = {}
         self.other_commands = CommandCount()
+        # Processes by container or unit (None: neither, or not known)
+        self.groups: dict[GroupKey | None, CommandCount] = {}
+        self.other_groups = CommandCount()
         self.nonzero_exits = 0
         self.signal_deaths = 0
         self.failed_execs = 0  # real failures: not the misses of a PATH search
@@ -323,23 +352,38 @@ class Aggregates:
             found = self.commands[comm] = CommandCount()
         return found
 
-    def process_ended(self, rec: Process) -> None:
-        """Count a process once: at its exit, or when it is found gone without one."""
+    def group(self, key: GroupKey | None) -> CommandCount:
+        found = self.groups.get(key)
+        if found is None:
+            if len(self.groups) >= KEYS_MAX:
+                return self.other_groups
+            found = self.groups[key] = CommandCount()
+        return found
+
+    def process_ended(self, rec: Process, group: GroupKey | None = None) -> None:
+        """Count a process once: at its exit, or when it is found gone without
+        one; `group` is where it ran (ProcessTable.group_of)."""
         rec.counted = True
         self.processes += 1
         counts = self.command(rec.comm)
         counts.processes += 1
+        in_group = self.group(group)
+        in_group.processes += 1
         status = rec.status
         if status is None:
             counts.unknown += 1
+            in_group.unknown += 1
         elif status.raw == 0:
             counts.ok += 1
+            in_group.ok += 1
         elif status.exit_code is not None:
+            in_group.failed += 1
             counts.failed += 1
             self.nonzero_exits += 1
             self.failures.add((f"exit {status.exit_code}", rec.comm))
         else:
             counts.failed += 1
+            in_group.failed += 1
             self.signal_deaths += 1
             self.failures.add((status.describe(), rec.comm))
         lifetime = rec.lifetime_ns
@@ -397,6 +441,25 @@ class Aggregates:
         return [entry for _, _, entry in sorted(self._shortest, key=lambda item: (-item[0], item[1]))]
 
 
+GroupKey = tuple[str, bytes]
+"""Where a process runs, for counting by it: ("container", the 64-hex id) or
+("unit", the systemd unit), by the rules of tracer/model/cgroups.py."""
+
+_group_keys: dict[bytes, GroupKey | None] = {}
+
+
+def group_key(cgroup: bytes | None) -> GroupKey | None:
+    """The container of a cgroup path, else its unit; None outside both or unknown."""
+    if cgroup is None:
+        return None
+    if cgroup in _group_keys:
+        return _group_keys[cgroup]
+    container = container_id_of(cgroup)
+    unit = unit_of(cgroup) if container is None else None
+    key = ("container", container) if container is not None else ("unit", unit) if unit is not None else None
+    return remember(_group_keys, cgroup, key)
+
+
 def _append_capped(rec: Process, items: list[T], item: T) -> None:
     if len(items) < ITEMS_MAX:
         items.append(item)
@@ -424,6 +487,9 @@ class ProcessTable:
         self._thread_owner: dict[int, Process] = {}  # tid of a live non-leader thread -> process
         self._loss: tuple[int, int] | None = None  # the latest loss window
         self._path_misses: PendingMisses = {}  # those the next exec of their thread will carry
+        # cgroup id -> path, from exec contexts and cgroup events; kept after a
+        # cgroup is removed, for the processes that ran in it
+        self.cgroup_paths: dict[int, bytes] = {}
         self._handlers = {
             ForkEvent: self._fork,
             ExecEvent: self._exec,
@@ -431,6 +497,8 @@ class ProcessTable:
             SignalEvent: self._signal,
             SignalSummaryEvent: self._folded,
             ReapEvent: self._reap,
+            CredEvent: self._cred,
+            CgroupEvent: self._cgroup,
         }
 
     # -- the Sink protocol ------------------------------------------------------
@@ -496,6 +564,10 @@ class ProcessTable:
             rec.pre_existing = True
             rec.inherited_argv = info.argv
             rec.live_threads = rec.max_threads = rec.threads_created = max(info.threads, 1)
+            # From /proc, where the snapshot reads contexts (ProcInfo.context)
+            rec.context = getattr(info, "context", None)
+            if rec.context is not None:
+                rec.creds = rec.context.creds
             self._add(rec)
             added.append(rec)
         for rec in added:
@@ -571,6 +643,29 @@ class ProcessTable:
                 entry.running += 1
         return counts
 
+    def cgroup_of(self, rec: Process) -> bytes | None:
+        """The cgroup path a process ran in last, where known."""
+        if rec.cgroup_id:
+            path = self.cgroup_paths.get(rec.cgroup_id)
+            if path is not None:
+                return path
+        return None if rec.context is None else rec.context.cgroup
+
+    def group_of(self, rec: Process) -> GroupKey | None:
+        return group_key(self.cgroup_of(rec))
+
+    def group_counts(self) -> dict[GroupKey | None, CommandCount]:
+        """Processes by container or unit: those counted so far plus those still alive."""
+        counts = {
+            key: CommandCount(c.processes, c.ok, c.failed, c.unknown) for key, c in self.aggregates.groups.items()
+        }
+        for rec in self._live.values():
+            if not rec.counted and rec.seen:
+                entry = counts.setdefault(self.group_of(rec), CommandCount())
+                entry.processes += 1
+                entry.running += 1
+        return counts
+
     def __len__(self) -> int:
         return len(self._by_serial)
 
@@ -613,7 +708,7 @@ class ProcessTable:
             parent.live_children.discard(rec.serial)
         rec.live_children = None
         if not rec.counted and rec.seen:
-            self.aggregates.process_ended(rec)
+            self.aggregates.process_ended(rec, self.group_of(rec))
         self._finished.append(rec)
         self._last_finished[rec.tgid] = rec
         while len(self._finished) > self.keep_finished:
@@ -673,6 +768,8 @@ class ProcessTable:
                 self._link_child(parent, rec)
             self._add(rec)
         rec.seen = True
+        if ev.cgroup_id:
+            rec.cgroup_id = ev.cgroup_id  # a process can be moved between cgroups
         if ev.ppid != rec.ppid and ev.ppid:
             self._adopt(rec, ev.ppid, ev.ts_ns)
         if ev.pid == tgid and ev.comm != rec.comm:
@@ -740,6 +837,10 @@ class ProcessTable:
         child.forked_by_serial = forker.serial
         child.original_ppid = ev.child_ppid
         child.inherited_argv = forker.argv
+        if child.creds is None:  # unless its own events came first: a fork copies the credentials
+            child.creds = forker.creds
+        if not child.cgroup_id:
+            child.cgroup_id = ev.cgroup_id  # and the cgroup (the fork event is the parent's)
         child.seen = True
         if parent is not None:
             child.origin_serial = parent.serial
@@ -768,6 +869,7 @@ class ProcessTable:
             ev.argv_unreadable,
             ev.old_pid if ev.old_pid != ev.pid else 0,
             ev.path_search,
+            context=ev.context,
         )
         if ev.errno:
             _append_capped(rec, rec.failed_execs, record)
@@ -779,6 +881,13 @@ class ProcessTable:
         if self._path_misses:
             record.path_misses = take_path_misses(self._path_misses, ev)
         _append_capped(rec, rec.execs, record)
+        ctx = ev.context
+        if ctx is not None:
+            rec.context = ctx
+            if ctx.creds is not None:
+                rec.creds = ctx.creds
+            if ctx.cgroup is not None and ev.cgroup_id:
+                self._learn_cgroup(ev.cgroup_id, ctx.cgroup)
         if record.old_pid:
             # A non-leader thread exec'd: the kernel killed every other thread and
             # gave it the leader's pid. One thread is left.
@@ -811,7 +920,7 @@ class ProcessTable:
                     child.orphaned_ns = ev.ts_ns
             rec.live_children = None
         if not rec.counted:
-            self.aggregates.process_ended(rec)
+            self.aggregates.process_ended(rec, self.group_of(rec))
 
     def _signal(self, ev: SignalEvent) -> None:
         if ev.stage == SIGNAL_GENERATE:
@@ -861,6 +970,21 @@ class ProcessTable:
             rec.folded[key] = FoldedRecord(*key, ev.target_comm, ev.count, ev.first_ns, ev.last_ns)
         else:
             rec.omitted += 1
+
+    def _cred(self, ev: CredEvent) -> None:
+        rec = self._subject(ev)
+        _append_capped(rec, rec.cred_changes, ev)
+        if ev.after is not None:
+            rec.creds = ev.after
+
+    def _cgroup(self, ev: CgroupEvent) -> None:
+        if ev.action != CGROUP_RMDIR:  # a removed cgroup's path still names it for its past processes
+            self._learn_cgroup(ev.target_id, ev.path)
+
+    def _learn_cgroup(self, cgroup_id: int, path: bytes) -> None:
+        paths = self.cgroup_paths
+        if cgroup_id in paths or len(paths) < KEYS_MAX:
+            paths[cgroup_id] = path
 
     def _reap(self, ev: ReapEvent) -> None:
         reaper = self._actor(ev)
