@@ -8,13 +8,14 @@ import os
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proctrace.kernel.bcc import load_bcc
 from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
 from proctrace.kernel.probe import Probe
 from proctrace.kernel.program import ProgramOptions
-from proctrace.model.filters import EventFilter, FilterSpec
+from proctrace.model.cgroups import CgroupTable
+from proctrace.model.filters import EventFilter, FilterSpec, check_cgroup_paths
 from proctrace.model.procsnap import ProcInfo, snapshot
 from proctrace.session.command import HeldCommand, sudo_identity
 from proctrace.session.options import SessionOptions
@@ -69,6 +70,8 @@ class LiveKernel:
     held: HeldCommand | None
     event_filter: EventFilter
     snapshot: list[ProcInfo]
+    # The unified hierarchy's cgroups, scanned once the probes were attached.
+    cgroups: CgroupTable = field(default_factory=CgroupTable)
 
     def release_command(self) -> None:
         """Follow the held command in the kernel, then let it exec, so its first exec is traced."""
@@ -99,6 +102,9 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         all_signals=transport.all_signals,
         **kernel_options(spec, command),
     )
+    # A --cgroup that names nothing fails now, not after seconds of compiling.
+    cgroups = CgroupTable.discover()
+    check_cgroup_paths(spec, cgroups)
     held = None
     if command is not None:
         identity = None if options.as_root else sudo_identity(os.environ)
@@ -119,11 +125,15 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         # Neither the tracer nor the command it holds is part of what it found running.
         ours = {os.getpid(), held.pid} if held else {os.getpid()}
         procs = [p for p in snapshot() if p.pid not in ours]
-        event_filter = EventFilter(spec)
+        # Rescanned for the cgroups made while the probes loaded; later ones come as events.
+        if cgroups.live:
+            cgroups.scan()
+        check_cgroup_paths(spec, cgroups)
+        event_filter = EventFilter(spec, cgroups)
         selected = event_filter.seed(procs)
         if program.follow:
             for pid in [*spec.pids, *selected]:
                 probe.follow(pid)
-        yield LiveKernel(probe, ring, stop, held, event_filter, procs)
+        yield LiveKernel(probe, ring, stop, held, event_filter, procs, cgroups)
         undo.pop_all()
     probe.close_in_background()

@@ -12,6 +12,7 @@ from proctrace.model.events import Event
 from proctrace.model.filters import EventFilter
 from proctrace.model.ordering import Reorderer
 from proctrace.model.path_search import PATH_SEARCH_HORIZON_NS, mark_path_searches
+from proctrace.session.cgroups import SteppedSource, replay_step, table_of_recording
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -83,7 +84,8 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
     """Read the recording at `path` back into the outputs asked for."""
     refuse_existing_outputs(options.outputs)
     recording = open_recording(path)
-    event_filter = EventFilter(options.filters)
+    cgroups = table_of_recording(recording)
+    event_filter = EventFilter(options.filters, cgroups)
     event_filter.seed(recording.snapshot)
     header = None
     if options.outputs.record_path:
@@ -92,7 +94,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
         header = dict(recording.header, options=recorded_options)
     outputs = SessionOutputs(options.outputs, event_filter, recording.clock, recording.snapshot, header)
     try:
-        drive(ReplaySource(recording), outputs.pipeline, outputs.reader_gone)
+        drive(SteppedSource(ReplaySource(recording), replay_step(cgroups)), outputs.pipeline, outputs.reader_gone)
     finally:
         outputs.close("replayed")
     command_pid = recording.header.get("options", {}).get("command_pid")
