@@ -37,6 +37,7 @@ from proctrace.model.cgroups import (
     components,
     container_in_path,
     container_prefix,
+    normalize_path,
     relative_path,
     unit_name,
 )
@@ -219,7 +220,9 @@ class CgroupMembership:
     def cgroup_made(self, ev: CgroupEvent) -> None:
         """A --cgroup PATH the table did not know is the cgroup made there."""
         if ev.action == "mkdir" and self.unresolved:
-            path = self.table.path_of(ev.target_id)
+            # The event's own path: the table may be ahead of it already (the
+            # step applied the whole batch, a rename after the mkdir included).
+            path = normalize_path(ev.path)
             if path in self.unresolved:
                 self.unresolved.discard(path)
                 self.roots.add(ev.target_id)

@@ -161,14 +161,15 @@ def read_context(base: str, stat: bytes, status: bytes) -> ProcessContext:
     cwd_deleted = exe_memfd = exe_deleted = False
     with contextlib.suppress(OSError):
         cwd, cwd_deleted = parse_link(os.fsencode(os.readlink(base + "/cwd")))
-    try:
-        st = os.stat(base + "/exe")  # follows the link to the file the process runs
-        exe_dev, exe_ino = st.st_dev, st.st_ino
+    with contextlib.suppress(OSError):
         target = os.fsencode(os.readlink(base + "/exe"))
         exe_memfd = target.startswith(_MEMFD)
         exe_deleted = parse_link(target)[1]
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        # /proc's exe link leads to the file the process runs even when it has
+        # no name left (deleted, or a memfd): its identity is still there.
+        st = os.stat(base + "/exe")
+        exe_dev, exe_ino = st.st_dev, st.st_ino
     try:
         sid, tty_nr = parse_stat_terminal(stat)
         device = decode_tty_nr(tty_nr)
