@@ -30,11 +30,10 @@ class CgroupContextStep:
     def __call__(self, events: list[Event]) -> list[Event]:
         table = self.table
         for ev in events:
-            kind = type(ev)
-            if kind is CgroupEvent:
-                table.apply(ev.action, ev.target_id, ev.path)  # type: ignore[attr-defined]
-            elif kind is ExecEvent:
-                self._exec(ev)  # type: ignore[arg-type]
+            if isinstance(ev, CgroupEvent):
+                table.apply(ev.action, ev.target_id, ev.path)
+            elif isinstance(ev, ExecEvent):
+                self._exec(ev)
         return events
 
     def _exec(self, ev: ExecEvent) -> None:

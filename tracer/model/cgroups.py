@@ -20,6 +20,7 @@ paths, for a live session and, rebuilt from what it recorded, for its replay.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -128,17 +129,10 @@ CGROUP2_FSTYPE = "cgroup2"
 def _unescape_mount_field(field: str) -> str:
     """/proc/self/mounts writes space, tab, newline and backslash in a path as
     octal escapes (\\040 ...)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit() and len(field[i + 1 : i + 4]) == 3:
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m[1], 8)), field)
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 def parse_unified_mount(mounts: str) -> str | None:

@@ -184,10 +184,6 @@ class CgroupMembership:
         found = (self.table.path_of(r) for r in self.roots) if self.roots else ()
         return {p for p in found if p is not None} | self.unresolved
 
-    def missing_paths(self) -> list[bytes]:
-        """The --cgroup paths that name no cgroup in the table."""
-        return sorted(self.unresolved)
-
     def path_matches(self, path: bytes, cgroup_id: int | None = None) -> bool:
         """Whether the cgroup at `path` (with this id, when known) matches every option given."""
         if self.units and not self.units.intersection(components(path)):
