@@ -18,6 +18,7 @@ from proctrace.formats.text import safe
 from proctrace.kernel.btf import BtfError
 from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, SIGNAL_RATE_DEFAULT
 from proctrace.kernel.tracepoints import FormatError
+from proctrace.model.cgroups import container_prefix, unit_name
 from proctrace.model.events import EVENT_KINDS
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
 from proctrace.model.redact import RedactError
@@ -37,6 +38,8 @@ examples:
   sudo proctrace -o trace.txt -- make -j2 trace a command and its descendants
   sudo proctrace -c make -f               make, and everything it spawns
   sudo proctrace -e exec -u alice         every exec by alice
+  sudo proctrace --unit nginx             what runs in nginx.service (and cgroups below it)
+  sudo proctrace --container 3f2a9c       what runs in the container whose id starts 3f2a9c
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
   sudo proctrace --env -- ./deploy.sh     with each exec's environment, secrets redacted
   sudo proctrace --env-allow LANG -- ./x  only the variable LANG of each exec
@@ -107,6 +110,28 @@ def uid_arg(text: str) -> int:
         return pwd.getpwnam(text).pw_uid
     except KeyError:
         raise argparse.ArgumentTypeError(f"no such user: {text!r}") from None
+
+
+def cgroup_arg(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"not a cgroup path: {text!r} (give it as /proc/PID/cgroup does, /system.slice/x.service, "
+            "or as its directory under the cgroup mount)"
+        )
+    return text
+
+
+def unit_arg(text: str) -> str:
+    if not text or "/" in text:
+        raise argparse.ArgumentTypeError(f"not a systemd unit name: {text!r}")
+    return unit_name(text.encode()).decode()
+
+
+def container_arg(text: str) -> str:
+    try:
+        return container_prefix(text).decode()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def kinds_arg(text: str) -> frozenset[str]:
@@ -219,6 +244,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument("-C", "--exclude-comm", action="append", default=[], metavar="PATTERN", help="hide these names")
     f.add_argument("--no-threads", action="store_true", help="hide thread creation and thread exit")
+    f.add_argument(
+        "--cgroup",
+        action="append",
+        default=[],
+        type=cgroup_arg,
+        metavar="PATH",
+        help="processes in the cgroup v2 PATH or any cgroup below it, also ones made later; PATH as "
+        "/proc/PID/cgroup gives it (/system.slice/x.service) or its directory under the mount point "
+        "(repeatable; live, it must exist)",
+    )
+    f.add_argument(
+        "--unit",
+        action="append",
+        default=[],
+        type=unit_arg,
+        metavar="NAME",
+        help="processes in the systemd unit NAME (a cgroup path component; NAME without a suffix "
+        "is NAME.service, as for systemctl; repeatable)",
+    )
+    f.add_argument(
+        "--container",
+        action="append",
+        default=[],
+        type=container_arg,
+        metavar="ID",
+        help="processes in the container whose 64-hex-digit id starts with ID (Docker, containerd, "
+        "CRI-O, Podman; repeatable). --cgroup, --unit and --container each restrict the rest",
+    )
     s = p.add_argument_group("environment and secrets (secrets are redacted before anything is printed or written)")
     s.add_argument(
         "--env",
@@ -269,6 +322,9 @@ def filter_spec(args: argparse.Namespace) -> FilterSpec:
         kinds=args.events or frozenset(EVENT_KINDS),
         exclude=tuple(args.exclude_comm),
         no_threads=args.no_threads,
+        cgroups=tuple(args.cgroup),
+        units=tuple(args.unit),
+        containers=tuple(args.container),
     )
     EventFilter(spec)  # compiles the patterns: a bad one fails before anything starts
     return spec

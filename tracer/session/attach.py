@@ -8,13 +8,14 @@ import os
 import signal
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proctrace.kernel.bcc import load_bcc
 from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
 from proctrace.kernel.probe import Probe
 from proctrace.kernel.program import ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, ProgramOptions
-from proctrace.model.filters import EventFilter, FilterSpec
+from proctrace.model.cgroups import CgroupTable
+from proctrace.model.filters import EventFilter, FilterSpec, check_cgroup_paths
 from proctrace.model.procsnap import ProcInfo, snapshot
 from proctrace.model.redact import Redactor
 from proctrace.session.command import HeldCommand, sudo_identity
@@ -79,6 +80,8 @@ class LiveKernel:
     event_filter: EventFilter
     snapshot: list[ProcInfo]  # redacted
     redactor: Redactor
+    # The unified hierarchy's cgroups, scanned once the probes were attached.
+    cgroups: CgroupTable = field(default_factory=CgroupTable)
 
     def release_command(self) -> None:
         """Follow the held command in the kernel, then let it exec, so its first exec is traced."""
@@ -112,6 +115,9 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         env_max=env_max(transport),
         **kernel_options(spec, command),
     )
+    # A --cgroup that names nothing fails now, not after seconds of compiling.
+    cgroups = CgroupTable.discover()
+    check_cgroup_paths(spec, cgroups)
     held = None
     if command is not None:
         identity = None if options.as_root else sudo_identity(os.environ)
@@ -133,11 +139,15 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         ours = {os.getpid(), held.pid} if held else {os.getpid()}
         # Redacted before the filter or any output reads them, as events are.
         procs = redactor.snapshot([p for p in snapshot() if p.pid not in ours])
-        event_filter = EventFilter(spec)
+        # Rescanned for the cgroups made while the probes loaded; later ones come as events.
+        if cgroups.live:
+            cgroups.scan()
+        check_cgroup_paths(spec, cgroups)
+        event_filter = EventFilter(spec, cgroups)
         selected = event_filter.seed(procs)
         if program.follow:
             for pid in [*spec.pids, *selected]:
                 probe.follow(pid)
-        yield LiveKernel(probe, ring, stop, held, event_filter, procs, redactor)
+        yield LiveKernel(probe, ring, stop, held, event_filter, procs, redactor, cgroups)
         undo.pop_all()
     probe.close_in_background()

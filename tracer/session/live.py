@@ -29,6 +29,7 @@ from proctrace.model.filters import FilterSpec
 from proctrace.model.ordering import Reorderer
 from proctrace.model.path_search import mark_path_searches
 from proctrace.session.attach import StopFlag, attach
+from proctrace.session.cgroups import SteppedSource, add_to_header, live_step
 from proctrace.session.command import HeldCommand
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions, TransportOptions
@@ -187,6 +188,7 @@ def trace_live(options: SessionOptions) -> SessionResult:
             pid = held.pid if held else None
             record = options_record(options.transport, options.filters, pid, kernel.redactor.describe())
             header = make_header(clock, "ring" if kernel.ring else "perf", record, kernel.snapshot)
+            add_to_header(header, kernel.cgroups)
         outputs = SessionOutputs(options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor)
         what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"
         transport = "ring buffer" if kernel.ring else "perf buffer"
@@ -194,7 +196,7 @@ def trace_live(options: SessionOptions) -> SessionResult:
         source = LiveSource(kernel.probe, kernel.stop, held)
         try:
             kernel.release_command()
-            drive(source, outputs.pipeline, outputs.reader_gone)
+            drive(SteppedSource(source, live_step(kernel.cgroups)), outputs.pipeline, outputs.reader_gone)
         except BaseException:
             with contextlib.suppress(Exception):
                 outputs.close("failed")

@@ -13,6 +13,7 @@ from proctrace.model.filters import EventFilter
 from proctrace.model.ordering import Reorderer
 from proctrace.model.path_search import PATH_SEARCH_HORIZON_NS, mark_path_searches
 from proctrace.model.redact import merge_descriptions
+from proctrace.session.cgroups import SteppedSource, replay_step, table_of_recording
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -91,7 +92,8 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
     redactor = session_redactor(options.redaction)
     recording = open_recording(path)
     snapshot = redactor.snapshot(recording.snapshot)
-    event_filter = EventFilter(options.filters)
+    cgroups = table_of_recording(recording)
+    event_filter = EventFilter(options.filters, cgroups)
     event_filter.seed(snapshot)
     header = None
     if options.outputs.record_path:
@@ -108,7 +110,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
             header["snapshot"] = [p.to_dict() for p in snapshot]
     outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor)
     try:
-        drive(ReplaySource(recording), outputs.pipeline, outputs.reader_gone)
+        drive(SteppedSource(ReplaySource(recording), replay_step(cgroups)), outputs.pipeline, outputs.reader_gone)
     finally:
         outputs.close("replayed")
     command_pid = recording.header.get("options", {}).get("command_pid")

@@ -1,0 +1,58 @@
+"""The session's cgroup table and the step that keeps it true, for live
+tracing and replay alike: where each comes from is the only difference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from proctrace.formats.recording import Recording, RecordingError
+from proctrace.model.cgroup_context import CgroupContextStep
+from proctrace.model.cgroups import CgroupTable
+from proctrace.session.loop import Source, SourceRecord
+
+# The recording header's keys: the table at start (CgroupTable.to_list) and
+# where the hierarchy was mounted, so that a --cgroup given as a directory
+# under the mount point means on replay what it meant live.
+HEADER_CGROUPS = "cgroups"
+HEADER_CGROUP_MOUNT = "cgroup_mount"
+
+
+class SteppedSource:
+    """A source whose batches go through `step` before anything else sees them."""
+
+    def __init__(self, source: Source, step: CgroupContextStep) -> None:
+        self.source = source
+        self.step = step
+
+    def records(self, shows_status: bool) -> Iterator[SourceRecord]:
+        step = self.step
+        for record in self.source.records(shows_status):
+            yield step(record) if type(record) is list else record
+
+
+def add_to_header(header: dict[str, Any], table: CgroupTable) -> None:
+    header[HEADER_CGROUPS] = table.to_list()
+    header[HEADER_CGROUP_MOUNT] = table.mount
+
+
+def table_of_recording(recording: Recording) -> CgroupTable:
+    """The table a recording started with; empty for one made before cgroups were
+    recorded. The replay step completes it from the cgroup and exec events."""
+    header = recording.header
+    entries = header.get(HEADER_CGROUPS, [])
+    mount = header.get(HEADER_CGROUP_MOUNT)
+    if not isinstance(entries, list) or not (mount is None or isinstance(mount, str)):
+        raise RecordingError(f"{recording.path}: line 1: invalid header: cgroups must be a list, cgroup_mount a string")
+    try:
+        return CgroupTable.from_list(entries, mount)
+    except ValueError as exc:
+        raise RecordingError(f"{recording.path}: line 1: invalid header: {exc}") from None
+
+
+def live_step(table: CgroupTable) -> CgroupContextStep:
+    return CgroupContextStep(table, resolve=True)
+
+
+def replay_step(table: CgroupTable) -> CgroupContextStep:
+    return CgroupContextStep(table, resolve=False)
