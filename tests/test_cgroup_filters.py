@@ -25,7 +25,7 @@ from proctrace.model.filters import (
     EventFilter,
     FilterError,
     FilterSpec,
-    KernelCgroupSelection,
+    KernelCgroupRule,
     check_cgroup_paths,
     kernel_cgroup_selection,
 )
@@ -291,14 +291,22 @@ def test_what_the_kernel_is_given_to_filter_by_cgroup() -> None:
     t = table()
     t.apply("mkdir", 40, b"/system.slice/nginx.service/w")
     t.apply("mkdir", 41, b"/user.slice/nginx.service")
-    assert kernel_cgroup_selection(FilterSpec(units=("nginx",)), t) == KernelCgroupSelection(
-        frozenset({NGINX, 40, 41}), (b"nginx.service",), ()
-    )
-    assert kernel_cgroup_selection(FilterSpec(cgroups=("/system.slice/nginx.service",)), t).ids == {NGINX, 40}
+    assert kernel_cgroup_selection(FilterSpec(units=("nginx",)), t) == {NGINX, 40, 41}
+    assert kernel_cgroup_selection(FilterSpec(cgroups=("/system.slice/nginx.service",)), t) == {NGINX, 40}
     both = kernel_cgroup_selection(FilterSpec(cgroups=("/user.slice",), containers=("3F2A",)), t)
     # The kernel takes any option's match: more than user space's AND, never less.
-    assert both == KernelCgroupSelection(frozenset({USER, 41, DOCKER_SCOPE}), (), (b"3f2a",))
-    assert kernel_cgroup_selection(FilterSpec(), t) == KernelCgroupSelection(frozenset(), (), ())
+    assert both == {USER, 41, DOCKER_SCOPE}
+    assert kernel_cgroup_selection(FilterSpec(), t) == frozenset()
+
+
+def test_the_kernel_is_told_of_a_cgroup_made_later_by_the_same_rule() -> None:
+    t = table()
+    rule = KernelCgroupRule(FilterSpec(cgroups=("/user.slice",), containers=("3f2a",)), t)
+    t.apply("mkdir", 50, b"/user.slice/new")  # below a --cgroup root
+    t.apply("mkdir", 51, b"/system.slice/docker-" + b"3f2a" + b"0" * 60 + b".scope")  # a matching container
+    t.apply("mkdir", 52, b"/system.slice/other.service")
+    assert (rule(50), rule(51), rule(52)) == (True, True, False)
+    assert rule(9999)  # unknown to the table: sent, and user space decides
 
 
 def test_live_a_cgroup_that_does_not_exist_or_no_hierarchy_at_all_is_an_error() -> None:

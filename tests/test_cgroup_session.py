@@ -12,10 +12,12 @@ from proctrace import cli
 from proctrace.formats.recording import RecordingError, RecordingWriter, make_header, open_recording
 from proctrace.model.cgroups import CgroupTable
 from proctrace.model.context import ProcessContext
+from proctrace.model.events import CgroupEvent
 from proctrace.model.filters import FilterError, FilterSpec
 from proctrace.model.procsnap import ProcInfo
 from proctrace.session import attach as attach_module
 from proctrace.session.attach import attach
+from proctrace.session.cgroups import live_step
 from proctrace.session.live import trace_live
 from proctrace.session.loop import SessionResult
 from proctrace.session.options import OutputOptions, SessionOptions
@@ -70,6 +72,35 @@ def test_the_attached_session_has_the_table_and_a_filter_that_uses_it(
         assert kernel.event_filter.cgroups is not None
         assert kernel.event_filter.cgroups.cgroup_in(nginx_id) is True
         assert kernel.event_filter.cgroups.cgroup_in(kernel.cgroups.id_of(b"/")) is False  # type: ignore[arg-type]
+
+
+def test_a_cgroup_filter_selects_in_the_kernel_what_matches_at_start(
+    probes: list[FakeProbe],  # noqa: F811
+    hierarchy: Path,
+) -> None:
+    with attach(live_options(FilterSpec(cgroups=(f"{hierarchy}/system.slice",)))) as kernel:
+        probe = probes[-1]
+        assert probe.options.cgroup_filter
+        system = kernel.cgroups.id_of(b"/system.slice")
+        assert sorted(probe.selected_cgroups) == sorted([system, kernel.cgroups.id_of(NGINX)])
+    with attach(live_options(FilterSpec())):
+        assert not probes[-1].options.cgroup_filter and probes[-1].selected_cgroups == []
+
+
+def test_the_kernel_is_told_whether_each_cgroup_made_while_tracing_is_selected(
+    probes: list[FakeProbe],  # noqa: F811
+    hierarchy: Path,
+) -> None:
+    with attach(live_options(FilterSpec(units=("nginx",)))) as kernel:
+        probe = probes[-1]
+        step = live_step(kernel.cgroups, probe, FilterSpec(units=("nginx",)))  # type: ignore[arg-type]
+        made = [
+            CgroupEvent(1, 1, 1, 0, 0, b"systemd", 0, 0, "mkdir", 700, NGINX + b"/worker"),
+            CgroupEvent(2, 1, 1, 0, 0, b"systemd", 0, 0, "mkdir", 701, b"/system.slice/cron.service"),
+            CgroupEvent(3, 1, 1, 0, 0, b"systemd", 0, 0, "rmdir", 701, b"/system.slice/cron.service"),
+        ]
+        step(made)
+        assert probe.cgroup_decisions == [(700, True), (701, False)]
 
 
 def test_a_live_recording_keeps_the_table_at_start(

@@ -96,6 +96,8 @@ class FakeProbe:
         self.batches: list[list[Event]] = []
         self.closed = self.closed_in_background = False
         self.buffer_bytes = 4 << 20
+        self.selected_cgroups: list[int] = []
+        self.cgroup_decisions: list[tuple[int, bool]] = []
         FakeProbe.instances.append(self)
 
     def follow(self, pid: int) -> None:
@@ -103,6 +105,12 @@ class FakeProbe:
 
     def match_comm(self, comm: bytes) -> None:
         self.matched.append(comm)
+
+    def select_cgroups(self, ids: list[int]) -> None:
+        self.selected_cgroups += ids
+
+    def decide_cgroup(self, cgroup_id: int, selected: bool) -> None:
+        self.cgroup_decisions.append((cgroup_id, selected))
 
     def drain(self) -> tuple[list[Event], list[ValueError]]:
         return (self.batches.pop(0) if self.batches else []), []

@@ -55,7 +55,7 @@ from proctrace.model.events import (
     SignalSummaryEvent,
 )
 from proctrace.model.procsnap import ProcInfo
-from proctrace.model.text import as_bytes, as_text
+from proctrace.model.text import as_text
 
 COMM_LEN = 15  # TASK_COMM_LEN - 1
 _GLOB_CHARS = frozenset("*?[")
@@ -382,40 +382,37 @@ class EventFilter:
         return [ev for ev in events if about(ev) and shown(ev)]
 
 
-@dataclass(frozen=True)
-class KernelCgroupSelection:
-    """What the kernel needs to filter by cgroup, loaded before events flow.
+class KernelCgroupRule:
+    """Whether the kernel lets a cgroup through: any one option's match (the
+    kernel ORs them, user space ANDs: more, never less). The kernel asks of
+    every cgroup made or renamed during the session (bpf/proctrace.bpf.c,
+    cgroup_verdicts), and of those there at start through
+    kernel_cgroup_selection."""
 
-    `ids`: the cgroups matching now (a task is in when its cgroup or an
-    ancestor is among them). `unit_names`: leaf names that put a cgroup made
-    later in (--unit). `container_prefixes`: container-id prefixes that do so
-    for a made cgroup whose name holds an id (cgroups.container_id_in). With
-    several options the kernel lets through any one's matches: more than the
-    AND in user space, never less."""
+    def __init__(self, spec: FilterSpec, table: CgroupTable) -> None:
+        self.table = table
+        self.units = frozenset(spec.unit_names())
+        self.prefixes = spec.container_prefixes()
+        self.roots = {table.id_of(relative_path(p, table.mount)) for p in spec.cgroups} - {None}
 
-    ids: frozenset[int]
-    unit_names: tuple[bytes, ...]
-    container_prefixes: tuple[bytes, ...]
+    def __call__(self, cgroup_id: int) -> bool:
+        path = self.table.path_of(cgroup_id)
+        if path is None:
+            return True  # unknown: let it through, user space decides per event
+        return bool(
+            (self.units and self.units.intersection(components(path)))
+            or (self.prefixes and container_in_path(path, self.prefixes))
+            or self.roots.intersection(self.table.ancestors(cgroup_id))
+        )
 
 
-def kernel_cgroup_selection(spec: FilterSpec, table: CgroupTable) -> KernelCgroupSelection:
-    """The cgroup filters of `spec` as the kernel takes them, from a freshly
-    scanned table. Names and prefixes depend on the spec alone; load them
-    before the table is scanned so that no cgroup made meanwhile is missed."""
-    ids: set[int] = set()
-    if spec.by_cgroup:
-        units, prefixes = frozenset(spec.unit_names()), spec.container_prefixes()
-        roots = {table.id_of(relative_path(p, table.mount)) for p in spec.cgroups}
-        for entry in table.to_list():
-            path, cgroup_id = as_bytes(entry["path"]), entry["id"]
-            # Each option's own matches: the kernel ORs them (see above).
-            if (
-                (units and units.intersection(components(path)))
-                or (prefixes and container_in_path(path, prefixes))
-                or roots.intersection(table.ancestors(cgroup_id))
-            ):
-                ids.add(cgroup_id)
-    return KernelCgroupSelection(frozenset(ids), spec.unit_names(), spec.container_prefixes())
+def kernel_cgroup_selection(spec: FilterSpec, table: CgroupTable) -> frozenset[int]:
+    """The cgroups the kernel selects at start, from a freshly scanned table (a
+    task is in when its cgroup or an ancestor is among them)."""
+    if not spec.by_cgroup:
+        return frozenset()
+    selects = KernelCgroupRule(spec, table)
+    return frozenset(entry["id"] for entry in table.to_list() if selects(entry["id"]))
 
 
 def check_cgroup_paths(spec: FilterSpec, table: CgroupTable) -> None:

@@ -15,7 +15,7 @@ from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_liv
 from proctrace.kernel.probe import Probe
 from proctrace.kernel.program import ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, ProgramOptions
 from proctrace.model.cgroups import CgroupTable
-from proctrace.model.filters import EventFilter, FilterSpec, check_cgroup_paths
+from proctrace.model.filters import EventFilter, FilterSpec, check_cgroup_paths, kernel_cgroup_selection
 from proctrace.model.procsnap import ProcInfo, snapshot
 from proctrace.model.redact import Redactor
 from proctrace.session.command import HeldCommand, sudo_identity
@@ -113,6 +113,7 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         all_signals=transport.all_signals,
         env=transport.env,
         env_max=env_max(transport),
+        cgroup_filter=spec.by_cgroup,
         **kernel_options(spec, command),
     )
     # A --cgroup that names nothing fails now, not after seconds of compiling.
@@ -143,6 +144,11 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         if cgroups.live:
             cgroups.scan()
         check_cgroup_paths(spec, cgroups)
+        if program.cgroup_filter:
+            # The programs send what runs in a cgroup made from here on until
+            # user space decides on it (tracer/session/cgroups.py): nothing
+            # made between the scan and this is missed.
+            probe.select_cgroups(sorted(kernel_cgroup_selection(spec, cgroups)))
         event_filter = EventFilter(spec, cgroups)
         selected = event_filter.seed(procs)
         if program.follow:

@@ -3,13 +3,20 @@ tracing and replay alike: where each comes from is the only difference."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from proctrace.formats.recording import Recording, RecordingError
 from proctrace.model.cgroup_context import CgroupContextStep
 from proctrace.model.cgroups import CgroupTable
+from proctrace.model.events import CGROUP_RMDIR, CgroupEvent, Event
+from proctrace.model.filters import FilterSpec, KernelCgroupRule
 from proctrace.session.loop import Source, SourceRecord
+
+if TYPE_CHECKING:
+    from proctrace.kernel.probe import Probe
+
+Step = Callable[[list[Event]], list[Event]]
 
 # The recording header's keys: the table at start (CgroupTable.to_list) and
 # where the hierarchy was mounted, so that a --cgroup given as a directory
@@ -21,7 +28,7 @@ HEADER_CGROUP_MOUNT = "cgroup_mount"
 class SteppedSource:
     """A source whose batches go through `step` before anything else sees them."""
 
-    def __init__(self, source: Source, step: CgroupContextStep) -> None:
+    def __init__(self, source: Source, step: Step) -> None:
         self.source = source
         self.step = step
 
@@ -50,8 +57,31 @@ def table_of_recording(recording: Recording) -> CgroupTable:
         raise RecordingError(f"{recording.path}: line 1: invalid header: {exc}") from None
 
 
-def live_step(table: CgroupTable) -> CgroupContextStep:
-    return CgroupContextStep(table, resolve=True)
+class KernelCgroupDecisions:
+    """Live with a cgroup filter: after the table has taken a batch's cgroup
+    events, tell the kernel whether each cgroup made or renamed is selected
+    (until then the programs send what runs in it; bpf/proctrace.bpf.c,
+    cgroup_verdicts)."""
+
+    def __init__(self, step: CgroupContextStep, probe: Probe, selects: KernelCgroupRule) -> None:
+        self.step = step
+        self.probe = probe
+        self.selects = selects
+
+    def __call__(self, batch: list[Event]) -> list[Event]:
+        batch = self.step(batch)
+        for ev in batch:
+            if type(ev) is CgroupEvent and ev.action != CGROUP_RMDIR:
+                self.probe.decide_cgroup(ev.target_id, self.selects(ev.target_id))
+        return batch
+
+
+def live_step(table: CgroupTable, probe: Probe | None = None, spec: FilterSpec | None = None) -> Step:
+    """The live step; with a cgroup filter in `spec`, one that also keeps the kernel's selection."""
+    step = CgroupContextStep(table, resolve=True)
+    if probe is not None and spec is not None and spec.by_cgroup:
+        return KernelCgroupDecisions(step, probe, KernelCgroupRule(spec, table))
+    return step
 
 
 def replay_step(table: CgroupTable) -> CgroupContextStep:

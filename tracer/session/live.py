@@ -196,7 +196,8 @@ def trace_live(options: SessionOptions) -> SessionResult:
         source = LiveSource(kernel.probe, kernel.stop, held)
         try:
             kernel.release_command()
-            drive(SteppedSource(source, live_step(kernel.cgroups)), outputs.pipeline, outputs.reader_gone)
+            step = live_step(kernel.cgroups, kernel.probe, options.filters)
+            drive(SteppedSource(source, step), outputs.pipeline, outputs.reader_gone)
         except BaseException:
             with contextlib.suppress(Exception):
                 outputs.close("failed")
