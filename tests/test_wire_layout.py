@@ -309,3 +309,13 @@ def test_a_drifted_field_is_reported_by_name(c_layout: CLayout, monkeypatch: pyt
     assert any(p.startswith("pt_fork.child_pid is 4 bytes in C but 8") for p in problems), problems
     at = wire.HEADER_SIZE + 12  # after clone_flags and child_pid
     assert any(p.startswith(f"pt_fork.child_tgid is at offset {at} in C but {at + 4}") for p in problems), problems
+
+
+def test_the_exec_decoders_three_parts_are_the_exec_layout(c_layout: CLayout):
+    """wire decodes an exec as its front, two credentials as bytes, and its back:
+    together they must be the pt_exec layout, field for field."""
+    front, back = wire._EXEC_FRONT.format, wire._EXEC_BACK.format
+    assert front + wire.CRED.format[1:] * 2 + back[1:] == wire.EXEC.format
+    assert c_layout.fields[("pt_exec", "cred.uid")][0] == wire._EXEC_CRED_AT
+    assert wire._EXEC_CRED_AT + wire.CRED.size == c_layout.fields[("pt_exec", "cred_before.uid")][0]
+    assert c_layout.fields[("pt_exec", "exe_ino")][0] == wire._EXEC_BACK_AT

@@ -12,7 +12,7 @@ import struct
 
 from proctrace.kernel.program import CRED_SYSCALL_NUMBERS
 from proctrace.model import events as _events
-from proctrace.model.context import UNSET_ID, Credentials, ProcessContext, tty_name
+from proctrace.model.context import UNSET_ID, Credentials, ProcessContext, interned_credentials, tty_name
 from proctrace.model.events import (
     CgroupEvent,
     CredEvent,
@@ -137,6 +137,14 @@ def _whole(name: str) -> struct.Struct:
 
 FORK = _whole("pt_fork")
 EXEC = _whole("pt_exec")
+# The exec event decoded in three parts: header and lengths; the two
+# credentials, taken as bytes (a machine runs as few identities, so each is
+# looked up whole and unpacked only the first time); the rest.
+_EXEC_FRONT = struct.Struct(LAYOUTS["pt_header"][0] + "iIIIIIII")
+CRED = struct.Struct(LAYOUTS["pt_cred"][0])
+_EXEC_CRED_AT = _EXEC_FRONT.size
+_EXEC_BACK = struct.Struct("<QIIIIIIII")
+_EXEC_BACK_AT = _EXEC_CRED_AT + 2 * CRED.size
 EXIT = _whole("pt_exit")
 SIGNAL = _whole("pt_signal")
 REAP = _whole("pt_reap")
@@ -205,36 +213,59 @@ _CGROUP_ACTIONS = {
 }
 
 
-def _id(value: int) -> int | None:
-    return None if value == UNSET_ID else value
+_creds: dict[bytes, Credentials] = {}
+_cwds: dict[bytes, bytes] = {}
+_ttys: dict[int, str] = {}
+_devs: dict[int, int] = {}
 
 
-def _context(fields: tuple[int, ...], flags: int, tail: bytes, cwd_len: int, env_len: int) -> ProcessContext:
-    """The ProcessContext of an exec event's fixed fields (from tty_dev on) and its env and cwd parts."""
-    (tty_dev, u, eu, su, fsu, g, eg, sg, fsg, cap, bu, beu, bsu, bfsu, bg, beg, bsg, bfsg, bcap,
-     exe_ino, exe_dev, sid, login_uid, login_session, pidns, ns_pid, mntns, _) = fields  # fmt: skip
-    has_exe = bool(flags & EXEC_EXE)
-    login = bool(flags & EXEC_LOGIN)
+def _credentials(raw: bytes) -> Credentials:
+    creds = _creds.get(raw)
+    return remember(_creds, raw, interned_credentials(CRED.unpack(raw))) if creds is None else creds
+
+
+def _context(data: bytes, offset: int, flags: int, tail: int, cwd_len: int, env_len: int) -> ProcessContext:
+    """The ProcessContext of the exec event at data[offset:], whose env and cwd
+    parts begin at data[tail:]. Called for every exec: what recurs (credentials,
+    directories, terminals) is decoded once per value."""
+    at = offset + _EXEC_CRED_AT
+    exe_ino, exe_dev, sid, login_uid, login_session, pidns, ns_pid, mntns, _ = _EXEC_BACK.unpack_from(
+        data, offset + _EXEC_BACK_AT
+    )
+    tty_dev = _KIND.unpack_from(data, at - 4)[0]
+    has_exe = flags & EXEC_EXE
+    login = flags & EXEC_LOGIN
     cwd_truncated = bool(flags & EXEC_CWD_TRUNCATED)
+    cwd = None
+    if cwd_len or not cwd_truncated:
+        area = data[tail + env_len : tail + env_len + cwd_len]
+        cwd = _cwds.get(area) if not cwd_truncated else None
+        if cwd is None:
+            cwd = join_cwd(area, cwd_truncated)
+            if not cwd_truncated:
+                remember(_cwds, area, cwd)
+    tty = None
+    if tty_dev:
+        tty = _ttys.get(tty_dev) or remember(_ttys, tty_dev, tty_name(tty_dev >> 20, tty_dev & 0xFFFFF))
     return ProcessContext(
-        join_cwd(tail[env_len : env_len + cwd_len], cwd_truncated) if cwd_len or not cwd_truncated else None,
+        cwd,
         cwd_truncated,
         bool(flags & EXEC_CWD_DELETED),
-        kernel_dev(exe_dev) if has_exe else None,
+        (_devs.get(exe_dev) or remember(_devs, exe_dev, kernel_dev(exe_dev))) if has_exe else None,
         exe_ino if has_exe else None,
         bool(flags & EXEC_EXE_MEMFD),
         bool(flags & EXEC_EXE_DELETED),
-        Credentials(u, eu, su, fsu, g, eg, sg, fsg, cap),
-        Credentials(bu, beu, bsu, bfsu, bg, beg, bsg, bfsg, bcap) if flags & EXEC_CRED_BEFORE else None,
-        tty_name(tty_dev >> 20, tty_dev & 0xFFFFF) if tty_dev else None,
+        _credentials(data[at : at + CRED.size]),
+        _credentials(data[at + CRED.size : at + 2 * CRED.size]) if flags & EXEC_CRED_BEFORE else None,
+        tty,
         sid,
-        _id(login_uid) if login else None,
-        _id(login_session) if login else None,
+        (None if login_uid == UNSET_ID else login_uid) if login else None,
+        (None if login_session == UNSET_ID else login_session) if login else None,
         pidns or None,
         ns_pid or None,
         mntns or None,
         None,  # the cgroup's path: user space knows it from the event's cgroup_id
-        split_env(tail[:env_len]) if flags & EXEC_ENV else None,
+        split_env(data[tail : tail + env_len]) if flags & EXEC_ENV else None,
         bool(flags & EXEC_ENV_TRUNCATED),
     )
 
@@ -269,14 +300,14 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
     elif kind == KIND_EXEC:
         if size < EXEC.size:
             raise DecodeError("exec event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, err, old_pid, flags, flen, alen, clen, elen, *fixed = (
-            EXEC.unpack_from(data, offset)
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, err, old_pid, flags, flen, alen, clen, elen, _tty = (
+            _EXEC_FRONT.unpack_from(data, offset)
         )
         if k == KIND_EXEC:
             tail = offset + EXEC.size
             end = tail + flen + alen
             if EXEC.size + flen + alen + clen + elen > size:
-                raise DecodeError("exec event shorter than its filename, arguments, directory and environment")
+                raise DecodeError("exec event shorter than its filename, arguments, environment and directory")
             comm = comms.get(comm) or _comm(comm)
             ev = ExecEvent(
                 ts,
@@ -295,7 +326,7 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
                 err,
                 old_pid,
                 False,
-                _context(fixed, flags, data[end : end + clen + elen], clen, elen) if flags & EXEC_CONTEXT else None,
+                _context(data, offset, flags, end, clen, elen) if flags & EXEC_CONTEXT else None,
             )
             ev.cgroup_id = cg
             return ev

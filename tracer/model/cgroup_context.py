@@ -11,9 +11,8 @@ the table for cgroups whose mkdir the recording does not hold.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from proctrace.model.cgroups import CgroupTable
+from proctrace.model.context import ProcessContext
 from proctrace.model.events import CgroupEvent, Event, ExecEvent
 
 
@@ -29,17 +28,17 @@ class CgroupContextStep:
 
     def __call__(self, events: list[Event]) -> list[Event]:
         table = self.table
-        for ev in events:
-            if isinstance(ev, CgroupEvent):
-                table.apply(ev.action, ev.target_id, ev.path)
-            elif isinstance(ev, ExecEvent):
-                self._exec(ev)
+        for ev in events:  # every event of a session: exact types, no isinstance
+            kind = type(ev)
+            if kind is ExecEvent:
+                context = ev.context  # type: ignore[attr-defined]
+                if context is not None and ev.cgroup_id:
+                    self._exec(ev, context)  # type: ignore[arg-type]
+            elif kind is CgroupEvent:
+                table.apply(ev.action, ev.target_id, ev.path)  # type: ignore[attr-defined]
         return events
 
-    def _exec(self, ev: ExecEvent) -> None:
-        context = ev.context
-        if context is None or not ev.cgroup_id:
-            return
+    def _exec(self, ev: ExecEvent, context: ProcessContext) -> None:
         if context.cgroup is not None:
             self.table.learn(ev.cgroup_id, context.cgroup)
         elif self.resolve:
@@ -47,4 +46,4 @@ class CgroupContextStep:
             if path is None:
                 self.unresolved += 1
             else:
-                ev.context = replace(context, cgroup=path)
+                context.cgroup = path  # the event's own context, just decoded (ProcessContext says why)

@@ -49,8 +49,15 @@ class Credentials:
         return self.euid != before.euid or self.egid != before.egid
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProcessContext:
+    """Not frozen, for speed: a frozen dataclass of this many fields costs ~3 us
+    to build and as much again to copy with one field changed, once per exec.
+    A context belongs to the one event or snapshot entry that holds it; only
+    the steps before any output sees it (the cgroup path filled in live,
+    tracer/model/cgroup_context.py; the environment redacted,
+    tracer/model/redact.py) set a field, and nothing changes it after."""
+
     # The working directory: an absolute path, or, when cwd_truncated, only its
     # deepest components (relative, never mistaken for the whole path).
     cwd: bytes | None = None
@@ -82,9 +89,10 @@ class ProcessContext:
         a set-user-ID or set-group-ID file makes one, and it gives the process
         the file owner's identity, root or not. So is a capability the new
         image gained (file capabilities, or a set-user-ID-root file)."""
-        if self.creds is None or self.creds_before is None:
+        creds, before = self.creds, self.creds_before
+        if creds is None or before is None or creds is before:  # decoded credentials are shared per value
             return False
-        return self.creds.gained_over(self.creds_before) or self.creds.identity_changed(self.creds_before)
+        return creds.gained_over(before) or creds.identity_changed(before)
 
     @property
     def unit(self) -> bytes | None:
@@ -255,6 +263,21 @@ def _id_or_none(value: int) -> int | None:
 
 
 CRED_FIELDS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "cap_effective")
+
+
+_interned: dict[tuple[int, ...], Credentials] = {}
+
+
+def interned_credentials(values: tuple[int, ...]) -> Credentials:
+    """The Credentials of these nine values, shared: a machine runs as few
+    distinct identities, and the one before an exec is usually the one after,
+    so decoding reuses one (frozen) object per value."""
+    creds = _interned.get(values)
+    if creds is None:
+        creds = Credentials(*values)
+        if len(_interned) < 4096:
+            _interned[values] = creds
+    return creds
 
 
 def creds_to_dict(creds: Credentials) -> dict[str, int]:

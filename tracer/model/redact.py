@@ -313,8 +313,8 @@ class Redactor:
     def redact_exec(self, ev: ExecEvent) -> None:
         """Redact `ev`'s argv and environment in place. In place, because the
         pipeline is the first to see an event and a copy of the event would
-        cost more than the redaction (2.5 us here); the context is frozen, and
-        replaced only when its environment changed."""
+        cost more than the redaction (2.5 us here); so is its context's
+        environment, when a value is redacted."""
         argv = ev.argv
         if argv:
             redacted = self.argv(argv)
@@ -324,7 +324,7 @@ class Redactor:
         if context is not None and context.env is not None:
             env = self.env(context.env)
             if env is not context.env:
-                ev.context = dataclasses.replace(context, env=env)
+                context.env = env  # the event's own context (ProcessContext says why)
 
     def events(self, events: list[Event]) -> list[Event]:
         """Redact every exec of a batch (in place) and return it; other kinds of
