@@ -145,31 +145,31 @@ class ProcessContext:
             return None
         creds = None
         if d.get("euid") is not None:
-            creds = creds_from_dict({name: d.get(name) for name in CRED_FIELDS})
+            creds = creds_from_dict(d)  # the record's own uid and the context's other ids
         before = d.get("creds_before")
         env = d.get("env")
         if env is not None and not isinstance(env, dict):
             raise ValueError("env must be an object")
-        ctx = cls(
-            cwd=_raw(d["cwd"]),
-            cwd_truncated=_flag(d, "cwd_truncated"),
-            cwd_deleted=_flag(d, "cwd_deleted"),
-            exe_dev=_int(d, "exe_dev"),
-            exe_ino=_int(d, "exe_ino"),
-            exe_memfd=_flag(d, "exe_memfd"),
-            exe_deleted=_flag(d, "exe_deleted"),
-            creds=creds,
-            creds_before=None if before is None else creds_from_dict(before),
-            tty=_str(d, "tty"),
-            sid=_int(d, "sid"),
-            login_uid=_int(d, "login_uid"),
-            login_session=_int(d, "login_session"),
-            pidns=_int(d, "pidns"),
-            ns_pid=_int(d, "ns_pid"),
-            mntns=_int(d, "mntns"),
-            cgroup=_raw(d.get("cgroup")),
-            env=None if env is None else {as_bytes(k): as_bytes(v) for k, v in env.items()},
-            env_truncated=_flag(d, "env_truncated") if env is not None else False,
+        ctx = cls(  # positionally, in field order: keywords cost a microsecond an exec
+            _raw(d["cwd"]),
+            _flag(d, "cwd_truncated"),
+            _flag(d, "cwd_deleted"),
+            _int(d, "exe_dev"),
+            _int(d, "exe_ino"),
+            _flag(d, "exe_memfd"),
+            _flag(d, "exe_deleted"),
+            creds,
+            None if before is None else creds_from_dict(before),
+            _str(d, "tty"),
+            _int(d, "sid"),
+            _int(d, "login_uid"),
+            _int(d, "login_session"),
+            _int(d, "pidns"),
+            _int(d, "ns_pid"),
+            _int(d, "mntns"),
+            _raw(d.get("cgroup")),
+            None if env is None else {as_bytes(k): as_bytes(v) for k, v in env.items()},
+            _flag(d, "env_truncated") if env is not None else False,
         )
         return ctx
 
@@ -285,6 +285,19 @@ def creds_to_dict(creds: Credentials) -> dict[str, int]:
 
 
 def creds_from_dict(d: object) -> Credentials:
-    if not isinstance(d, dict) or any(type(d.get(name)) is not int for name in CRED_FIELDS):
+    """Credentials from an object of the nine integers (a cred event's before
+    and after, an exec's creds_before, or the fields of the exec itself), shared
+    per value. Read for every exec of a recording, so the checks are spelled out."""
+    if not isinstance(d, dict):
         raise ValueError(f"credentials must be an object of integers {', '.join(CRED_FIELDS)}")
-    return Credentials(*(d[name] for name in CRED_FIELDS))
+    g = d.get
+    values = (
+        g("uid"), g("euid"), g("suid"), g("fsuid"), g("gid"), g("egid"), g("sgid"), g("fsgid"), g("cap_effective")
+    )  # fmt: skip
+    u, eu, su, fsu, gi, eg, sg, fsg, cap = values
+    if not (
+        type(u) is int and type(eu) is int and type(su) is int and type(fsu) is int and type(gi) is int
+        and type(eg) is int and type(sg) is int and type(fsg) is int and type(cap) is int
+    ):  # fmt: skip
+        raise ValueError(f"credentials must be an object of integers {', '.join(CRED_FIELDS)}")
+    return interned_credentials(values)  # type: ignore[arg-type]
