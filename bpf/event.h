@@ -50,6 +50,10 @@ enum pt_kind {
 #define PT_EXEC_LOGIN (1u << 12)         /* login_uid and login_session were read (CONFIG_AUDIT) */
 #define PT_EXEC_EXE (1u << 13)           /* the process has an executable file */
 
+/* Bits in pt_exit.has_usage */
+#define PT_USAGE (1u << 0)
+#define PT_USAGE_IO (1u << 1) /* the kernel keeps storage I/O accounting (CONFIG_TASK_IO_ACCOUNTING) */
+
 /* pt_cgroup.action */
 #define PT_CGROUP_MKDIR 1
 #define PT_CGROUP_RMDIR 2
@@ -138,7 +142,24 @@ struct pt_exit {
     __u32 status;         /* wait status: task exit_code, or the group's if a group exit */
     __u32 task_exit_code; /* this task's own exit_code */
     __u8 group_dead;      /* the last thread of the process: the process ended */
-    __u8 _pad[7];
+    __u8 has_usage;       /* PT_USAGE: the usage below was read (a process exit); PT_USAGE_IO: with I/O */
+    __u8 _pad[6];
+    /* What the whole process used, every thread (signal_struct's totals of
+     * the threads gone, plus the exiting one and a zombie leader), as wait4's
+     * rusage would give it: CPU as the ticks' split and the scheduler's
+     * runtime, which user space combines as the kernel does (cputime_adjust). */
+    __u64 utime_ns;
+    __u64 stime_ns;
+    __u64 runtime_ns;
+    __u64 min_flt;
+    __u64 maj_flt;
+    __u64 nvcsw;
+    __u64 nivcsw;
+    __u64 maxrss_kb;      /* signal->maxrss: the peak of the images before this one */
+    __u64 hiwater_rss;    /* pages: this image's recorded peak */
+    __u64 rss;            /* pages: this image's resident set now (percpu counters' central counts) */
+    __u64 read_bytes;     /* storage I/O (task_io_accounting) */
+    __u64 write_bytes;
 };
 
 struct pt_signal {

@@ -750,6 +750,83 @@ int exec_syscall_exit(void *args)
 }
 #endif /* PT_HAVE_EXEC_SYSCALLS */
 
+/* ---- What a process used ------------------------------------------------ */
+
+/* mm_struct.rss_stat's counters (include/linux/mm_types_task.h: an enum with
+ * no name, so not in BTF by name; unchanged since 2.6.34). */
+#define MM_FILEPAGES_NR 0
+#define MM_ANONPAGES_NR 1
+#define MM_SHMEMPAGES_NR 3
+
+/* A task's own counters, added to the totals. */
+static __always_inline void add_task_usage(struct pt_exit *ev, void *task)
+{
+    u64 v;
+#define PT_ADD(field, off) \
+    v = 0;                 \
+    KREAD(v, task, off);   \
+    ev->field += v
+    PT_ADD(utime_ns, KOFF_task_struct_utime);
+    PT_ADD(stime_ns, KOFF_task_struct_stime);
+    PT_ADD(runtime_ns, KOFF_task_struct_se_sum_exec_runtime);
+    PT_ADD(min_flt, KOFF_task_struct_min_flt);
+    PT_ADD(maj_flt, KOFF_task_struct_maj_flt);
+    PT_ADD(nvcsw, KOFF_task_struct_nvcsw);
+    PT_ADD(nivcsw, KOFF_task_struct_nivcsw);
+#if KOFF_task_struct_ioac_read_bytes >= 0 && KOFF_task_struct_ioac_write_bytes >= 0
+    PT_ADD(read_bytes, KOFF_task_struct_ioac_read_bytes);
+    PT_ADD(write_bytes, KOFF_task_struct_ioac_write_bytes);
+#endif
+#undef PT_ADD
+}
+
+/* At the exit of a process's last thread: what all its threads used, as
+ * wait_task_zombie() will sum it for wait4's rusage (thread_group_cputime and
+ * the signal_struct totals), read once per process, never per event. */
+static __always_inline void read_usage(struct pt_exit *ev, void *task, void *signal)
+{
+    void *leader = 0, *mm = 0;
+    long maxrss = 0;
+
+    ev->has_usage = PT_USAGE;
+    if (signal) {
+        KREAD(ev->utime_ns, signal, KOFF_signal_struct_utime);
+        KREAD(ev->stime_ns, signal, KOFF_signal_struct_stime);
+        KREAD(ev->runtime_ns, signal, KOFF_signal_struct_sum_sched_runtime);
+        KREAD(ev->min_flt, signal, KOFF_signal_struct_min_flt);
+        KREAD(ev->maj_flt, signal, KOFF_signal_struct_maj_flt);
+        KREAD(ev->nvcsw, signal, KOFF_signal_struct_nvcsw);
+        KREAD(ev->nivcsw, signal, KOFF_signal_struct_nivcsw);
+        KREAD(maxrss, signal, KOFF_signal_struct_maxrss);
+        ev->maxrss_kb = maxrss > 0 ? maxrss : 0;
+#if KOFF_signal_struct_ioac_read_bytes >= 0 && KOFF_signal_struct_ioac_write_bytes >= 0
+        KREAD(ev->read_bytes, signal, KOFF_signal_struct_ioac_read_bytes);
+        KREAD(ev->write_bytes, signal, KOFF_signal_struct_ioac_write_bytes);
+        ev->has_usage |= PT_USAGE_IO;
+#endif
+    }
+    add_task_usage(ev, task);
+    /* A leader that exited before the last thread waits as a zombie: its
+     * counters are still its own, not yet in signal_struct. */
+    KREAD(leader, task, KOFF_task_struct_group_leader);
+    if (leader && leader != task)
+        add_task_usage(ev, leader);
+    /* The image's peak: exit_mm() folds it into signal->maxrss only after
+     * this tracepoint, so it is read here. */
+    KREAD(mm, task, KOFF_task_struct_mm);
+    if (mm) {
+        long pages = 0, count = 0;
+        KREAD(ev->hiwater_rss, mm, KOFF_mm_struct_hiwater_rss);
+        KREAD(count, mm, KOFF_mm_struct_rss_stat + MM_FILEPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
+        pages += count;
+        KREAD(count, mm, KOFF_mm_struct_rss_stat + MM_ANONPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
+        pages += count;
+        KREAD(count, mm, KOFF_mm_struct_rss_stat + MM_SHMEMPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
+        pages += count;
+        ev->rss = pages > 0 ? pages : 0;
+    }
+}
+
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     void *task = (void *)bpf_get_current_task();
@@ -790,6 +867,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         if (leader)
             KREAD(leader_code, leader, KOFF_task_struct_exit_code);
         ev.status = (sig_flags & SIGNAL_GROUP_EXIT) ? group_exit_code : leader_code;
+        read_usage(&ev, task, signal);
     }
     submit(args, &ev, sizeof(ev));
 #ifdef PT_FOLLOW

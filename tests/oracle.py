@@ -88,6 +88,8 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         d.update(_status(ev.status))
         d["process_exit"] = ev.process_exit
         d["lifetime_ns"] = ev.lifetime_ns
+        if ev.usage is not None:
+            d.update(ev.usage.to_dict())
     elif isinstance(ev, SignalEvent):
         d["signal"] = ev.signal
         d["signo"] = ev.signo

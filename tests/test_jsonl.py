@@ -27,6 +27,7 @@ from proctrace.model.events import (
     ExitEvent,
     ForkEvent,
     ReapEvent,
+    ResourceUsage,
     SignalEvent,
     SignalSummaryEvent,
     WaitStatus,
@@ -53,7 +54,24 @@ KIND_KEYS = {
         "old_pid",
         "path_search",
     ),
-    "exit": ("exit_code", "signal", "core_dumped", "status", "process_exit", "lifetime_ns"),
+    # A process exit as the kernel reports it, with what the process used.
+    "exit": (
+        "exit_code",
+        "signal",
+        "core_dumped",
+        "status",
+        "process_exit",
+        "lifetime_ns",
+        "cpu_user_ns",
+        "cpu_sys_ns",
+        "max_rss_kb",
+        "minflt",
+        "majflt",
+        "nvcsw",
+        "nivcsw",
+        "read_bytes",
+        "write_bytes",
+    ),
     "signal": ("signal", "signo", "stage", "target_pid", "target_comm", "sender_pid", "code", "result", "group"),
     "reap": ("reaped_pid", "exit_code", "signal", "core_dumped", "status"),
     "cred": (
@@ -141,7 +159,13 @@ def sample_events():
     return {
         "fork": ForkEvent(**base(), child_pid=301, child_tgid=301, child_ppid=300, clone_flags=0),
         "exec": ExecEvent(**base(), filename=b"/bin/ls", argv=[b"ls", b"-l"], old_pid=300),
-        "exit": ExitEvent(**base(), status=WaitStatus(0x0100), process_exit=True, task_start_ns=SEC),
+        "exit": ExitEvent(
+            **base(),
+            status=WaitStatus(0x0100),
+            process_exit=True,
+            task_start_ns=SEC,
+            usage=ResourceUsage(290_000_000, 110_000_000, 161_504, 39_244, 1, 2, 2, 8192, None),
+        ),
         "signal": SignalEvent(**base(), stage=SIGNAL_GENERATE, signo=15, code=0, target_pid=301),
         "reap": ReapEvent(**base(), reaped_pid=301, status=WaitStatus(0x0100)),
         "cred": CredEvent(
@@ -428,14 +452,15 @@ kernel_events = st.one_of(
         u64,
     ),
     st.builds(
-        lambda c, raw, code, pe, tstart: ExitEvent(
-            **c, status=WaitStatus(raw), task_exit_code=code, process_exit=pe, task_start_ns=tstart
+        lambda c, raw, code, pe, tstart, usage: ExitEvent(
+            **c, status=WaitStatus(raw), task_exit_code=code, process_exit=pe, task_start_ns=tstart, usage=usage
         ),
         common,
         u32,
         u32,
         st.booleans(),
         st.integers(0, 2**63 - 1),
+        st.none() | st.builds(ResourceUsage, u64, u64, u64, u64, u64, u64, u64, st.none() | u64, st.none() | u64),
     ),
     st.builds(
         lambda c, stage, signo, code, tgt, tcomm, res, grp, handler, gsig: SignalEvent(

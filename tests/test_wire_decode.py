@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import struct
@@ -89,8 +90,14 @@ def fork_event(clone_flags: int, child_pid=5000, child_tgid=5000, child_ppid=424
     return header(wire.KIND_FORK) + struct.pack(fmt("pt_fork"), clone_flags, child_pid, child_tgid, child_ppid, 0)
 
 
-def exit_event(status: int, *, group_dead: int, task_start=3_000_000_000, task_code=0, **hdr) -> bytes:
-    return header(wire.KIND_EXIT, **hdr) + struct.pack(fmt("pt_exit"), task_start, status, task_code, group_dead)
+NO_USAGE = (0,) * 12
+
+
+def exit_event(
+    status: int, *, group_dead: int, task_start=3_000_000_000, task_code=0, has_usage=0, usage=NO_USAGE, **hdr
+) -> bytes:
+    body = struct.pack(fmt("pt_exit"), task_start, status, task_code, group_dead, has_usage, *usage)
+    return header(wire.KIND_EXIT, **hdr) + body
 
 
 def signal_event(signo=15, code=0, target=777, result=0, handler=0, gsig=0, stage=1, group=1, tcomm=b"sleep"):
@@ -647,3 +654,41 @@ def test_cgroup_event_with_an_unknown_action_raises() -> None:
     raw = header(wire.KIND_CGROUP) + struct.pack(fmt("pt_cgroup"), 1, 9, 1) + b"/"
     with pytest.raises(DecodeError):
         decode(raw)
+
+
+# --- what a process used -------------------------------------------------------------
+
+USAGE = (
+    300_000_000,  # utime: the ticks' share
+    100_000_000,  # stime
+    420_000_000,  # runtime: the scheduler's
+    39_244, 3, 15, 2,  # faults, context switches
+    150_000,  # signal->maxrss (KB): an image before this one
+    40_000, 40_400,  # this image's hiwater and resident pages
+    8192, 4096,  # I/O
+)  # fmt: skip
+
+
+def test_a_process_exit_carries_its_usage_as_rusage_would() -> None:
+    ev = decode(exit_event(0, group_dead=1, has_usage=wire.USAGE | wire.USAGE_IO, usage=USAGE))
+    assert isinstance(ev, ExitEvent) and ev.usage is not None
+    u = ev.usage
+    # runtime split in the ticks' ratio, 3:1 (cputime_adjust)
+    assert (u.cpu_user_ns, u.cpu_sys_ns) == (315_000_000, 105_000_000)
+    assert u.max_rss_kb == max(150_000, 40_400 * (mmap.PAGESIZE // 1024))
+    assert (u.minflt, u.majflt, u.nvcsw, u.nivcsw) == (39_244, 3, 15, 2)
+    assert (u.read_bytes, u.write_bytes) == (8192, 4096)
+
+
+def test_without_io_accounting_the_io_fields_are_none_and_without_usage_there_is_none() -> None:
+    ev = decode(exit_event(0, group_dead=1, has_usage=wire.USAGE, usage=USAGE))
+    assert ev.usage is not None and (ev.usage.read_bytes, ev.usage.write_bytes) == (None, None)
+    assert decode(exit_event(0, group_dead=0)).usage is None
+
+
+@pytest.mark.parametrize(
+    ("utime", "stime", "runtime", "expected"),
+    [(0, 0, 5, (5, 0)), (0, 7, 5, (0, 5)), (7, 0, 5, (5, 0)), (1, 1, 9, (5, 4))],
+)
+def test_cputime_is_the_runtime_split_as_the_kernel_splits_it(utime, stime, runtime, expected) -> None:
+    assert wire.adjusted_cputime(utime, stime, runtime) == expected

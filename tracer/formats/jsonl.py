@@ -40,6 +40,7 @@ from proctrace.model.events import (
     ExitEvent,
     ForkEvent,
     ReapEvent,
+    ResourceUsage,
     SignalEvent,
     SignalSummaryEvent,
     WaitStatus,
@@ -186,10 +187,15 @@ _result_texts: dict[int, str] = {}
 
 
 def _exit_json(ev: ExitEvent, clock: Clock) -> str:
-    return (
+    text = (
         f'{_head(ev, clock)},{_status_json(ev.status)},"process_exit":{_b(ev.process_exit)},'
-        f'"lifetime_ns":{ev.lifetime_ns}}}'
+        f'"lifetime_ns":{ev.lifetime_ns}'
     )
+    u = ev.usage
+    if u is None:
+        return text + "}"
+    # Once per process, so through the encoder: ResourceUsage.to_dict names the fields.
+    return f"{text},{_encode(u.to_dict())[1:-1]}}}"
 
 
 def _signal_json(ev: SignalEvent, clock: Clock) -> str:
@@ -360,6 +366,7 @@ def _exit(d: dict[str, Any]) -> ExitEvent:
         status,
         process_exit,
         start if process_exit else ts - lifetime,
+        ResourceUsage.from_dict(d),
         cgroup_id=_cgroup_id(d),
     )
 

@@ -61,7 +61,7 @@ from proctrace.formats.words import (
 )
 from proctrace.model.clock import Clock
 from proctrace.model.context import Credentials, ProcessContext, creds_to_dict
-from proctrace.model.events import SIGNAL_DELIVER, CredEvent, as_text, errno_name, signal_name
+from proctrace.model.events import SIGNAL_DELIVER, USAGE_FIELDS, CredEvent, as_text, errno_name, signal_name
 from proctrace.model.process_table import (
     SIGCONT,
     CommandCount,
@@ -454,6 +454,8 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
         ],
         "path_misses": rec.path_misses,
         **status_fields(rec.status),
+        # What it used (the fields of its exit event), null where not read.
+        **(dict.fromkeys(USAGE_FIELDS) if rec.usage is None else rec.usage.to_dict()),
         "reaped_ns": rec.reaped_ns,
         "reaper": rec.reaper,
         "zombie_ns": rec.zombie_ns,

@@ -93,6 +93,25 @@ MEMBERS: tuple[tuple[str, str], ...] = (
     ("pid_namespace", "ns.inum"),
     ("nsproxy", "mnt_ns"),
     ("mnt_namespace", "ns.inum"),
+    # What a process used, at its exit (issue 14).
+    ("signal_struct", "utime"),
+    ("signal_struct", "stime"),
+    ("signal_struct", "sum_sched_runtime"),
+    ("signal_struct", "min_flt"),
+    ("signal_struct", "maj_flt"),
+    ("signal_struct", "nvcsw"),
+    ("signal_struct", "nivcsw"),
+    ("signal_struct", "maxrss"),
+    ("task_struct", "utime"),
+    ("task_struct", "stime"),
+    ("task_struct", "se.sum_exec_runtime"),
+    ("task_struct", "min_flt"),
+    ("task_struct", "maj_flt"),
+    ("task_struct", "nvcsw"),
+    ("task_struct", "nivcsw"),
+    ("mm_struct", "hiwater_rss"),
+    ("mm_struct", "rss_stat"),
+    ("percpu_counter", "count"),
 )
 
 # Members a kernel may be built without (the audit login uid and session need
@@ -101,6 +120,11 @@ MEMBERS: tuple[tuple[str, str], ...] = (
 OPTIONAL_MEMBERS: tuple[tuple[str, str], ...] = (
     ("task_struct", "loginuid"),
     ("task_struct", "sessionid"),
+    # Storage I/O accounting needs CONFIG_TASK_IO_ACCOUNTING.
+    ("signal_struct", "ioac.read_bytes"),
+    ("signal_struct", "ioac.write_bytes"),
+    ("task_struct", "ioac.read_bytes"),
+    ("task_struct", "ioac.write_bytes"),
 )
 
 # Enumerators the program indexes with: KENUM_<name> is its value.
@@ -108,7 +132,7 @@ ENUM_VALUES: tuple[tuple[str, str], ...] = (("pid_type", "PIDTYPE_SID"),)
 
 
 # Structs whose size the BPF programs need (to index an array of them): KSIZE_<struct>.
-SIZES: tuple[str, ...] = ("k_sigaction", "upid")
+SIZES: tuple[str, ...] = ("k_sigaction", "upid", "percpu_counter")
 
 # BPF helpers the program calls under its own name where the kernel has them
 # (bpf/proctrace.bpf.c says why): KHAS_<helper> is 1 or 0.

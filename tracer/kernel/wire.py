@@ -6,6 +6,7 @@ compiles the header and fails if the two ever disagree.
 
 from __future__ import annotations
 
+import mmap
 import os
 import platform
 import struct
@@ -21,6 +22,7 @@ from proctrace.model.events import (
     ExitEvent,
     ForkEvent,
     ReapEvent,
+    ResourceUsage,
     SignalEvent,
     SignalSummaryEvent,
     _wait_statuses,
@@ -44,6 +46,10 @@ EXEC_ENV_TRUNCATED = 1 << 10
 EXEC_ENV_UNREADABLE = 1 << 11
 EXEC_LOGIN = 1 << 12
 EXEC_EXE = 1 << 13
+
+# pt_exit.has_usage
+USAGE, USAGE_IO = 1 << 0, 1 << 1
+_PAGE_KB = mmap.PAGESIZE // 1024
 
 # pt_cgroup.action
 CGROUP_MKDIR, CGROUP_RMDIR, CGROUP_RENAME = 1, 2, 3
@@ -112,7 +118,28 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "pt_cgroup": ("<QII", ("id", "action", "path_len")),
-    "pt_exit": ("<QIIB7x", ("task_start_ns", "status", "task_exit_code", "group_dead")),
+    "pt_exit": (
+        "<QIIBB6x" + "Q" * 12,
+        (
+            "task_start_ns",
+            "status",
+            "task_exit_code",
+            "group_dead",
+            "has_usage",
+            "utime_ns",
+            "stime_ns",
+            "runtime_ns",
+            "min_flt",
+            "maj_flt",
+            "nvcsw",
+            "nivcsw",
+            "maxrss_kb",
+            "hiwater_rss",
+            "rss",
+            "read_bytes",
+            "write_bytes",
+        ),
+    ),
     "pt_signal": (
         "<iiIiQIBB2x16s",
         ("signo", "code", "target_pid", "result", "handler", "group_exit_signo", "stage", "group", "target_comm"),
@@ -211,6 +238,28 @@ _CGROUP_ACTIONS = {
     CGROUP_RMDIR: _events.CGROUP_RMDIR,
     CGROUP_RENAME: _events.CGROUP_RENAME,
 }
+
+
+def adjusted_cputime(utime: int, stime: int, runtime: int) -> tuple[int, int]:
+    """(user, system) ns as the kernel reports them (cputime_adjust in
+    kernel/sched/cputime.c): the ticks only split the scheduler's precise
+    runtime between user and system time."""
+    if stime == 0:
+        return runtime, 0
+    if utime == 0:
+        return 0, runtime
+    system = runtime * stime // (stime + utime)
+    return runtime - system, system
+
+
+def _usage(values: tuple[int, ...], flags: int) -> ResourceUsage:
+    utime, stime, runtime, minflt, majflt, nvcsw, nivcsw, maxrss_kb, hiwater, rss, read, write = values
+    user, system = adjusted_cputime(utime, stime, runtime)
+    io = bool(flags & USAGE_IO)
+    # The peak: of the images before this one (signal->maxrss) and of this one,
+    # as exit_mm() will fold it in after the tracepoint.
+    peak = max(maxrss_kb, max(hiwater, rss) * _PAGE_KB)
+    return ResourceUsage(user, system, peak, minflt, majflt, nvcsw, nivcsw, read if io else None, write if io else None)
 
 
 _creds: dict[bytes, Credentials] = {}
@@ -333,13 +382,16 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
     elif kind == KIND_EXIT:
         if size < EXIT.size:
             raise DecodeError("exit event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, task_start, status, task_code, group_dead = EXIT.unpack_from(
-            data, offset
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, task_start, status, task_code, group_dead, has, *used = (
+            EXIT.unpack_from(data, offset)
         )
         if k == KIND_EXIT:
             comm = comms.get(comm) or _comm(comm)
             ws = _wait_statuses.get(status) or wait_status(status)
-            ev = ExitEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, ws, task_code, bool(group_dead), task_start)
+            usage = _usage(used, has) if has & USAGE else None  # type: ignore[arg-type]
+            ev = ExitEvent(
+                ts, pid, tgid, ppid, uid, comm, start, cpu, ws, task_code, bool(group_dead), task_start, usage
+            )
             ev.cgroup_id = cg
             return ev
     elif kind == KIND_REAP:

@@ -189,12 +189,49 @@ class ExecEvent(Event):
         return self.errno != 0
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceUsage:
+    """What a whole process used, all its threads, as wait4's rusage reports it
+    for that process (not its children): read once, at its last thread's exit."""
+
+    cpu_user_ns: int
+    cpu_sys_ns: int
+    max_rss_kb: int
+    minflt: int
+    majflt: int
+    nvcsw: int
+    nivcsw: int
+    read_bytes: int | None  # storage I/O; None where the kernel keeps no I/O accounting
+    write_bytes: int | None
+
+    def to_dict(self) -> dict[str, int | None]:
+        """Its JSON fields, as a process exit carries them (README, JSON schema)."""
+        return {name: getattr(self, name) for name in USAGE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> ResourceUsage | None:
+        """From the record holding it; None for one without (a thread's exit,
+        or a recording made before usage was read). Strict about types."""
+        if "cpu_user_ns" not in d:
+            return None
+        values = [d.get(name) for name in USAGE_FIELDS]
+        if any(type(v) is not int for v in values[:7]) or any(v is not None and type(v) is not int for v in values[7:]):
+            raise ValueError(f"{', '.join(USAGE_FIELDS)} must be integers (the I/O ones may be null)")
+        return cls(*values)  # type: ignore[arg-type]
+
+
+USAGE_FIELDS = (
+    "cpu_user_ns", "cpu_sys_ns", "max_rss_kb", "minflt", "majflt", "nvcsw", "nivcsw", "read_bytes", "write_bytes"
+)  # fmt: skip
+
+
 @dataclass(slots=True)
 class ExitEvent(Event):
     status: WaitStatus = WaitStatus(0)
     task_exit_code: int = 0
     process_exit: bool = False  # the last task of the process: the process ended
     task_start_ns: int = 0
+    usage: ResourceUsage | None = None  # on a process exit, where the kernel read it
 
     kind = "exit"
 

@@ -66,6 +66,7 @@ from proctrace.model.events import (
     ExitEvent,
     ForkEvent,
     ReapEvent,
+    ResourceUsage,
     SignalEvent,
     SignalSummaryEvent,
     WaitStatus,
@@ -223,6 +224,7 @@ class Process:
     creds: Credentials | None = None  # now: its exec's, changed by cred events, inherited at fork
     cred_changes: list[CredEvent] = field(default_factory=list)  # after exec (set*id, setgroups, capset)
     cgroup_id: int = 0  # the cgroup v2 id of its latest event; 0 when unknown
+    usage: ResourceUsage | None = None  # what it used, all threads, read at its exit
 
     @property
     def pid(self) -> int:
@@ -909,6 +911,7 @@ class ProcessTable:
             return
         rec.end_ns = ev.ts_ns
         rec.status = ev.status
+        rec.usage = ev.usage
         rec.live_threads = 0
         self._drop_threads(rec)
         if rec.live_children:
