@@ -54,6 +54,10 @@ enum pt_kind {
 #define PT_USAGE (1u << 0)
 #define PT_USAGE_IO (1u << 1) /* the kernel keeps storage I/O accounting (CONFIG_TASK_IO_ACCOUNTING) */
 
+/* Bits in pt_exit.death */
+#define PT_DEATH_OOM (1u << 0)  /* the OOM killer chose it (oom:mark_victim) */
+#define PT_DEATH_SENT (1u << 1) /* a process sent the signal that killed it: killed_by_* say which */
+
 /* pt_cgroup.action */
 #define PT_CGROUP_MKDIR 1
 #define PT_CGROUP_RMDIR 2
@@ -143,7 +147,9 @@ struct pt_exit {
     __u32 task_exit_code; /* this task's own exit_code */
     __u8 group_dead;      /* the last thread of the process: the process ended */
     __u8 has_usage;       /* PT_USAGE: the usage below was read (a process exit); PT_USAGE_IO: with I/O */
-    __u8 _pad[6];
+    __u8 death;           /* PT_DEATH_*: what ended the process, where known */
+    __u8 _pad;
+    __u32 killed_by_pid;  /* with PT_DEATH_SENT: the process that sent the fatal signal */
     /* What the whole process used, every thread (signal_struct's totals of
      * the threads gone, plus the exiting one and a zombie leader), as wait4's
      * rusage would give it: CPU as the ticks' split and the scheduler's
@@ -160,6 +166,7 @@ struct pt_exit {
     __u64 rss;            /* pages: this image's resident set now (percpu counters' central counts) */
     __u64 read_bytes;     /* storage I/O (task_io_accounting) */
     __u64 write_bytes;
+    char killed_by_comm[PT_COMM_LEN];
 };
 
 struct pt_signal {

@@ -18,6 +18,8 @@
 #define SIGKILL_NR 9
 #define SIGCHLD_NR 17
 #define SI_USER_CODE 0
+#define SI_QUEUE_CODE -1
+#define SI_TKILL_CODE -6
 #define SI_KERNEL_CODE 0x80
 /* SIGCHLD's si_code for stops reported to a parent or tracer (include/uapi/asm-generic/siginfo.h) */
 #define CLD_TRAPPED_CODE 4
@@ -750,6 +752,53 @@ int exec_syscall_exit(void *args)
 }
 #endif /* PT_HAVE_EXEC_SYSCALLS */
 
+/* ---- What ended a process ------------------------------------------------ */
+
+/* The last signal that may kill each process, and who sent it (signal_generate):
+ * read at its exit, to name its killer. Keyed by the target process. */
+struct fatal_sender {
+    u32 sender_tgid;
+    u32 signo;
+    char comm[PT_COMM_LEN];
+};
+BPF_TABLE("lru_hash", u32, struct fatal_sender, fatal_senders, 16384);
+
+#ifdef PT_HAVE_OOM
+/* Processes the OOM killer chose, until their exit. */
+BPF_TABLE("lru_hash", u32, u8, oom_victims, 1024);
+
+TRACEPOINT_PROBE(oom, mark_victim)
+{
+    u32 pid = TP_FIELD(args, int, mark_victim, pid);
+    u8 one = 1;
+    oom_victims.update(&pid, &one);
+    return 0;
+}
+#endif
+
+/* At a process's exit: who, if anyone, killed it. */
+static __always_inline void read_death(struct pt_exit *ev, u32 tgid)
+{
+    struct fatal_sender *sender;
+    u32 signo = ev->status & 0x7f;
+
+#ifdef PT_HAVE_OOM
+    if (oom_victims.lookup(&tgid)) {
+        ev->death |= PT_DEATH_OOM;
+        oom_victims.delete(&tgid);
+    }
+#endif
+    sender = fatal_senders.lookup(&tgid);
+    if (!sender)
+        return;
+    if (signo && sender->signo == signo && sender->sender_tgid) {
+        ev->death |= PT_DEATH_SENT;
+        ev->killed_by_pid = sender->sender_tgid;
+        __builtin_memcpy(ev->killed_by_comm, sender->comm, sizeof(ev->killed_by_comm));
+    }
+    fatal_senders.delete(&tgid);
+}
+
 /* ---- What a process used ------------------------------------------------ */
 
 /* mm_struct.rss_stat's counters (include/linux/mm_types_task.h: an enum with
@@ -868,6 +917,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
             KREAD(leader_code, leader, KOFF_task_struct_exit_code);
         ev.status = (sig_flags & SIGNAL_GROUP_EXIT) ? group_exit_code : leader_code;
         read_usage(&ev, task, signal);
+        read_death(&ev, ev.h.tgid);
     }
     submit(args, &ev, sizeof(ev));
 #ifdef PT_FOLLOW
@@ -995,6 +1045,21 @@ static __always_inline int kills_by_default(int sig)
 
 /* Whether `sig` sent to `target` may end it: SIGKILL, or a signal it leaves
  * to a default action that kills. Such a signal is never rate limited. */
+/* A signal that may kill `target`, generated: who sent it (0 for the kernel:
+ * a fault, a timer, the OOM killer), for its exit to name. */
+static __always_inline void note_fatal_sender(void *target, int sig, int code, u32 sender)
+{
+    struct fatal_sender fs = {.signo = sig};
+    u32 target_tgid = 0;
+
+    KREAD(target_tgid, target, KOFF_task_struct_tgid);
+    if (code == SI_USER_CODE || code == SI_QUEUE_CODE || code == SI_TKILL_CODE) {
+        fs.sender_tgid = sender;
+        bpf_get_current_comm(&fs.comm, sizeof(fs.comm));
+    }
+    fatal_senders.update(&target_tgid, &fs);
+}
+
 static __always_inline int may_kill(int sig, void *target)
 {
     void *sighand = 0;
@@ -1077,6 +1142,8 @@ RAW_TRACEPOINT_PROBE(signal_generate)
     }
 #endif
     code = si_code((void *)ctx->args[1]);
+    if ((int)ctx->args[4] == 0 /* TRACE_SIGNAL_DELIVERED */ && may_kill(sig, target))
+        note_fatal_sender(target, sig, code, id >> 32);
     now = bpf_ktime_get_ns();
 #ifndef PT_ALL_SIGNALS
     if (sig == SIGCHLD_NR && code >= CLD_TRAPPED_CODE && code <= CLD_CONTINUED_CODE &&

@@ -88,6 +88,10 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         d.update(_status(ev.status))
         d["process_exit"] = ev.process_exit
         d["lifetime_ns"] = ev.lifetime_ns
+        if ev.process_exit:
+            d["oom_killed"] = ev.oom_killed
+            d["killed_by_pid"] = ev.killed_by_pid
+            d["killed_by_comm"] = None if ev.killed_by_comm is None else as_text(ev.killed_by_comm)
         if ev.usage is not None:
             d.update(ev.usage.to_dict())
     elif isinstance(ev, SignalEvent):

@@ -18,6 +18,7 @@ from proctrace.kernel.program import (
     CRED_SYSCALL_NAMES,
     CRED_SYSCALLS,
     EXEC_SYSCALLS,
+    OOM_EVENTS,
     OPTIONAL_FIELDS,
     RAW_TRACEPOINTS,
     REQUIRED_FIELDS,
@@ -33,7 +34,7 @@ from proctrace.kernel.tracepoints import FormatError, TracepointFormat, parse_fo
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 PROGRAM = bpf_source.BPF_DIR / "proctrace.bpf.c"
-ALL_KEYS = [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS, *CRED_SYSCALLS]
+ALL_KEYS = [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS, *CRED_SYSCALLS, *OOM_EVENTS]
 # Distinct, recognisable values: a swapped pair would show.
 FAKE_OFFSETS = {
     **{macro_name(s, m): 1000 + 8 * i for i, (s, m) in enumerate(MEMBERS)},
@@ -205,7 +206,9 @@ def test_source_is_prelude_then_wire_header_then_program() -> None:
 def test_tracepoints_used_lists_every_hooked_tracepoint_once() -> None:
     used = tracepoints_used()
     assert len(used) == len(set(used))
-    assert set(used) == set(REQUIRED_FIELDS) | set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS) | set(CRED_SYSCALLS)
+    assert set(used) == (
+        set(REQUIRED_FIELDS) | set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS) | set(CRED_SYSCALLS) | set(OOM_EVENTS)
+    )
 
 
 # --- C and Python agree -------------------------------------------------------------
@@ -262,7 +265,9 @@ def test_the_program_never_names_the_user_read_helpers_that_cost_bcc_a_kallsyms_
 
 def test_every_tracepoint_field_in_the_program_is_declared_in_python() -> None:
     declared: dict[str, set[str]] = {}
-    for table in (REQUIRED_FIELDS, OPTIONAL_FIELDS, EXEC_SYSCALLS, WAIT_SYSCALLS, CRED_SYSCALLS, CGROUP_EVENTS):
+    for table in (
+        REQUIRED_FIELDS, OPTIONAL_FIELDS, EXEC_SYSCALLS, WAIT_SYSCALLS, CRED_SYSCALLS, CGROUP_EVENTS, OOM_EVENTS
+    ):  # fmt: skip
         for (_category, event), names in table.items():
             declared.setdefault(event, set()).update(names)
     undeclared = {(ev, f) for ev, f in tp_uses(program_code()) if f not in declared.get(ev, set())}

@@ -62,6 +62,9 @@ KIND_KEYS = {
         "status",
         "process_exit",
         "lifetime_ns",
+        "oom_killed",
+        "killed_by_pid",
+        "killed_by_comm",
         "cpu_user_ns",
         "cpu_sys_ns",
         "max_rss_kb",
@@ -452,8 +455,16 @@ kernel_events = st.one_of(
         u64,
     ),
     st.builds(
-        lambda c, raw, code, pe, tstart, usage: ExitEvent(
-            **c, status=WaitStatus(raw), task_exit_code=code, process_exit=pe, task_start_ns=tstart, usage=usage
+        lambda c, raw, code, pe, tstart, usage, oom, killer: ExitEvent(
+            **c,
+            status=WaitStatus(raw),
+            task_exit_code=code,
+            process_exit=pe,
+            task_start_ns=tstart,
+            usage=usage if pe else None,
+            oom_killed=oom and pe,
+            killed_by_pid=killer[0] if pe and killer and raw & 0x7F else None,
+            killed_by_comm=killer[1] if pe and killer and raw & 0x7F else None,
         ),
         common,
         u32,
@@ -461,6 +472,8 @@ kernel_events = st.one_of(
         st.booleans(),
         st.integers(0, 2**63 - 1),
         st.none() | st.builds(ResourceUsage, u64, u64, u64, u64, u64, u64, u64, st.none() | u64, st.none() | u64),
+        st.booleans(),
+        st.none() | st.tuples(u32, st.binary(max_size=16)),
     ),
     st.builds(
         lambda c, stage, signo, code, tgt, tcomm, res, grp, handler, gsig: SignalEvent(

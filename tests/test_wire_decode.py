@@ -94,9 +94,20 @@ NO_USAGE = (0,) * 12
 
 
 def exit_event(
-    status: int, *, group_dead: int, task_start=3_000_000_000, task_code=0, has_usage=0, usage=NO_USAGE, **hdr
+    status: int,
+    *,
+    group_dead: int,
+    task_start=3_000_000_000,
+    task_code=0,
+    has_usage=0,
+    usage=NO_USAGE,
+    death=0,
+    killer=(0, b""),
+    **hdr,
 ) -> bytes:
-    body = struct.pack(fmt("pt_exit"), task_start, status, task_code, group_dead, has_usage, *usage)
+    body = struct.pack(
+        fmt("pt_exit"), task_start, status, task_code, group_dead, has_usage, death, killer[0], *usage, killer[1]
+    )
     return header(wire.KIND_EXIT, **hdr) + body
 
 
@@ -692,3 +703,18 @@ def test_without_io_accounting_the_io_fields_are_none_and_without_usage_there_is
 )
 def test_cputime_is_the_runtime_split_as_the_kernel_splits_it(utime, stime, runtime, expected) -> None:
     assert wire.adjusted_cputime(utime, stime, runtime) == expected
+
+
+# --- what ended a process ----------------------------------------------------------
+
+
+def test_an_exit_by_a_sent_signal_names_the_sender() -> None:
+    ev = decode(exit_event(15, group_dead=1, death=wire.DEATH_SENT, killer=(4242, b"systemd")))
+    assert (ev.killed_by_pid, ev.killed_by_comm, ev.oom_killed) == (4242, b"systemd", False)
+
+
+def test_an_oom_kill_has_no_sender() -> None:
+    ev = decode(exit_event(9, group_dead=1, death=wire.DEATH_OOM, killer=(0, b"stale")))
+    assert ev.oom_killed and (ev.killed_by_pid, ev.killed_by_comm) == (None, None)
+    plain = decode(exit_event(0, group_dead=1))
+    assert not plain.oom_killed and plain.killed_by_pid is None

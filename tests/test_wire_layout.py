@@ -30,7 +30,7 @@ CC = shutil.which("gcc")
 CONSTANTS = {
     name: "PT_" + name.removeprefix("KIND_")
     for name in dir(wire)
-    if name.startswith(("KIND_", "EXEC_", "CLASS_", "FOLD_", "CGROUP_"))
+    if name.startswith(("KIND_", "EXEC_", "CLASS_", "FOLD_", "CGROUP_", "USAGE", "DEATH_"))
 }
 EVENT_CONSTANTS = {"SIGNAL_GENERATE": "PT_SIGNAL_GENERATE", "SIGNAL_DELIVER": "PT_SIGNAL_DELIVER"}
 

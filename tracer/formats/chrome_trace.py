@@ -54,7 +54,7 @@ from proctrace.formats.words import (
     group_exit_cause,
     group_words,
     handler_name,
-    outcome,
+    process_outcome,
     result_name,
     sent_words,
     status_fields,
@@ -315,7 +315,7 @@ class _Writer:
             "start_exact": rec.start_exact,
             "end_ns": rec.end_ns,
             "exit_seen": None if running else rec.end_ns is not None,
-            "outcome": "running" if running else outcome(rec.status)[0],
+            "outcome": "running" if running else process_outcome(rec)[0],
             "lifetime_ns": life,
             "lifetime": format_duration(life) if life is not None else None,
             "reaped_ns": rec.reaped_ns,
@@ -337,7 +337,7 @@ class _Writer:
         args = {k: v for k, v in args.items() if v is not None}
         if rec.status is not None:
             args.update(status_fields(rec.status))  # exit_code and signal both, one null
-        name = f"{comm}: " + ("running" if running else outcome(rec.status)[0])
+        name = f"{comm}: " + ("running" if running else process_outcome(rec)[0])
         _, life_end = self._slice(pid, name, "process", start, stop, stop / 1000, 0, args)
 
         execs = rec.execs

@@ -191,6 +191,14 @@ def _exit_json(ev: ExitEvent, clock: Clock) -> str:
         f'{_head(ev, clock)},{_status_json(ev.status)},"process_exit":{_b(ev.process_exit)},'
         f'"lifetime_ns":{ev.lifetime_ns}'
     )
+    if not ev.process_exit:
+        return text + "}"
+    # What ended it: on every process exit.
+    killer = ev.killed_by_comm
+    text += (
+        f',"oom_killed":{_b(ev.oom_killed)},"killed_by_pid":{"null" if ev.killed_by_pid is None else ev.killed_by_pid},'
+        f'"killed_by_comm":{"null" if killer is None else _q(killer)}'
+    )
     u = ev.usage
     if u is None:
         return text + "}"
@@ -367,8 +375,19 @@ def _exit(d: dict[str, Any]) -> ExitEvent:
         process_exit,
         start if process_exit else ts - lifetime,
         ResourceUsage.from_dict(d),
+        *_death(d),
         cgroup_id=_cgroup_id(d),
     )
+
+
+def _death(d: dict[str, Any]) -> tuple[bool, int | None, bytes | None]:
+    """oom_killed, killed_by_pid, killed_by_comm; absent in recordings made before them."""
+    oom, pid, comm = d.get("oom_killed", False), d.get("killed_by_pid"), d.get("killed_by_comm")
+    if type(oom) is not bool or not (pid is None or type(pid) is int) or not (comm is None or type(comm) is str):
+        raise ValueError("oom_killed must be a boolean, killed_by_pid an integer, killed_by_comm a string")
+    if (pid is None) != (comm is None) or (pid is not None and not wait_status(d["status"]).signal):
+        raise ValueError("killed_by_pid and killed_by_comm go together, on an exit by a signal")
+    return oom, pid, None if comm is None else as_bytes(comm)
 
 
 def _signal(d: dict[str, Any]) -> SignalEvent:

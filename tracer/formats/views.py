@@ -53,6 +53,7 @@ from proctrace.formats.words import (
     outcome,
     path_misses_words,
     privilege_gain_words,
+    process_outcome,
     result_name,
     result_words,
     sent_words,
@@ -293,7 +294,7 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
             text += " (noticed then; the parent's exit was not seen)"
         add((when, "other", text))
     if rec.end_ns is not None:
-        described, role = outcome(rec.status)
+        described, role = process_outcome(rec)
         life = rec.lifetime_ns
         add((rec.end_ns, role, described + (f" after {format_duration(life)}" if life is not None else "")))
     if rec.reaped_ns is not None:
@@ -302,7 +303,7 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
         if zombie is not None:
             text += f" after {format_duration(zombie)} as a zombie"
         elif rec.end_ns is None:
-            text += " (" + outcome(rec.status)[0] + "; its exit was not seen)"
+            text += " (" + process_outcome(rec)[0] + "; its exit was not seen)"
         add((rec.reaped_ns, "reap", text))
     elif rec.retired:
         add((rec.end_ns or rec.start_ns, "other", "its reap was not seen (a later process took its pid)"))
@@ -507,7 +508,7 @@ def _tree_label(table: ProcessTable, rec: Process, end_ns: int, contexts: _Conte
         life = rec.lifetime_ns
         if life is not None:
             label.append(f"  {format_duration(life)}")
-        described, role = outcome(rec.status)
+        described, role = process_outcome(rec)
         label.append("  ")
         label.append(described, style=STYLES[role])
         if rec.waiting:

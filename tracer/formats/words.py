@@ -36,7 +36,7 @@ from proctrace.model.events import (
     signal_name,
 )
 from proctrace.model.memo import remember
-from proctrace.model.process_table import FoldedRecord, GroupKey, group_key
+from proctrace.model.process_table import FoldedRecord, GroupKey, Process, group_key
 
 SIGKILL = int(signal_mod.SIGKILL)
 
@@ -205,12 +205,29 @@ def lost_summary_words(lost_by_class: Mapping[str, int]) -> str:
 # Outcomes and statuses
 
 
-def outcome(status: WaitStatus | None) -> tuple[str, str]:
+def process_outcome(rec: Process) -> tuple[str, str]:
+    """outcome() of a process in a view, with what ended it."""
+    return outcome(rec.status, rec.oom_killed, rec.killed_by_pid, rec.killed_by_comm)
+
+
+def outcome(
+    status: WaitStatus | None,
+    oom_killed: bool = False,
+    killed_by_pid: int | None = None,
+    killed_by_comm: bytes | None = None,
+) -> tuple[str, str]:
     """(words, colour role) of how a process or thread ended: ("exit 0",
     "exit_ok"), ("killed by SIGSEGV (core dumped)", "exit_bad"); ("end not seen",
-    "other") when no status is known."""
+    "other") when no status is known. With what ended it, where known: "killed
+    by the OOM killer (SIGKILL)", "killed by SIGTERM from 4242 (systemd)"."""
     if status is None:
         return "end not seen", "other"
+    if status.signal is not None:
+        if oom_killed:
+            return f"killed by the OOM killer ({status.signal})", "exit_bad"
+        if killed_by_pid is not None:
+            sender = f"{killed_by_pid} ({escape_bytes(killed_by_comm or b'')})"
+            return f"{status.describe().replace(status.signal, f'{status.signal} from {sender}', 1)}", "exit_bad"
     return status.describe(), "exit_ok" if status.raw == 0 else "exit_bad"
 
 

@@ -17,6 +17,7 @@ from proctrace.kernel.layout import kernel_offsets
 from proctrace.kernel.program import (
     CRED_SYSCALLS,
     EXEC_SYSCALLS,
+    OOM_EVENTS,
     WAIT_SYSCALLS,
     ProgramOptions,
     build_source,
@@ -43,7 +44,7 @@ class ProbeError(Exception):
 def read_formats() -> dict[tuple[str, str], TracepointFormat]:
     """Format files of every tracepoint we use that this kernel has."""
     formats = {}
-    optional = set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS) | set(CRED_SYSCALLS)
+    optional = set(EXEC_SYSCALLS) | set(WAIT_SYSCALLS) | set(CRED_SYSCALLS) | set(OOM_EVENTS)
     for key in tracepoints_used():
         try:
             formats[key] = read_format(*key)

@@ -75,6 +75,8 @@ CRED_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
     **dict.fromkeys(CRED_SYSCALL_ENTRIES, ()),
     **dict.fromkeys(CRED_SYSCALL_EXITS, ("__syscall_nr", "ret")),
 }
+# The OOM killer's choice of a victim, where the kernel has the tracepoint.
+OOM_EVENTS: dict[tuple[str, str], tuple[str, ...]] = {("oom", "mark_victim"): ("pid",)}
 # cgroup_mkdir, _rmdir and _rename: one layout, read at cgroup_mkdir's offsets.
 CGROUP_EVENTS: dict[tuple[str, str], tuple[str, ...]] = {
     ("cgroup", "cgroup_mkdir"): ("root", "id", "path"),
@@ -97,6 +99,7 @@ OPTIONAL_GROUPS: tuple[tuple[str, dict[tuple[str, str], tuple[str, ...]]], ...] 
     ("PT_HAVE_EXEC_SYSCALLS", EXEC_SYSCALLS),
     ("PT_HAVE_WAIT_SYSCALLS", WAIT_SYSCALLS),
     ("PT_HAVE_CRED_SYSCALLS", CRED_SYSCALLS),
+    ("PT_HAVE_OOM", OOM_EVENTS),
 )
 
 # Programs attached as raw tracepoints, by bcc from their RAW_TRACEPOINT_PROBE name.
@@ -226,4 +229,4 @@ def shared_attachments(formats: dict[tuple[str, str], TracepointFormat]) -> list
 
 
 def tracepoints_used() -> list[tuple[str, str]]:
-    return [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS, *CRED_SYSCALLS]
+    return [*REQUIRED_FIELDS, *EXEC_SYSCALLS, *WAIT_SYSCALLS, *CRED_SYSCALLS, *OOM_EVENTS]

@@ -47,8 +47,9 @@ EXEC_ENV_UNREADABLE = 1 << 11
 EXEC_LOGIN = 1 << 12
 EXEC_EXE = 1 << 13
 
-# pt_exit.has_usage
+# pt_exit.has_usage and pt_exit.death
 USAGE, USAGE_IO = 1 << 0, 1 << 1
+DEATH_OOM, DEATH_SENT = 1 << 0, 1 << 1
 _PAGE_KB = mmap.PAGESIZE // 1024
 
 # pt_cgroup.action
@@ -119,13 +120,15 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "pt_cgroup": ("<QII", ("id", "action", "path_len")),
     "pt_exit": (
-        "<QIIBB6x" + "Q" * 12,
+        "<QIIBBBxI" + "Q" * 12 + "16s",
         (
             "task_start_ns",
             "status",
             "task_exit_code",
             "group_dead",
             "has_usage",
+            "death",
+            "killed_by_pid",
             "utime_ns",
             "stime_ns",
             "runtime_ns",
@@ -138,6 +141,7 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
             "rss",
             "read_bytes",
             "write_bytes",
+            "killed_by_comm",
         ),
     ),
     "pt_signal": (
@@ -382,16 +386,37 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
     elif kind == KIND_EXIT:
         if size < EXIT.size:
             raise DecodeError("exit event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, task_start, status, task_code, group_dead, has, *used = (
-            EXIT.unpack_from(data, offset)
-        )
+        (
+            ts,
+            start,
+            k,
+            pid,
+            tgid,
+            ppid,
+            uid,
+            cpu,
+            comm,
+            cg,
+            task_start,
+            status,
+            task_code,
+            group_dead,
+            has,
+            death,
+            *rest,
+        ) = EXIT.unpack_from(data, offset)
         if k == KIND_EXIT:
             comm = comms.get(comm) or _comm(comm)
             ws = _wait_statuses.get(status) or wait_status(status)
-            usage = _usage(used, has) if has & USAGE else None  # type: ignore[arg-type]
+            usage = _usage(rest[1:13], has) if has & USAGE else None  # type: ignore[arg-type]
             ev = ExitEvent(
                 ts, pid, tgid, ppid, uid, comm, start, cpu, ws, task_code, bool(group_dead), task_start, usage
             )
+            if death:
+                ev.oom_killed = bool(death & DEATH_OOM)
+                if death & DEATH_SENT:
+                    ev.killed_by_pid = rest[0]
+                    ev.killed_by_comm = _comm(rest[13])
             ev.cgroup_id = cg
             return ev
     elif kind == KIND_REAP:

@@ -232,6 +232,11 @@ class ExitEvent(Event):
     process_exit: bool = False  # the last task of the process: the process ended
     task_start_ns: int = 0
     usage: ResourceUsage | None = None  # on a process exit, where the kernel read it
+    oom_killed: bool = False  # the kernel's OOM killer chose the process
+    # On an exit by a signal that a process sent: that process (None when the
+    # kernel sent it: a fault, a timer, the OOM killer; or where unknown).
+    killed_by_pid: int | None = None
+    killed_by_comm: bytes | None = None
 
     kind = "exit"
 

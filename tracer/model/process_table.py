@@ -225,6 +225,9 @@ class Process:
     cred_changes: list[CredEvent] = field(default_factory=list)  # after exec (set*id, setgroups, capset)
     cgroup_id: int = 0  # the cgroup v2 id of its latest event; 0 when unknown
     usage: ResourceUsage | None = None  # what it used, all threads, read at its exit
+    oom_killed: bool = False  # what ended it, where known (ExitEvent says more)
+    killed_by_pid: int | None = None
+    killed_by_comm: bytes | None = None
 
     @property
     def pid(self) -> int:
@@ -912,6 +915,7 @@ class ProcessTable:
         rec.end_ns = ev.ts_ns
         rec.status = ev.status
         rec.usage = ev.usage
+        rec.oom_killed, rec.killed_by_pid, rec.killed_by_comm = ev.oom_killed, ev.killed_by_pid, ev.killed_by_comm
         rec.live_threads = 0
         self._drop_threads(rec)
         if rec.live_children:
