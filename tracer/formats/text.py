@@ -201,6 +201,20 @@ def cut_marker(arg: bytes, shown: int, rest: list[bytes]) -> str:
 # Durations
 
 
+def format_kb(kb: int) -> str:
+    """A size for people, from KiB: 812 KiB, 129.0 MiB, 2.4 GiB."""
+    if kb < 1024:
+        return f"{max(kb, 0)} KiB"
+    if kb < 1024 * 1024:
+        return f"{kb / 1024:.1f} MiB"
+    return f"{kb / (1024 * 1024):.1f} GiB"
+
+
+def format_bytes(n: int) -> str:
+    """format_kb for a count of bytes: 0 B, 512 B, 8 KiB, ..."""
+    return f"{n} B" if n < 1024 else format_kb(n // 1024)
+
+
 def format_duration(ns: int) -> str:
     """A lifetime for people: 850ns, 12.3µs, 1.2ms, 3.40s, 2m05s, 4h07m, 3d02h."""
     if ns < 1_000:

@@ -37,7 +37,9 @@ from proctrace.formats.text import (
     comm_text,
     cut,
     escape_bytes,
+    format_bytes,
     format_duration,
+    format_kb,
     shell_quote,
 )
 from proctrace.formats.words import (
@@ -49,6 +51,7 @@ from proctrace.formats.words import (
     folded_words,
     group_words,
     handler_name,
+    killer_words,
     lost_summary_words,
     outcome,
     path_misses_words,
@@ -58,6 +61,7 @@ from proctrace.formats.words import (
     result_words,
     sent_words,
     status_fields,
+    usage_words,
     user_name,
 )
 from proctrace.model.clock import Clock
@@ -65,6 +69,7 @@ from proctrace.model.context import Credentials, ProcessContext, creds_to_dict
 from proctrace.model.events import SIGNAL_DELIVER, USAGE_FIELDS, CredEvent, as_text, errno_name, signal_name
 from proctrace.model.process_table import (
     SIGCONT,
+    Aggregates,
     CommandCount,
     ExecRecord,
     GroupKey,
@@ -494,7 +499,9 @@ def timeline_json(
 # Tree
 
 
-def _tree_label(table: ProcessTable, rec: Process, end_ns: int, contexts: _Contexts) -> Text:
+def _tree_label(
+    table: ProcessTable, rec: Process, end_ns: int, contexts: _Contexts, subtree_cpu_ns: int | None = None
+) -> Text:
     label = Text()
     label.append(str(rec.tgid), style="bold")
     label.append(" ")
@@ -513,6 +520,10 @@ def _tree_label(table: ProcessTable, rec: Process, end_ns: int, contexts: _Conte
         label.append(described, style=STYLES[role])
         if rec.waiting:
             label.append(" (zombie, not reaped)", style=STYLES["exit_bad"])
+        if rec.usage is not None:
+            label.append(f"  {usage_words(rec.usage)}")
+    if subtree_cpu_ns is not None:
+        label.append(f"  (subtree cpu {format_duration(subtree_cpu_ns)})")
     notes = contexts.notes(rec)
     if rec.threads > 1:
         notes.append(f"{rec.threads} threads")
@@ -550,14 +561,43 @@ def render_tree(
         else:
             tops = table.roots()
         contexts = _Contexts(table)
+        subtree = _subtree_cpu(tops, index)
+
+        def label(rec: Process) -> Text:
+            return _tree_label(table, rec, end_ns, contexts, subtree.get(rec.serial))
+
         for top in tops:
-            tree = Tree(_tree_label(table, top, end_ns, contexts), guide_style="dim")
+            tree = Tree(label(top), guide_style="dim")
             stack: list[tuple[Tree, Process]] = [(tree, top)]
             while stack:  # not recursive: a chain of forks may be thousands deep
                 node, rec = stack.pop()
                 for child in index.get(rec.serial, ()):
-                    stack.append((node.add(_tree_label(table, child, end_ns, contexts)), child))
+                    stack.append((node.add(label(child)), child))
             console.print(tree)
+
+
+def _subtree_cpu(tops: list[Process], index: Mapping[int, list[Process]]) -> dict[int, int]:
+    """CPU used by each process with descendants together with them, by serial,
+    where a descendant's usage is known (a process's own figures never include
+    its children's: the kernel reads them at its own exit)."""
+    order: list[Process] = []
+    stack = list(tops)
+    while stack:  # a pre-order, walked backwards: every child before its parent
+        rec = stack.pop()
+        order.append(rec)
+        stack.extend(index.get(rec.serial, ()))
+    totals: dict[int, int] = {}
+    below: dict[int, int] = {}
+    for rec in reversed(order):
+        own = 0 if rec.usage is None else rec.usage.cpu_user_ns + rec.usage.cpu_sys_ns
+        children = below.get(rec.serial, 0)
+        total = own + children
+        if children:
+            totals[rec.serial] = total
+        parent = rec.origin_serial
+        if parent is not None:
+            below[parent] = below.get(parent, 0) + total
+    return totals
 
 
 # ---------------------------------------------------------------------------
@@ -615,6 +655,50 @@ def _group_table(groups: Mapping[GroupKey | None, CommandCount], other: CommandC
         counts = (neither.processes, neither.ok, neither.failed, neither.running)
         t.add_row(Text("(neither, or not known)"), *(Text(str(n)) for n in counts))
     return t
+
+
+def _print_consumers(console: Console, agg: Aggregates) -> None:
+    """The processes and commands that used the most CPU, with their peak RSS and I/O."""
+    top = agg.top_consumers()
+    if not top:
+        return
+    columns = ("CPU", "PEAK RSS", "READ", "WRITTEN")
+    t = _table("Top consumers (CPU)", "PID", "COMMAND", *columns, right=("PID", *columns))
+    for c in top:
+        u = c.usage
+        t.add_row(
+            Text(str(c.tgid)),
+            Text(_argv_words(c.argv) or comm_text(c.comm)),
+            *_usage_cells(c.cpu_ns, u.max_rss_kb, u.read_bytes, u.write_bytes),
+        )
+    console.print(t)
+    by_command = sorted(agg.usage_by_command.items(), key=lambda kv: (-kv[1].cpu_ns, kv[0]))[:SUMMARY_ROWS]
+    t = _table("CPU by command", "COMMAND", "PROCESSES", *columns, right=("PROCESSES", *columns))
+    for comm, u in by_command:
+        t.add_row(
+            Text(comm_text(comm)),
+            Text(str(u.processes)),
+            *_usage_cells(u.cpu_ns, u.max_rss_kb, u.read_bytes, u.write_bytes),
+        )
+    console.print(t)
+
+
+def _usage_cells(cpu_ns: int, max_rss_kb: int, read: int | None, written: int | None) -> list[Text]:
+    io = ["n/a" if n is None else format_bytes(n) for n in (read, written)]
+    return [Text(format_duration(cpu_ns)), Text(format_kb(max_rss_kb)), Text(io[0]), Text(io[1])]
+
+
+def _print_killings(console: Console, agg: Aggregates) -> None:
+    """Who killed whom: processes that died of a signal another process sent, or of the OOM killer."""
+    if not agg.killings_count:
+        return
+    console.print(Text(f"{agg.oom_kills} killed by the OOM killer"), soft_wrap=True)
+    t = _table("Who killed whom", "VICTIM", "SIGNAL", "KILLED BY")
+    for k in agg.killings[:SUMMARY_ROWS]:
+        t.add_row(Text(f"{k.victim} ({comm_text(k.victim_comm)})"), Text(k.signal), Text(killer_words(k)))
+    if agg.killings_count > SUMMARY_ROWS:
+        t.add_row(Text(f"(and {agg.killings_count - SUMMARY_ROWS} more)"), Text(""), Text(""))
+    console.print(t)
 
 
 def render_summary(
@@ -711,6 +795,9 @@ def render_summary(
             t = _table("Shortest-lived", "PID", "COMMAND", "LIFETIME", "OUTCOME", right=("PID", "LIFETIME"))
             _lifetime_rows(t, shortest)
             console.print(t)
+
+        _print_consumers(console, agg)
+        _print_killings(console, agg)
 
         if lost:
             console.print(Text(lost_summary_words(lost_by_class), style=STYLES["exit_bad"]), soft_wrap=True)

@@ -16,7 +16,7 @@ import signal as signal_mod
 from collections.abc import Mapping
 from typing import Any
 
-from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration
+from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration, format_kb
 from proctrace.model.context import ALL_CAPABILITIES, Credentials, capability_names, describe_capabilities
 from proctrace.model.events import (
     CGROUP_MKDIR,
@@ -30,13 +30,14 @@ from proctrace.model.events import (
     SIGNAL_RESULTS,
     SIGNALS,
     CredEvent,
+    ResourceUsage,
     SignalSummaryEvent,
     WaitStatus,
     as_text,
     signal_name,
 )
 from proctrace.model.memo import remember
-from proctrace.model.process_table import FoldedRecord, GroupKey, Process, group_key
+from proctrace.model.process_table import FoldedRecord, GroupKey, Killing, Process, group_key
 
 SIGKILL = int(signal_mod.SIGKILL)
 
@@ -203,6 +204,18 @@ def lost_summary_words(lost_by_class: Mapping[str, int]) -> str:
 
 # ---------------------------------------------------------------------------
 # Outcomes and statuses
+
+
+def usage_words(usage: ResourceUsage) -> str:
+    """What a process used, as the tree says it: "cpu 390.2ms, peak 129.0 MiB"."""
+    return f"cpu {format_duration(usage.cpu_user_ns + usage.cpu_sys_ns)}, peak {format_kb(usage.max_rss_kb)}"
+
+
+def killer_words(killing: Killing) -> str:
+    """Who killed a process: "4242 (systemd)", or "the OOM killer"."""
+    if killing.killer is None:
+        return "the OOM killer"
+    return f"{killing.killer} ({escape_bytes(killing.killer_comm or b'')})"
 
 
 def process_outcome(rec: Process) -> tuple[str, str]:

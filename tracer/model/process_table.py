@@ -99,6 +99,7 @@ SNAPSHOT_START_SLACK_NS = 1_000_000_000
 start may differ from the snapshot's by that much."""
 
 TOP_LIFETIMES = 5
+TOP_CONSUMERS = 10  # processes by CPU in the summary
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -295,6 +296,40 @@ class LifetimeEntry:
 
 
 @dataclass(slots=True)
+class CommandUsage:
+    """What the processes of one command used, summed (peak RSS: the largest)."""
+
+    processes: int = 0
+    cpu_ns: int = 0
+    max_rss_kb: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A finished process as the summary's top consumers keep it."""
+
+    cpu_ns: int
+    tgid: int
+    comm: bytes
+    argv: tuple[bytes, ...]
+    usage: ResourceUsage
+
+
+@dataclass(frozen=True, slots=True)
+class Killing:
+    """A process killed by a signal another process sent, or by the OOM killer."""
+
+    ts_ns: int
+    victim: int
+    victim_comm: bytes
+    signal: str
+    killer: int | None  # None: the OOM killer
+    killer_comm: bytes | None
+
+
+@dataclass(slots=True)
 class CommandCount:
     processes: int = 0
     ok: int = 0  # exit 0
@@ -345,6 +380,11 @@ class Aggregates:
         self.ptrace_stops = 0  # SIGCHLDs generated to tell a tracer of a stop
         self.signals_suppressed = 0  # generated beyond the rate limit
         self.deliveries_folded = 0  # deliveries of either kind, counted where they were delivered
+        self.usage_by_command: dict[bytes, CommandUsage] = {}
+        self._consumers: list[tuple[int, int, Consumer]] = []  # min-heap on CPU: the top TOP_CONSUMERS
+        self.oom_kills = 0
+        self.killings: list[Killing] = []  # the first ITEMS_MAX, in order
+        self.killings_count = 0
         self._longest: list[tuple[int, int, LifetimeEntry]] = []  # min-heap: the smallest of the top
         self._shortest: list[tuple[int, int, LifetimeEntry]] = []  # min-heap on -lifetime
         self._seq = 0
@@ -394,6 +434,42 @@ class Aggregates:
         lifetime = rec.lifetime_ns
         if lifetime is not None:
             self._rank(lifetime, rec)
+        if rec.usage is not None:
+            self._consumed(rec, rec.usage)
+        if status is not None and status.signal is not None and (rec.oom_killed or rec.killed_by_pid is not None):
+            self.oom_kills += rec.oom_killed
+            self.killings_count += 1
+            if len(self.killings) < ITEMS_MAX:
+                killer = None if rec.oom_killed else rec.killed_by_pid
+                killer_comm = None if rec.oom_killed else rec.killed_by_comm
+                self.killings.append(Killing(rec.end_ns or 0, rec.tgid, rec.comm, status.signal, killer, killer_comm))
+
+    def _consumed(self, rec: Process, usage: ResourceUsage) -> None:
+        cpu = usage.cpu_user_ns + usage.cpu_sys_ns
+        by_command = self.usage_by_command.get(rec.comm)
+        if by_command is None:
+            if len(self.usage_by_command) >= KEYS_MAX:
+                by_command = None
+            else:
+                by_command = self.usage_by_command[rec.comm] = CommandUsage()
+        if by_command is not None:
+            by_command.processes += 1
+            by_command.cpu_ns += cpu
+            by_command.max_rss_kb = max(by_command.max_rss_kb, usage.max_rss_kb)
+            by_command.read_bytes += usage.read_bytes or 0
+            by_command.write_bytes += usage.write_bytes or 0
+        top = self._consumers
+        if len(top) < TOP_CONSUMERS or cpu > top[0][0]:
+            self._seq += 1
+            item = (cpu, self._seq, Consumer(cpu, rec.tgid, rec.comm, tuple(rec.argv), usage))
+            if len(top) < TOP_CONSUMERS:
+                heapq.heappush(top, item)
+            else:
+                heapq.heapreplace(top, item)
+
+    def top_consumers(self) -> list[Consumer]:
+        """The processes that used the most CPU, most first."""
+        return [entry for _, _, entry in sorted(self._consumers, key=lambda item: (-item[0], item[1]))]
 
     def exec_failed(self, ex: ExecRecord) -> None:
         if ex.path_search:
