@@ -225,9 +225,11 @@ struct pt_cgroup {
 };
 
 struct pt_reap {
-    struct pt_header h;   /* the reaper */
+    struct pt_header h;   /* the reaper; for a kernel reap, no task (zeros) */
     __u32 reaped_pid;
-    __u32 status;         /* the wait status the reaper collected */
+    __u32 status;         /* the wait status the reaper collected (a kernel reap: the exit code) */
+    __u8 autoreaped;      /* released by the kernel, not by wait(): sched_process_free of an unwaited leader */
+    __u8 _pad[7];
 };
 
 #endif

@@ -76,6 +76,9 @@ struct exec_scratch {
 };
 BPF_PERCPU_ARRAY(exec_buf, struct exec_scratch, 1);
 
+/* Processes a wait() collected, until their task is freed (see Kernel reaps). */
+BPF_TABLE("lru_hash", u32, u8, waited_for, 16384);
+
 /* Syscall arguments saved at entry, read at exit (failed execs, reaps). */
 struct saved_args {
     u64 ptr;      /* execve: filename; wait4: stat_addr; waitid: infop */
@@ -1306,6 +1309,11 @@ int wait_syscall_exit(void *args)
         return 0;
     if (!current_in_cgroups() && !cgroup_member(reaped))
         return 0;
+    {
+        /* Waited for: when its task is freed, it is no kernel reap. */
+        u8 one = 1;
+        waited_for.update(&reaped, &one);
+    }
     fill_header(&ev.h, PT_REAP, (void *)bpf_get_current_task());
     ev.reaped_pid = reaped;
     ev.status = status;
@@ -1483,3 +1491,45 @@ TRACEPOINT_PROBE(cgroup, cgroup_rename)
 {
     return cgroup_event(args, PT_CGROUP_RENAME);
 }
+
+/* ---- Kernel reaps ----------------------------------------------------------
+ *
+ * A child whose parent ignores SIGCHLD or set SA_NOCLDWAIT is released by the
+ * kernel at its exit, without wait(): no reap event ever comes, and it would
+ * look like a zombie for ever. sched_process_free, when the task is freed
+ * (an RCU grace period after its release), tells: a process leader that no
+ * wait() collected was reaped by the kernel. */
+#ifdef PT_HAVE_WAIT_SYSCALLS
+RAW_TRACEPOINT_PROBE(sched_process_free)
+{
+    void *task = (void *)ctx->args[0];
+    u32 pid = 0, tgid = 0, code = 0;
+    struct pt_reap ev = {};
+
+    KREAD(pid, task, KOFF_task_struct_pid);
+    KREAD(tgid, task, KOFF_task_struct_tgid);
+    if (pid != tgid)
+        return 0; /* a thread: its exit said it was gone */
+    if (waited_for.lookup(&pid)) {
+        waited_for.delete(&pid);
+        return 0;
+    }
+    if (!is_followed(pid) || !cgroup_member(pid))
+        return 0;
+    KREAD(code, task, KOFF_task_struct_exit_code);
+    ev.h.ts_ns = bpf_ktime_get_ns();
+    ev.h.kind = PT_REAP;
+    ev.h.cpu = bpf_get_smp_processor_id();
+    ev.reaped_pid = pid;
+    ev.status = code;
+    ev.autoreaped = 1;
+    submit(ctx, &ev, sizeof(ev));
+#ifdef PT_FOLLOW
+    followed.delete(&pid);
+#endif
+#ifdef PT_CGROUP_FILTER
+    cgroup_members.delete(&pid);
+#endif
+    return 0;
+}
+#endif /* PT_HAVE_WAIT_SYSCALLS: without the reaps by wait(), no kernel reap can be told apart */

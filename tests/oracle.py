@@ -122,6 +122,7 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
     elif isinstance(ev, ReapEvent):
         d["reaped_pid"] = ev.reaped_pid
         d.update(_status(ev.status))
+        d["autoreaped"] = ev.autoreaped
     elif isinstance(ev, CredEvent):
         d["syscall"] = ev.syscall
         d["before"] = _creds(ev.before)

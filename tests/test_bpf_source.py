@@ -101,8 +101,19 @@ def test_signal_generate_is_a_raw_tracepoint_that_reads_no_format_field() -> Non
     value comes from the task through BTF offsets, none from the format."""
     assert REQUIRED_FIELDS[("signal", "signal_generate")] == ()
     assert not any(name.startswith("TP_signal_generate__") for name in build("6.18"))
-    assert RAW_TRACEPOINTS == (("signal", "signal_generate"),)
+    assert ("signal", "signal_generate") in RAW_TRACEPOINTS
     assert re.search(r"RAW_TRACEPOINT_PROBE\(signal_generate\)", program_code())
+
+
+def test_sched_process_free_is_a_raw_tracepoint_compiled_only_with_the_wait_syscalls() -> None:
+    """A freed leader that no wait() collected is a kernel reap: without the
+    wait syscalls' reaps to tell them apart, every free would look like one."""
+    assert REQUIRED_FIELDS[("sched", "sched_process_free")] == ()
+    assert ("sched", "sched_process_free") in RAW_TRACEPOINTS
+    text = PROGRAM.read_text()
+    probe = text.index("RAW_TRACEPOINT_PROBE(sched_process_free)")
+    guard = text.rindex("#ifdef PT_HAVE_WAIT_SYSCALLS", 0, probe)
+    assert "#endif" not in text[guard:probe]
 
 
 def test_exec_filename_is_a_data_loc_on_both_kernels() -> None:

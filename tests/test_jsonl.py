@@ -76,7 +76,7 @@ KIND_KEYS = {
         "write_bytes",
     ),
     "signal": ("signal", "signo", "stage", "target_pid", "target_comm", "sender_pid", "code", "result", "group"),
-    "reap": ("reaped_pid", "exit_code", "signal", "core_dumped", "status"),
+    "reap": ("reaped_pid", "exit_code", "signal", "core_dumped", "status", "autoreaped"),
     "cred": (
         "syscall",
         "before",

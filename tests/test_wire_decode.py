@@ -116,8 +116,8 @@ def signal_event(signo=15, code=0, target=777, result=0, handler=0, gsig=0, stag
     return header(wire.KIND_SIGNAL) + body
 
 
-def reap_event(reaped: int, status: int) -> bytes:
-    return header(wire.KIND_REAP) + struct.pack(fmt("pt_reap"), reaped, status)
+def reap_event(reaped: int, status: int, autoreaped: int = 0) -> bytes:
+    return header(wire.KIND_REAP) + struct.pack(fmt("pt_reap"), reaped, status, autoreaped)
 
 
 # --- header ------------------------------------------------------------------------
@@ -138,12 +138,12 @@ def test_header_fields_land_in_the_common_event_fields() -> None:
 
 
 def test_comm_stops_at_the_first_nul() -> None:
-    raw = header(wire.KIND_REAP, comm=b"ab\0stale-bytes!") + struct.pack(fmt("pt_reap"), 1, 0)
+    raw = header(wire.KIND_REAP, comm=b"ab\0stale-bytes!") + struct.pack(fmt("pt_reap"), 1, 0, 0)
     assert decode(raw).comm == b"ab"
 
 
 def test_comm_filling_all_16_bytes_is_kept_whole() -> None:
-    raw = header(wire.KIND_REAP, comm=b"0123456789abcdef") + struct.pack(fmt("pt_reap"), 1, 0)
+    raw = header(wire.KIND_REAP, comm=b"0123456789abcdef") + struct.pack(fmt("pt_reap"), 1, 0, 0)
     assert decode(raw).comm == b"0123456789abcdef"
 
 
@@ -718,3 +718,8 @@ def test_an_oom_kill_has_no_sender() -> None:
     assert ev.oom_killed and (ev.killed_by_pid, ev.killed_by_comm) == (None, None)
     plain = decode(exit_event(0, group_dead=1))
     assert not plain.oom_killed and plain.killed_by_pid is None
+
+
+def test_a_kernel_reap_says_so() -> None:
+    assert decode(reap_event(77, 0, autoreaped=1)).autoreaped
+    assert not decode(reap_event(77, 0)).autoreaped

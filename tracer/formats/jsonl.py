@@ -239,7 +239,9 @@ def _summary_json(ev: SignalSummaryEvent, clock: Clock) -> str:
 
 
 def _reap_json(ev: ReapEvent, clock: Clock) -> str:
-    return f'{_head(ev, clock)},"reaped_pid":{ev.reaped_pid},{_status_json(ev.status)}}}'
+    return (
+        f'{_head(ev, clock)},"reaped_pid":{ev.reaped_pid},{_status_json(ev.status)},"autoreaped":{_b(ev.autoreaped)}}}'
+    )
 
 
 def _creds_json(creds: Any) -> str:
@@ -439,10 +441,10 @@ def _summary(d: dict[str, Any]) -> SignalSummaryEvent:
 
 def _reap(d: dict[str, Any]) -> ReapEvent:
     common = _common(d)
-    reaped_pid, status = d["reaped_pid"], d["status"]
-    if not _ints(reaped_pid, status):
-        raise ValueError("reap fields must be integers")
-    return ReapEvent(*common, reaped_pid, wait_status(status), cgroup_id=_cgroup_id(d))
+    reaped_pid, status, auto = d["reaped_pid"], d["status"], d.get("autoreaped", False)
+    if not _ints(reaped_pid, status) or type(auto) is not bool:
+        raise ValueError("reap fields must be integers, autoreaped a boolean")
+    return ReapEvent(*common, reaped_pid, wait_status(status), auto, cgroup_id=_cgroup_id(d))
 
 
 def _groups(d: dict[str, Any], name: str) -> tuple[tuple[int, ...], int]:

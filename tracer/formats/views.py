@@ -302,7 +302,9 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
         described, role = process_outcome(rec)
         life = rec.lifetime_ns
         add((rec.end_ns, role, described + (f" after {format_duration(life)}" if life is not None else "")))
-    if rec.reaped_ns is not None:
+    if rec.reaped_ns is not None and rec.autoreaped:
+        add((rec.reaped_ns, "reap", "released by the kernel, never a zombie: its parent does not wait for it"))
+    elif rec.reaped_ns is not None:
         text = f"reaped by {_pid_name(table, rec.reaper or 0, rec.reaper_serial)}"
         zombie = rec.zombie_ns
         if zombie is not None:
@@ -464,6 +466,7 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
         **(dict.fromkeys(USAGE_FIELDS) if rec.usage is None else rec.usage.to_dict()),
         "reaped_ns": rec.reaped_ns,
         "reaper": rec.reaper,
+        "autoreaped": rec.autoreaped,
         "zombie_ns": rec.zombie_ns,
         "zombie_at_end": rec.waiting,
         "zombie_so_far_ns": (

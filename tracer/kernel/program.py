@@ -35,6 +35,7 @@ REQUIRED_FIELDS: dict[tuple[str, str], tuple[str, ...]] = {
     # from its format, but it must exist.
     ("signal", "signal_generate"): (),
     ("signal", "signal_deliver"): ("sig", "code", "sa_handler"),
+    ("sched", "sched_process_free"): (),
     ("cgroup", "cgroup_mkdir"): (),
     ("cgroup", "cgroup_rmdir"): (),
     ("cgroup", "cgroup_rename"): (),
@@ -103,7 +104,7 @@ OPTIONAL_GROUPS: tuple[tuple[str, dict[tuple[str, str], tuple[str, ...]]], ...] 
 )
 
 # Programs attached as raw tracepoints, by bcc from their RAW_TRACEPOINT_PROBE name.
-RAW_TRACEPOINTS: tuple[tuple[str, str], ...] = (("signal", "signal_generate"),)
+RAW_TRACEPOINTS: tuple[tuple[str, str], ...] = (("signal", "signal_generate"), ("sched", "sched_process_free"))
 
 ARGV_MAX_DEFAULT = 4096
 SIGNAL_RATE_DEFAULT = 1000  # signals a second of one sender, target and signal before the rest are counted

@@ -148,7 +148,7 @@ LAYOUTS: dict[str, tuple[str, tuple[str, ...]]] = {
         "<iiIiQIBB2x16s",
         ("signo", "code", "target_pid", "result", "handler", "group_exit_signo", "stage", "group", "target_comm"),
     ),
-    "pt_reap": ("<II", ("reaped_pid", "status")),
+    "pt_reap": ("<IIB7x", ("reaped_pid", "status", "autoreaped")),
     # Not events but the key and value of the folded_signals map; the key has no header.
     "pt_fold_key": ("<IIIHBB", ("sender_tgid", "target_pid", "generation", "signo", "stage", "reason")),
     "pt_fold": ("<QQ16s", ("count", "last_ns", "target_comm")),
@@ -422,11 +422,11 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
     elif kind == KIND_REAP:
         if size < REAP.size:
             raise DecodeError("reap event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, reaped, status = REAP.unpack_from(data, offset)
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, reaped, status, auto = REAP.unpack_from(data, offset)
         if k == KIND_REAP:
             comm = comms.get(comm) or _comm(comm)
             ws = _wait_statuses.get(status) or wait_status(status)
-            ev = ReapEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, reaped, ws)
+            ev = ReapEvent(ts, pid, tgid, ppid, uid, comm, start, cpu, reaped, ws, bool(auto))
             ev.cgroup_id = cg
             return ev
     elif kind == KIND_SIGNAL:

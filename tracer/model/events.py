@@ -309,6 +309,9 @@ class SignalSummaryEvent(Event):
 class ReapEvent(Event):
     reaped_pid: int = 0
     status: WaitStatus = WaitStatus(0)
+    # Released by the kernel, not collected by wait(): its parent ignores
+    # SIGCHLD or set SA_NOCLDWAIT. The event's task fields are then zeros.
+    autoreaped: bool = False
 
     kind = "reap"
 

@@ -226,6 +226,7 @@ class Process:
     cred_changes: list[CredEvent] = field(default_factory=list)  # after exec (set*id, setgroups, capset)
     cgroup_id: int = 0  # the cgroup v2 id of its latest event; 0 when unknown
     usage: ResourceUsage | None = None  # what it used, all threads, read at its exit
+    autoreaped: bool = False  # released by the kernel, not by wait() (ReapEvent.autoreaped)
     oom_killed: bool = False  # what ended it, where known (ExitEvent says more)
     killed_by_pid: int | None = None
     killed_by_comm: bytes | None = None
@@ -252,6 +253,8 @@ class Process:
     def zombie_ns(self) -> int | None:
         if self.end_ns is None or self.reaped_ns is None:
             return None
+        if self.autoreaped:
+            return 0  # released at its exit: reaped_ns is when its task was freed, later
         return max(0, self.reaped_ns - self.end_ns)
 
     @property
@@ -1005,6 +1008,20 @@ class ProcessTable:
         if not rec.counted:
             self.aggregates.process_ended(rec, self.group_of(rec))
 
+    def _released(self, ev: ReapEvent) -> None:
+        """A kernel reap: the process was released at its exit, with no wait()
+        (its parent ignores SIGCHLD or set SA_NOCLDWAIT). It was never a zombie
+        to anyone; the event comes when its task is freed."""
+        child = self._live.get(ev.reaped_pid)
+        if child is None or child.end_ns is None:
+            return  # not traced, or its exit not seen: nothing to release
+        child.seen = True
+        child.autoreaped = True
+        child.reaped_ns = ev.ts_ns
+        child.reaper = None
+        child.reaper_serial = None
+        self._finish(child)
+
     def _signal(self, ev: SignalEvent) -> None:
         if ev.stage == SIGNAL_GENERATE:
             sender = ev.sender_pid
@@ -1070,13 +1087,21 @@ class ProcessTable:
             paths[cgroup_id] = path
 
     def _reap(self, ev: ReapEvent) -> None:
+        if ev.autoreaped:
+            self._released(ev)
+            return
         reaper = self._actor(ev)
         reaper_serial = reaper.serial if reaper is not None else None
         child = self._live.get(ev.reaped_pid)
         late = False
         if child is None:
             retired = self._last_finished.get(ev.reaped_pid)
-            if retired is not None and retired.retired and retired.end_ns is not None:
+            if retired is not None and retired.autoreaped:
+                # The kernel's free came before the waiter's own reap (the
+                # waiter was held up past an RCU grace period): wait() it was.
+                child, late = retired, True
+                child.autoreaped = False
+            elif retired is not None and retired.retired and retired.end_ns is not None:
                 child, late = retired, True  # the reap arrived after a new holder of its pid
                 child.retired = False
             else:
