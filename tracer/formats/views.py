@@ -66,6 +66,7 @@ from proctrace.formats.words import (
 )
 from proctrace.model.clock import Clock
 from proctrace.model.context import Credentials, ProcessContext, creds_to_dict
+from proctrace.model.critical_path import critical_path, shares
 from proctrace.model.events import SIGNAL_DELIVER, USAGE_FIELDS, CredEvent, as_text, errno_name, signal_name
 from proctrace.model.process_table import (
     SIGCONT,
@@ -691,6 +692,45 @@ def _usage_cells(cpu_ns: int, max_rss_kb: int, read: int | None, written: int | 
     return [Text(format_duration(cpu_ns)), Text(format_kb(max_rss_kb)), Text(io[0]), Text(io[1])]
 
 
+def _print_critical_path(console: Console, table: ProcessTable) -> None:
+    """The chain of processes that bounds the wall time of the longest-lived
+    process whose whole life was seen (with -- COMMAND, the command), each with
+    its share."""
+    index = table.children_index()
+    spans = [(rec.end_ns - rec.start_ns, rec) for rec in table.processes() if rec.end_ns is not None and rec.start_ns]
+    if not spans:
+        return
+    wall, root = max(spans, key=lambda item: (item[0], -item[1].serial))
+    on_path = shares(critical_path(root, index))
+    if wall <= 0 or len(on_path) < 2:
+        return  # one process: it is its own critical path, nothing to say
+    console.print(
+        Text(f"Critical path: what bounds the {format_duration(wall)} of {root.tgid} ({command_line(root)})"),
+        soft_wrap=True,
+    )
+    t = _table(
+        "Critical path",
+        "PID",
+        "COMMAND",
+        "ON THE PATH",
+        "SHARE",
+        right=("PID", "ON THE PATH", "SHARE"),
+    )
+    for rec, ns in on_path[:SUMMARY_ROWS]:
+        t.add_row(
+            Text(str(rec.tgid)), Text(command_line(rec)), Text(format_duration(ns)), Text(f"{100 * ns / wall:.1f}%")
+        )
+    if len(on_path) > SUMMARY_ROWS:
+        rest = sum(ns for _, ns in on_path[SUMMARY_ROWS:])
+        t.add_row(
+            Text(f"(and {len(on_path) - SUMMARY_ROWS} more)"),
+            Text(""),
+            Text(format_duration(rest)),
+            Text(f"{100 * rest / wall:.1f}%"),
+        )
+    console.print(t)
+
+
 def _print_killings(console: Console, agg: Aggregates) -> None:
     """Who killed whom: processes that died of a signal another process sent, or of the OOM killer."""
     if not agg.killings_count:
@@ -801,6 +841,7 @@ def render_summary(
 
         _print_consumers(console, agg)
         _print_killings(console, agg)
+        _print_critical_path(console, table)
 
         if lost:
             console.print(Text(lost_summary_words(lost_by_class), style=STYLES["exit_bad"]), soft_wrap=True)
