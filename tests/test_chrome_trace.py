@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from proctrace.formats.chrome_trace import PID_MAX_LIMIT, export_chrome_trace
+from proctrace.formats.chrome_trace import COUNTERS_PID, PID_MAX_LIMIT, export_chrome_trace
 from proctrace.model.clock import Clock
 from proctrace.model.events import (
     CLONE_THREAD,
@@ -32,6 +32,7 @@ REQUIRED = {
     "X": {"name", "ph", "ts", "dur", "pid", "tid"},
     "i": {"name", "ph", "ts", "pid", "tid", "s"},
     "M": {"name", "ph", "pid", "args"},
+    "C": {"name", "ph", "ts", "pid", "args"},
 }
 
 # -- the session ---------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_every_event_has_the_keys_its_phase_requires(trace):
         if event["ph"] in ("X", "i"):
             assert isinstance(event["ts"], (int, float)) and event["ts"] >= 0
             assert isinstance(event.get("args", {}), dict)
-    assert set(phases) == {"X", "i", "M"}
+    assert set(phases) == {"X", "i", "M", "C"}
 
 
 def test_durations_are_non_negative_and_slices_end_by_the_last_event(trace):
@@ -247,7 +248,7 @@ def test_roots_export_only_those_subtrees():
     _, trace, _ = export(session_table(), roots=[200])
     real = sorted(e["args"]["pid"] for e in trace["traceEvents"] if e.get("cat") == "process")
     assert real == [200, 200, 300]
-    assert {e["pid"] for e in trace["traceEvents"]} == {200, 300, PID_MAX_LIMIT}
+    assert {e["pid"] for e in trace["traceEvents"]} == {200, 300, PID_MAX_LIMIT, COUNTERS_PID}
     assert trace["otherData"]["roots"] == [200]
     order = meta(trace, "process_sort_index")
     assert [order[p]["sort_index"] for p in (200, 300, PID_MAX_LIMIT)] == [0, 1, 2]
@@ -482,3 +483,24 @@ def test_path_misses_are_no_failure_instants_and_the_exec_slice_counts_them():
     assert slice_["args"] == {"filename": "/usr/bin/as", "argv": ["as"], "path_misses": 2}
     (failed,) = events_of(trace, track_of(trace, 401), "exec_failed")
     assert failed["name"] == "exec failed: ENOENT" and failed["args"]["filename"] == "/usr/bin/nosuch"
+
+
+def test_counter_tracks_count_live_processes_and_spread_cpu_over_each_life():
+    from proctrace.model.events import ResourceUsage
+
+    table = session_table()
+    for rec in table.processes():
+        if rec.end_ns is not None and rec.start_ns:
+            # one CPU busy for the whole of its life
+            rec.usage = ResourceUsage(rec.end_ns - rec.start_ns, 0, 1024, 0, 0, 0, 0, None, None)
+    _, trace, _ = export(table)
+    counters = [e for e in trace["traceEvents"] if e["ph"] == "C"]
+    assert {e["pid"] for e in counters} == {COUNTERS_PID}
+    alive = [e["args"]["value"] for e in counters if e["name"] == "processes alive"]
+    cpus = [e["args"]["value"] for e in counters if e["name"] == "CPU in use (CPUs)"]
+    assert max(alive) >= 2 and alive[-1] >= 0
+    # as many CPUs in use as processes alive that have ended, at every step
+    assert all(c <= a + 1e-9 for c, a in zip(cpus, alive, strict=True))
+    assert max(cpus) >= 1
+    life = next(e for e in trace["traceEvents"] if e.get("cat") == "process" and "cpu_user_ns" in e["args"])
+    assert life["args"]["max_rss_kb"] == 1024

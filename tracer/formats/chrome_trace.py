@@ -76,6 +76,10 @@ NO_GROUP = "neither container nor unit known"
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
+# The track of the counters: beyond every pid and every stand-in for a reused one.
+COUNTERS_PID = 2 * PID_MAX_LIMIT
+
+
 def _esc(raw: bytes) -> str:
     return bmp_only(escape_bytes(raw))
 
@@ -118,6 +122,7 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
     for index, rec in enumerate(procs):
         group = (groups[rec.serial] or NO_GROUP) if groups else None
         writer.process(rec, trace_pids[rec.serial], index, group)
+    writer.counters(procs)
     timed = [event for _, event in sorted(writer.timed, key=lambda item: item[0])]
     events = writer.meta + timed
     other = {
@@ -254,6 +259,35 @@ class _Writer:
         event = {"name": name, "cat": cat, "ph": "i", "s": "t", "ts": at / 1000, "pid": pid, "tid": pid, "args": args}
         self.timed.append(((at, 1, 0, 0, len(self.timed)), event))
 
+    def counters(self, procs: list[Process]) -> None:
+        """Two counter tracks on a track of their own: processes alive, and CPU
+        in use, in CPUs. A process's CPU time is known only as a total, at its
+        exit, so it counts as spread evenly over its life: an estimate, exact
+        over the whole session."""
+        changes: dict[int, list[float]] = {}  # at -> [processes, cpus]
+        for rec in procs:
+            if not rec.start_ns:
+                continue
+            begin, finish = self._at(rec.start_ns), self._at(rec.end_ns if rec.end_ns is not None else self.end)
+            rate = 0.0
+            if rec.usage is not None and finish > begin:
+                rate = (rec.usage.cpu_user_ns + rec.usage.cpu_sys_ns) / (finish - begin)  # ns of CPU per ns
+            for at, sign in ((begin, 1), (finish, -1)):
+                step = changes.setdefault(at, [0.0, 0.0])
+                step[0] += sign
+                step[1] += sign * rate
+        if not changes:
+            return
+        self._meta(COUNTERS_PID, "process_name", {"name": "proctrace: processes and CPU"})
+        live, cpus = 0.0, 0.0
+        for at in sorted(changes):
+            live += changes[at][0]
+            cpus += changes[at][1]
+            ts = at / 1000
+            for name, value in (("processes alive", round(live)), ("CPU in use (CPUs)", round(max(cpus, 0.0), 3))):
+                event = {"name": name, "ph": "C", "ts": ts, "pid": COUNTERS_PID, "args": {"value": value}}
+                self.timed.append(((at, 2, 0, 0, len(self.timed)), event))
+
     def _meta(self, pid: int, name: str, args: dict[str, Any]) -> None:
         self.meta.append({"name": name, "ph": "M", "pid": pid, "tid": pid, "args": args})
 
@@ -337,6 +371,15 @@ class _Writer:
         args = {k: v for k, v in args.items() if v is not None}
         if rec.status is not None:
             args.update(status_fields(rec.status))  # exit_code and signal both, one null
+        if rec.usage is not None:
+            args.update(rec.usage.to_dict())  # what it used, as its exit event carries it
+        if rec.oom_killed:
+            args["oom_killed"] = True
+        if rec.killed_by_pid is not None:
+            args["killed_by_pid"] = rec.killed_by_pid
+            args["killed_by_comm"] = _esc(rec.killed_by_comm or b"")
+        if rec.autoreaped:
+            args["autoreaped"] = True
         name = f"{comm}: " + ("running" if running else process_outcome(rec)[0])
         _, life_end = self._slice(pid, name, "process", start, stop, stop / 1000, 0, args)
 
