@@ -113,9 +113,9 @@ def test_tree_and_summary_show_the_same_facts(family):
     assert "true exec-arg 'two words'" in line_of[pids["exec"]] and "exit 0" in line_of[pids["exec"]]
     assert "exit 3" in line_of[pids["zombie"]]
     # Its outcome, then what it used (read by the kernel at its exit), then who adopted it.
-    assert re.search(
-        rf"exit 5  cpu \S+, peak \S+ \S+  \(adopted by {pids['top']}\)", line_of[pids["grandchild"]]
-    ), line_of[pids["grandchild"]]
+    assert re.search(rf"exit 5  cpu \S+, peak \S+ \S+  \(adopted by {pids['top']}\)", line_of[pids["grandchild"]]), (
+        line_of[pids["grandchild"]]
+    )
     assert "(3 threads)" in line_of[pids["threads"]]
     assert lines.index(line_of[pids["grandchild"]]) == lines.index(line_of[pids["orphaner"]]) + 1
     out = io.StringIO()
