@@ -117,7 +117,8 @@ static __always_inline int is_followed(u32 id)
 #ifdef PT_CGROUP_FILTER
 /* --cgroup, --container, --unit (tracer/model/cgroups.py has the rules): the
  * cgroups selected, each with all its descendants. User space fills it at
- * start; cgroup_made adds the cgroups made later whose name matches. */
+ * start, and adds a cgroup made later once it has decided on it by the rules
+ * (cgroup_event marks such a cgroup undecided until then). */
 BPF_HASH(selected_cgroups, u64, u8, 4096);
 /* Whether a cgroup id is in the selection: 1 or 0, worked out once per cgroup
  * that existed at start (user space clears the cache after filling

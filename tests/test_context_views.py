@@ -126,7 +126,7 @@ def test_each_process_keeps_its_latest_context_and_its_current_credentials(table
 
 
 def test_cgroup_paths_come_from_execs_and_cgroup_events_and_group_every_process(table) -> None:
-    assert table.cgroup_paths == {CONTAINER_ID: IN_CONTAINER, SESSION_ID: SESSION}
+    assert (table.cgroups.path_of(CONTAINER_ID), table.cgroups.path_of(SESSION_ID)) == (IN_CONTAINER, SESSION)
     assert table.group_of(only(table, 202)) == ("container", CONTAINER.encode())
     assert table.group_of(only(table, 301)) == ("unit", b"session-2.scope")  # its fork's cgroup
     assert table.group_of(only(table, SHELL)) == ("unit", b"session-2.scope")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from proctrace.formats.jsonl import event_from_dict, event_json
+from proctrace.formats.jsonl import event_json
 from proctrace.formats.recording import RecordingWriter, make_header, open_recording
 from proctrace.model.clock import Clock
 from proctrace.model.context import ProcessContext
@@ -137,11 +137,6 @@ def every_output(recording: Path, tmp: Path, *extra: str) -> dict[str, str]:
     return shown
 
 
-def decoder_reads_contexts() -> bool:
-    line = exec_line(events()[3])
-    return getattr(event_from_dict(json.loads(line)), "context", None) is not None
-
-
 def test_no_argv_secret_reaches_any_output(recording: Path, tmp_path: Path) -> None:
     for name, text in every_output(recording, tmp_path).items():
         for rule, secret in ARGV_SECRETS.items():
@@ -197,8 +192,6 @@ def test_no_environment_secret_reaches_any_output(recording: Path, tmp_path: Pat
     for name, text in shown.items():
         assert ENV_SECRET not in text, f"environment secret in {name}"
         assert ENV_URL_SECRET not in text, f"environment URL secret in {name}"
-    if not decoder_reads_contexts():
-        pytest.skip("the JSON decoder does not read exec contexts yet (formats work of issue 13)")
     # What is not secret is still there, in the JSON stream and the copy.
     for name in ("json", "rerecording"):
         event = next(json.loads(line) for line in shown[name].splitlines() if '"deploy"' in line and "exec" in line)
@@ -211,8 +204,6 @@ def test_no_environment_secret_reaches_any_output(recording: Path, tmp_path: Pat
 
 
 def test_env_allow_on_replay_keeps_only_the_named_variables(recording: Path) -> None:
-    if not decoder_reads_contexts():
-        pytest.skip("the JSON decoder does not read exec contexts yet (formats work of issue 13)")
     out = proctrace("-r", str(recording), "--json", "--env-allow", "HOME", "--env-allow", "MY_API_TOKEN").stdout
     (deploy,) = [json.loads(line) for line in out.splitlines() if '"filename":"/usr/bin/deploy"' in line]
     assert deploy["env"] == {"HOME": "/home/ci", "MY_API_TOKEN": "<redacted>"}

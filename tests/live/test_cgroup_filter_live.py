@@ -10,12 +10,9 @@ written to, and removed at the end.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +21,7 @@ import pytest
 from proctrace.model.cgroups import unified_mount
 
 from tests.environment import requires
-from tests.live.conftest import ROOT
+from tests.live.conftest import Tracer
 
 pytestmark = pytest.mark.live
 
@@ -55,29 +52,6 @@ def cgroup_dir() -> Iterator[Path]:
     finally:
         for directory in sorted((p for p in top.glob("**/") if p.is_dir()), key=lambda p: -len(p.parts)):
             directory.rmdir()
-
-
-class Tracer:
-    """proctrace on the whole machine with some filter, writing JSON to a file."""
-
-    def __init__(self, out: Path, *options: str) -> None:
-        self.out = out
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proctrace", "--json", "-o", str(out), *options],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()
-        assert "tracing" in line, line + self.proc.stderr.read()
-
-    def stop(self) -> list[dict]:
-        time.sleep(0.3)  # the last batch drained
-        self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=30)
-        assert self.proc.returncode == 0, err
-        return [json.loads(line) for line in self.out.read_text().splitlines()]
 
 
 def start_workload() -> subprocess.Popen[bytes]:

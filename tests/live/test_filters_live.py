@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -15,33 +14,9 @@ from typing import Any
 import pytest
 
 from tests.environment import requires
-from tests.live.conftest import ROOT
+from tests.live.conftest import ROOT, Tracer
 
 pytestmark = pytest.mark.live
-
-
-class Tracer:
-    """A whole-machine proctrace this test started, writing JSON to a file."""
-
-    def __init__(self, out: Path, *options: str) -> None:
-        self.out = out
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proctrace", "--json", "-o", str(out), *options],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stderr is not None
-        ready = self.proc.stderr.readline()
-        assert "proctrace: tracing" in ready, ready + self.proc.stderr.read()
-
-    def stop(self) -> list[dict[str, Any]]:
-        self.proc.send_signal(signal.SIGINT)  # our own tracer, by pid
-        assert self.proc.stderr is not None
-        err = self.proc.stderr.read()  # the buffered file that readline() used, not the raw pipe
-        assert self.proc.wait(timeout=30) == 0, err
-        assert ", 0 lost" in err
-        return [json.loads(line) for line in self.out.read_text().splitlines()]
 
 
 def program(tmp_path: Path, name: str) -> Path:

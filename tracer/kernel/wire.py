@@ -277,7 +277,9 @@ def _credentials(raw: bytes) -> Credentials:
     return remember(_creds, raw, interned_credentials(CRED.unpack(raw))) if creds is None else creds
 
 
-def _context(data: bytes, offset: int, flags: int, tail: int, cwd_len: int, env_len: int) -> ProcessContext:
+def _context(
+    data: bytes, offset: int, flags: int, tail: int, cwd_len: int, env_len: int, tty_dev: int
+) -> ProcessContext:
     """The ProcessContext of the exec event at data[offset:], whose env and cwd
     parts begin at data[tail:]. Called for every exec: what recurs (credentials,
     directories, terminals) is decoded once per value."""
@@ -285,7 +287,6 @@ def _context(data: bytes, offset: int, flags: int, tail: int, cwd_len: int, env_
     exe_ino, exe_dev, sid, login_uid, login_session, pidns, ns_pid, mntns, _ = _EXEC_BACK.unpack_from(
         data, offset + _EXEC_BACK_AT
     )
-    tty_dev = _KIND.unpack_from(data, at - 4)[0]
     has_exe = flags & EXEC_EXE
     login = flags & EXEC_LOGIN
     cwd_truncated = bool(flags & EXEC_CWD_TRUNCATED)
@@ -353,7 +354,7 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
     elif kind == KIND_EXEC:
         if size < EXEC.size:
             raise DecodeError("exec event too short")
-        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, err, old_pid, flags, flen, alen, clen, elen, _tty = (
+        ts, start, k, pid, tgid, ppid, uid, cpu, comm, cg, err, old_pid, flags, flen, alen, clen, elen, tty = (
             _EXEC_FRONT.unpack_from(data, offset)
         )
         if k == KIND_EXEC:
@@ -379,7 +380,7 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
                 err,
                 old_pid,
                 False,
-                _context(data, offset, flags, end, clen, elen) if flags & EXEC_CONTEXT else None,
+                _context(data, offset, flags, end, clen, elen, tty) if flags & EXEC_CONTEXT else None,
             )
             ev.cgroup_id = cg
             return ev

@@ -33,8 +33,9 @@ What shapes it:
 * Context. A process keeps the context of its latest exec (where and as whom
   it runs, tracer/model/context.py), or, from before tracing, the snapshot's;
   its current credentials, which a fork passes on and a cred event changes; and
-  the cgroup id of its latest event. The cgroup paths of those ids are learnt
-  from exec contexts and cgroup events, so the summary can count processes by
+  the cgroup id of its latest event. The paths of those ids come from the
+  session's CgroupTable (tracer/model/cgroups.py; the pipeline keeps it true
+  before any sink sees an event), so the summary can count processes by
   container or unit (group_key) even when they never exec'd.
 * Memory. Finished (reaped) processes stay for the views only up to a horizon;
   the aggregates of the summary (Aggregates) count every process. Lists kept per
@@ -50,10 +51,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from proctrace.model.cgroups import container_id_of, unit_of
+from proctrace.model.cgroups import CgroupTable, container_id_of, unit_of
 from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
-    CGROUP_RMDIR,
     EVENT_CLASSES,
     FOLD_PTRACE,
     LIFECYCLE,
@@ -556,7 +556,14 @@ class ProcessTable:
 
     shows_status = False
 
-    def __init__(self, keep_finished: int = KEEP_FINISHED, loss_window_ns: int = LOSS_WINDOW_NS) -> None:
+    def __init__(
+        self,
+        keep_finished: int = KEEP_FINISHED,
+        loss_window_ns: int = LOSS_WINDOW_NS,
+        cgroups: CgroupTable | None = None,
+    ) -> None:
+        """`cgroups`: the session's table, kept true by its pipeline step; without
+        one (a table fed events directly) the table keeps one of its own."""
         self.keep_finished = keep_finished
         self.loss_window_ns = loss_window_ns
         self.aggregates = Aggregates()
@@ -571,9 +578,8 @@ class ProcessTable:
         self._thread_owner: dict[int, Process] = {}  # tid of a live non-leader thread -> process
         self._loss: tuple[int, int] | None = None  # the latest loss window
         self._path_misses: PendingMisses = {}  # those the next exec of their thread will carry
-        # cgroup id -> path, from exec contexts and cgroup events; kept after a
-        # cgroup is removed, for the processes that ran in it
-        self.cgroup_paths: dict[int, bytes] = {}
+        self.cgroups = CgroupTable() if cgroups is None else cgroups
+        self._feeds_cgroups = cgroups is None
         self._handlers = {
             ForkEvent: self._fork,
             ExecEvent: self._exec,
@@ -730,7 +736,7 @@ class ProcessTable:
     def cgroup_of(self, rec: Process) -> bytes | None:
         """The cgroup path a process ran in last, where known."""
         if rec.cgroup_id:
-            path = self.cgroup_paths.get(rec.cgroup_id)
+            path = self.cgroups.path_of(rec.cgroup_id)
             if path is not None:
                 return path
         return None if rec.context is None else rec.context.cgroup
@@ -970,8 +976,8 @@ class ProcessTable:
             rec.context = ctx
             if ctx.creds is not None:
                 rec.creds = ctx.creds
-            if ctx.cgroup is not None and ev.cgroup_id:
-                self._learn_cgroup(ev.cgroup_id, ctx.cgroup)
+            if self._feeds_cgroups and ctx.cgroup is not None:
+                self.cgroups.learn(ev.cgroup_id, ctx.cgroup)
         if record.old_pid:
             # A non-leader thread exec'd: the kernel killed every other thread and
             # gave it the leader's pid. One thread is left.
@@ -1078,13 +1084,8 @@ class ProcessTable:
             rec.creds = ev.after
 
     def _cgroup(self, ev: CgroupEvent) -> None:
-        if ev.action != CGROUP_RMDIR:  # a removed cgroup's path still names it for its past processes
-            self._learn_cgroup(ev.target_id, ev.path)
-
-    def _learn_cgroup(self, cgroup_id: int, path: bytes) -> None:
-        paths = self.cgroup_paths
-        if cgroup_id in paths or len(paths) < KEYS_MAX:
-            paths[cgroup_id] = path
+        if self._feeds_cgroups:  # a removed cgroup's path still names it for its past processes
+            self.cgroups.apply(ev.action, ev.target_id, ev.path)
 
     def _reap(self, ev: ReapEvent) -> None:
         if ev.autoreaped:

@@ -189,7 +189,9 @@ def trace_live(options: SessionOptions) -> SessionResult:
             record = options_record(options.transport, options.filters, pid, kernel.redactor.describe())
             header = make_header(clock, "ring" if kernel.ring else "perf", record, kernel.snapshot)
             add_to_header(header, kernel.cgroups)
-        outputs = SessionOutputs(options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor)
+        outputs = SessionOutputs(
+            options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor, kernel.cgroups
+        )
         what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"
         transport = "ring buffer" if kernel.ring else "perf buffer"
         print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)

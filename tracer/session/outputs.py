@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from proctrace.formats.recording import RecordingError, RecordingWriter, create_private_file
+from proctrace.model.cgroups import CgroupTable
 from proctrace.model.clock import Clock
 from proctrace.model.filters import EventFilter
 from proctrace.model.process_table import ProcessTable
@@ -58,9 +59,11 @@ class SessionOutputs:
         snapshot: list[ProcInfo],
         recording_header: dict[str, Any] | None,
         redactor: Redactor | None = None,
+        cgroups: CgroupTable | None = None,
     ) -> None:
         """`snapshot` and the header's must be redacted already (they are read
-        once, at the start); `redactor` redacts every batch of events."""
+        once, at the start); `redactor` redacts every batch of events;
+        `cgroups` is the session's table, which the views read."""
         self.options = options
         self.writer: RecordingWriter | None = None
         self.table: ProcessTable | None = None
@@ -70,7 +73,7 @@ class SessionOutputs:
             self.writer = RecordingWriter.create(options.record_path, recording_header, options.force)
             sinks.append(self.writer)
         if options.views or options.export_path:
-            self.table = ProcessTable()
+            self.table = ProcessTable(cgroups=cgroups)
             self.table.seed(snapshot)
             sinks.append(self.table)
         if not options.quiet:

@@ -108,7 +108,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
         header = dict(recording.header, options=recorded_options)
         if any(new is not old for new, old in zip(snapshot, recording.snapshot, strict=True)):
             header["snapshot"] = [p.to_dict() for p in snapshot]
-    outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor)
+    outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups)
     try:
         drive(SteppedSource(ReplaySource(recording), replay_step(cgroups)), outputs.pipeline, outputs.reader_gone)
     finally:
