@@ -90,6 +90,7 @@ def event_dict(ev: Event, clock: Clock) -> dict[str, Any]:
         d["lifetime_ns"] = ev.lifetime_ns
         if ev.process_exit:
             d["oom_killed"] = ev.oom_killed
+            d["oom_memcg"] = None if ev.oom_memcg is None else as_text(ev.oom_memcg)
             d["killed_by_pid"] = ev.killed_by_pid
             d["killed_by_comm"] = None if ev.killed_by_comm is None else as_text(ev.killed_by_comm)
         if ev.usage is not None:

@@ -63,6 +63,7 @@ KIND_KEYS = {
         "process_exit",
         "lifetime_ns",
         "oom_killed",
+        "oom_memcg",
         "killed_by_pid",
         "killed_by_comm",
         "cpu_user_ns",
@@ -455,7 +456,7 @@ kernel_events = st.one_of(
         u64,
     ),
     st.builds(
-        lambda c, raw, code, pe, tstart, usage, oom, killer: ExitEvent(
+        lambda c, raw, code, pe, tstart, usage, oom, memcg, killer: ExitEvent(
             **c,
             status=WaitStatus(raw),
             task_exit_code=code,
@@ -463,6 +464,7 @@ kernel_events = st.one_of(
             task_start_ns=tstart,
             usage=usage if pe else None,
             oom_killed=oom and pe,
+            oom_memcg=memcg if oom and pe else None,
             killed_by_pid=killer[0] if pe and killer and raw & 0x7F else None,
             killed_by_comm=killer[1] if pe and killer and raw & 0x7F else None,
         ),
@@ -473,6 +475,7 @@ kernel_events = st.one_of(
         st.integers(0, 2**63 - 1),
         st.none() | st.builds(ResourceUsage, u64, u64, u64, u64, u64, u64, u64, st.none() | u64, st.none() | u64),
         st.booleans(),
+        st.none() | st.binary(max_size=40),
         st.none() | st.tuples(u32, st.binary(max_size=16)),
     ),
     st.builds(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 
-from proctrace.formats.views import render_summary, render_tree, timeline_json
+from proctrace.formats.views import render_summary, render_timeline, render_tree, timeline_json
 from proctrace.model.events import ResourceUsage, wait_status
 from proctrace.model.process_table import ProcessTable
 
@@ -18,6 +18,9 @@ MAKE_START = 1 * MS - 5_000  # a task starts just before its fork is reported
 
 def used(cpu_ms: int, rss_mb: int, read: int | None = 0) -> ResourceUsage:
     return ResourceUsage(cpu_ms * MS * 3 // 4, cpu_ms * MS // 4, rss_mb * 1024, 10, 0, 1, 1, read, 0)
+
+
+READS = {CC1: 4096, CC2: 1 << 20}  # the second compiler read more than the first
 
 
 def session() -> list:
@@ -35,13 +38,13 @@ def session() -> list:
             execve(t + 1 * MS, child, start, [b"cc1", b"x.c"], ppid=MAKE),
         ]
         ex = exit_(t + 400 * MS, child, start, ppid=MAKE, comm=b"cc1")
-        ex.usage = used(cpu, rss)
+        ex.usage = used(cpu, rss, READS[child])
         events += [ex, reap(t + 401 * MS, child, by=MAKE, start=MAKE_START)]
         t += 500 * MS
     start = t - 5_000
     events += [fork(t, VICTIM, by=MAKE, start=MAKE_START, ppid=SHELL)]
     oom = exit_(t + 5 * MS, VICTIM, start, wait_status(9), ppid=MAKE, comm=b"make")
-    oom.usage, oom.oom_killed = used(5, 300, None), True
+    oom.usage, oom.oom_killed, oom.oom_memcg = used(5, 300, None), True, b"/build"
     events += [oom, reap(t + 6 * MS, VICTIM, wait_status(9), by=MAKE, start=MAKE_START)]
     end = exit_(t + 10 * MS, MAKE, MAKE_START, wait_status(15), ppid=SHELL, comm=b"make")
     end.usage, end.killed_by_pid, end.killed_by_comm = used(20, 10), 4242, b"systemd"
@@ -66,17 +69,22 @@ def test_the_tree_shows_each_processs_cpu_and_peak_and_its_subtrees_cpu() -> Non
     assert "cpu 20.0ms, peak 10.0 MiB" in top and "(subtree cpu 425.0ms)" in top
     assert "killed by SIGTERM from 4242 (systemd)" in top
     victim = next(line for line in text.splitlines() if f"{VICTIM} " in line)
-    assert "killed by the OOM killer (SIGKILL)" in victim
+    assert "killed by the OOM killer in memory cgroup /build (SIGKILL)" in victim
 
 
 def test_the_summary_ranks_consumers_and_says_who_killed_whom() -> None:
     out = io.StringIO()
     render_summary(table(), out, False, {}, width=200)
     text = out.getvalue()
-    consumers = text[text.index("Top consumers") : text.index("CPU by command")]
+    consumers = text[text.index("Top consumers (CPU)") : text.index("Top consumers (peak RSS)")]
     pids = [int(line.split()[0]) for line in consumers.splitlines() if line[:1].isdigit()]
     assert pids == [CC1, CC2, MAKE, VICTIM]
-    by_command = text[text.index("CPU by command") : text.index("Who killed whom")]
+    # The OOM victim used little CPU but the most memory: it heads the RSS ranking
+    by_rss = text[text.index("Top consumers (peak RSS)") : text.index("Top consumers (I/O)")]
+    assert [int(line.split()[0]) for line in by_rss.splitlines() if line[:1].isdigit()] == [VICTIM, CC1, CC2, MAKE]
+    by_io = text[text.index("Top consumers (I/O)") : text.index("Usage by command")]
+    assert [int(line.split()[0]) for line in by_io.splitlines() if line[:1].isdigit()] == [CC2, CC1]
+    by_command = text[text.index("Usage by command") : text.index("Who killed whom")]
     assert any("cc1" in line and "400.0ms" in line and "200.0 MiB" in line for line in by_command.splitlines())
     assert "n/a" in consumers  # the victim's I/O was not known
     assert "1 killed by the OOM killer" in text
@@ -93,3 +101,23 @@ def test_timeline_json_carries_the_usage_of_each_process() -> None:
     assert (cc1["cpu_user_ns"], cc1["cpu_sys_ns"], cc1["max_rss_kb"]) == (225 * MS, 75 * MS, 200 * 1024)
     shell = next((r for r in records if r["pid"] == SHELL), None)
     assert shell is None or shell["cpu_user_ns"] is None
+
+
+def test_the_timeline_says_everything_each_process_used_at_its_exit() -> None:
+    out = io.StringIO()
+    render_timeline(table(), [CC1, VICTIM], out, False)
+    text = out.getvalue()
+    assert (
+        "used cpu 300.0ms (225.0ms user, 75.0ms system), peak RSS 200.0 MiB, page faults 10 minor + 0 major, "
+        "context switches 1 voluntary + 1 involuntary, read 4 KiB, wrote 0 B (storage)"
+    ) in text
+    # The victim's storage I/O was not counted: said so, not shown as zero
+    assert "storage I/O not counted by this kernel" in text
+    assert "killed by the OOM killer in memory cgroup /build (SIGKILL)" in text
+
+
+def test_timeline_json_says_what_ended_each_process() -> None:
+    records = {r["pid"]: r for r in json.loads(json.dumps(timeline_json(table(), None)))}
+    assert (records[VICTIM]["oom_killed"], records[VICTIM]["oom_memcg"]) == (True, "/build")
+    assert (records[MAKE]["killed_by_pid"], records[MAKE]["killed_by_comm"]) == (4242, "systemd")
+    assert (records[CC1]["oom_killed"], records[CC1]["oom_memcg"], records[CC1]["killed_by_pid"]) == (False, None, None)

@@ -100,7 +100,18 @@ def test_the_oom_killers_victim_says_so(tmp_path: Path, memory_cgroup: Path) -> 
     requires(os.geteuid() == 0, "needs root")
     # The workload enters the cgroup itself (by writing its own pid), so the
     # traced command is the victim, and nothing else of the session is in it.
-    code = f"import os; open({str(memory_cgroup / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))\n" + OOM_WORKLOAD
+    # It runs in a child of the limited cgroup: the kernel names the parent as
+    # the one out of memory, and so must proctrace.
+    child = memory_cgroup / "job"
+    child.mkdir()
+    try:
+        _oom_in(child, memory_cgroup, tmp_path)
+    finally:
+        child.rmdir()
+
+
+def _oom_in(child: Path, memory_cgroup: Path, tmp_path: Path) -> None:
+    code = f"import os; open({str(child / 'cgroup.procs')!r}, 'w').write(str(os.getpid()))\n" + OOM_WORKLOAD
     dmesg_before = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.count("oom-kill:")
     out, recording = tmp_path / "events.jsonl", tmp_path / "oom.rec"
     proc = subprocess.run(
@@ -130,10 +141,15 @@ def test_the_oom_killers_victim_says_so(tmp_path: Path, memory_cgroup: Path) -> 
     assert death["signal"] == "SIGKILL", (death, proc.stderr)
     assert death["oom_killed"] is True
     assert death["killed_by_pid"] is None  # the kernel sent it
+    # The memory cgroup out of memory is the one this test made (either
+    # hierarchy: it sits at the root of its mount).
+    assert death["oom_memcg"] == f"/{memory_cgroup.name}", death
     # The kernel log says the same, for this pid.
     log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     assert log.count("oom-kill:") > dmesg_before
-    assert f"pid={victim['tgid']}," in log.rsplit("oom-kill:", 1)[1]
+    summary = log.rsplit("oom-kill:", 1)[1]
+    assert f"pid={victim['tgid']}," in summary
+    assert f"task_memcg=/{memory_cgroup.name}/{child.name}," in summary  # the victim was in the child
     # And so does the stream, read back from the recording.
     text = subprocess.run(
         [sys.executable, "-m", "proctrace", "-r", str(recording), "--color", "never"],
@@ -143,4 +159,4 @@ def test_the_oom_killers_victim_says_so(tmp_path: Path, memory_cgroup: Path) -> 
         check=True,
     ).stdout
     line = next(li for li in text.splitlines() if f" {victim['tgid']} " in li and " exit " in li)
-    assert "process killed by the OOM killer (SIGKILL)" in line, line
+    assert f"process killed by the OOM killer in memory cgroup /{memory_cgroup.name} (SIGKILL)" in line, line

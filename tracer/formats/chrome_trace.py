@@ -375,6 +375,8 @@ class _Writer:
             args.update(rec.usage.to_dict())  # what it used, as its exit event carries it
         if rec.oom_killed:
             args["oom_killed"] = True
+            if rec.oom_memcg is not None:
+                args["oom_memcg"] = _esc(rec.oom_memcg)
         if rec.killed_by_pid is not None:
             args["killed_by_pid"] = rec.killed_by_pid
             args["killed_by_comm"] = _esc(rec.killed_by_comm or b"")

@@ -194,9 +194,10 @@ def _exit_json(ev: ExitEvent, clock: Clock) -> str:
     if not ev.process_exit:
         return text + "}"
     # What ended it: on every process exit.
-    killer = ev.killed_by_comm
+    killer, memcg = ev.killed_by_comm, ev.oom_memcg
     text += (
-        f',"oom_killed":{_b(ev.oom_killed)},"killed_by_pid":{"null" if ev.killed_by_pid is None else ev.killed_by_pid},'
+        f',"oom_killed":{_b(ev.oom_killed)},"oom_memcg":{"null" if memcg is None else _q(memcg)},'
+        f'"killed_by_pid":{"null" if ev.killed_by_pid is None else ev.killed_by_pid},'
         f'"killed_by_comm":{"null" if killer is None else _q(killer)}'
     )
     u = ev.usage
@@ -382,14 +383,17 @@ def _exit(d: dict[str, Any]) -> ExitEvent:
     )
 
 
-def _death(d: dict[str, Any]) -> tuple[bool, int | None, bytes | None]:
-    """oom_killed, killed_by_pid, killed_by_comm; absent in recordings made before them."""
-    oom, pid, comm = d.get("oom_killed", False), d.get("killed_by_pid"), d.get("killed_by_comm")
+def _death(d: dict[str, Any]) -> tuple[bool, bytes | None, int | None, bytes | None]:
+    """oom_killed, oom_memcg, killed_by_pid, killed_by_comm; absent in recordings made before them."""
+    oom, memcg = d.get("oom_killed", False), d.get("oom_memcg")
+    pid, comm = d.get("killed_by_pid"), d.get("killed_by_comm")
     if type(oom) is not bool or not (pid is None or type(pid) is int) or not (comm is None or type(comm) is str):
         raise ValueError("oom_killed must be a boolean, killed_by_pid an integer, killed_by_comm a string")
+    if not (memcg is None or (type(memcg) is str and oom)):
+        raise ValueError("oom_memcg must be a string, on an exit the OOM killer caused")
     if (pid is None) != (comm is None) or (pid is not None and not wait_status(d["status"]).signal):
         raise ValueError("killed_by_pid and killed_by_comm go together, on an exit by a signal")
-    return oom, pid, None if comm is None else as_bytes(comm)
+    return oom, None if memcg is None else as_bytes(memcg), pid, None if comm is None else as_bytes(comm)
 
 
 def _signal(d: dict[str, Any]) -> SignalEvent:

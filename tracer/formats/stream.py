@@ -272,7 +272,7 @@ class StreamRenderer:
     def _exit(self, ev: ExitEvent) -> tuple[str, str]:
         status = ev.status
         if ev.oom_killed or ev.killed_by_pid is not None:  # a death to explain: once per process at most
-            described, role = outcome(status, ev.oom_killed, ev.killed_by_pid, ev.killed_by_comm)
+            described, role = outcome(status, ev.oom_killed, ev.killed_by_pid, ev.killed_by_comm, ev.oom_memcg)
         else:
             described, role = self._outcomes.get(status.raw) or self._outcome(status)
         if ev.process_exit:

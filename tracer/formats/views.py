@@ -61,6 +61,7 @@ from proctrace.formats.words import (
     result_words,
     sent_words,
     status_fields,
+    usage_detail_words,
     usage_words,
     user_name,
 )
@@ -69,6 +70,7 @@ from proctrace.model.context import Credentials, ProcessContext, creds_to_dict
 from proctrace.model.critical_path import critical_path, shares
 from proctrace.model.events import SIGNAL_DELIVER, USAGE_FIELDS, CredEvent, as_text, errno_name, signal_name
 from proctrace.model.process_table import (
+    CONSUMER_RANKINGS,
     SIGCONT,
     Aggregates,
     CommandCount,
@@ -303,6 +305,8 @@ def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tupl
         described, role = process_outcome(rec)
         life = rec.lifetime_ns
         add((rec.end_ns, role, described + (f" after {format_duration(life)}" if life is not None else "")))
+        if rec.usage is not None:
+            add((rec.end_ns, "other", usage_detail_words(rec.usage)))
     if rec.reaped_ns is not None and rec.autoreaped:
         add((rec.reaped_ns, "reap", "released by the kernel, never a zombie: its parent does not wait for it"))
     elif rec.reaped_ns is not None:
@@ -463,6 +467,11 @@ def process_dict(rec: Process, end_ns: int | None = None) -> dict[str, Any]:
         ],
         "path_misses": rec.path_misses,
         **status_fields(rec.status),
+        # What ended it, as its exit event says
+        "oom_killed": rec.oom_killed,
+        "oom_memcg": None if rec.oom_memcg is None else as_text(rec.oom_memcg),
+        "killed_by_pid": rec.killed_by_pid,
+        "killed_by_comm": None if rec.killed_by_comm is None else as_text(rec.killed_by_comm),
         # What it used (the fields of its exit event), null where not read.
         **(dict.fromkeys(USAGE_FIELDS) if rec.usage is None else rec.usage.to_dict()),
         "reaped_ns": rec.reaped_ns,
@@ -662,22 +671,26 @@ def _group_table(groups: Mapping[GroupKey | None, CommandCount], other: CommandC
 
 
 def _print_consumers(console: Console, agg: Aggregates) -> None:
-    """The processes and commands that used the most CPU, with their peak RSS and I/O."""
-    top = agg.top_consumers()
-    if not top:
-        return
+    """The processes that used the most CPU, peak RSS and I/O, one table per
+    figure, and what each command used."""
     columns = ("CPU", "PEAK RSS", "READ", "WRITTEN")
-    t = _table("Top consumers (CPU)", "PID", "COMMAND", *columns, right=("PID", *columns))
-    for c in top:
-        u = c.usage
-        t.add_row(
-            Text(str(c.tgid)),
-            Text(_argv_words(c.argv) or comm_text(c.comm)),
-            *_usage_cells(c.cpu_ns, u.max_rss_kb, u.read_bytes, u.write_bytes),
-        )
-    console.print(t)
+    for ranking in CONSUMER_RANKINGS:
+        top = agg.top_consumers(ranking)
+        if not top:
+            continue
+        t = _table(f"Top consumers ({ranking})", "PID", "COMMAND", *columns, right=("PID", *columns))
+        for c in top:
+            u = c.usage
+            t.add_row(
+                Text(str(c.tgid)),
+                Text(_argv_words(c.argv) or comm_text(c.comm)),
+                *_usage_cells(c.cpu_ns, u.max_rss_kb, u.read_bytes, u.write_bytes),
+            )
+        console.print(t)
+    if not agg.usage_by_command:
+        return
     by_command = sorted(agg.usage_by_command.items(), key=lambda kv: (-kv[1].cpu_ns, kv[0]))[:SUMMARY_ROWS]
-    t = _table("CPU by command", "COMMAND", "PROCESSES", *columns, right=("PROCESSES", *columns))
+    t = _table("Usage by command (most CPU first)", "COMMAND", "PROCESSES", *columns, right=("PROCESSES", *columns))
     for comm, u in by_command:
         t.add_row(
             Text(comm_text(comm)),

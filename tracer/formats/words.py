@@ -16,7 +16,7 @@ import signal as signal_mod
 from collections.abc import Mapping
 from typing import Any
 
-from proctrace.formats.text import TRUNCATED, escape_bytes, format_duration, format_kb
+from proctrace.formats.text import TRUNCATED, escape_bytes, format_bytes, format_duration, format_kb
 from proctrace.model.context import ALL_CAPABILITIES, Credentials, capability_names, describe_capabilities
 from proctrace.model.events import (
     CGROUP_MKDIR,
@@ -211,6 +211,19 @@ def usage_words(usage: ResourceUsage) -> str:
     return f"cpu {format_duration(usage.cpu_user_ns + usage.cpu_sys_ns)}, peak {format_kb(usage.max_rss_kb)}"
 
 
+def usage_detail_words(usage: ResourceUsage) -> str:
+    """Everything a process used, as the timeline says it at its exit."""
+    text = (
+        f"used cpu {format_duration(usage.cpu_user_ns + usage.cpu_sys_ns)} "
+        f"({format_duration(usage.cpu_user_ns)} user, {format_duration(usage.cpu_sys_ns)} system), "
+        f"peak RSS {format_kb(usage.max_rss_kb)}, page faults {usage.minflt} minor + {usage.majflt} major, "
+        f"context switches {usage.nvcsw} voluntary + {usage.nivcsw} involuntary"
+    )
+    if usage.read_bytes is None or usage.write_bytes is None:
+        return text + ", storage I/O not counted by this kernel"
+    return text + f", read {format_bytes(usage.read_bytes)}, wrote {format_bytes(usage.write_bytes)} (storage)"
+
+
 def killer_words(killing: Killing) -> str:
     """Who killed a process: "4242 (systemd)", or "the OOM killer"."""
     if killing.killer is None:
@@ -220,7 +233,7 @@ def killer_words(killing: Killing) -> str:
 
 def process_outcome(rec: Process) -> tuple[str, str]:
     """outcome() of a process in a view, with what ended it."""
-    return outcome(rec.status, rec.oom_killed, rec.killed_by_pid, rec.killed_by_comm)
+    return outcome(rec.status, rec.oom_killed, rec.killed_by_pid, rec.killed_by_comm, rec.oom_memcg)
 
 
 def outcome(
@@ -228,16 +241,19 @@ def outcome(
     oom_killed: bool = False,
     killed_by_pid: int | None = None,
     killed_by_comm: bytes | None = None,
+    oom_memcg: bytes | None = None,
 ) -> tuple[str, str]:
     """(words, colour role) of how a process or thread ended: ("exit 0",
     "exit_ok"), ("killed by SIGSEGV (core dumped)", "exit_bad"); ("end not seen",
     "other") when no status is known. With what ended it, where known: "killed
-    by the OOM killer (SIGKILL)", "killed by SIGTERM from 4242 (systemd)"."""
+    by the OOM killer (SIGKILL)", "killed by the OOM killer in memory cgroup
+    /build (SIGKILL)", "killed by SIGTERM from 4242 (systemd)"."""
     if status is None:
         return "end not seen", "other"
     if status.signal is not None:
         if oom_killed:
-            return f"killed by the OOM killer ({status.signal})", "exit_bad"
+            where = "" if oom_memcg is None else f" in memory cgroup {escape_bytes(oom_memcg)}"
+            return f"killed by the OOM killer{where} ({status.signal})", "exit_bad"
         if killed_by_pid is not None:
             sender = f"{killed_by_pid} ({escape_bytes(killed_by_comm or b'')})"
             return f"{status.describe().replace(status.signal, f'{status.signal} from {sender}', 1)}", "exit_bad"

@@ -233,6 +233,7 @@ class ExitEvent(Event):
     task_start_ns: int = 0
     usage: ResourceUsage | None = None  # on a process exit, where the kernel read it
     oom_killed: bool = False  # the kernel's OOM killer chose the process
+    oom_memcg: bytes | None = None  # the memory cgroup out of memory, as the kernel log said (kernel/kmsg.py)
     # On an exit by a signal that a process sent: that process (None when the
     # kernel sent it: a fault, a timer, the OOM killer; or where unknown).
     killed_by_pid: int | None = None

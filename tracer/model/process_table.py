@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import signal as signal_mod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -99,7 +99,7 @@ SNAPSHOT_START_SLACK_NS = 1_000_000_000
 start may differ from the snapshot's by that much."""
 
 TOP_LIFETIMES = 5
-TOP_CONSUMERS = 10  # processes by CPU in the summary
+TOP_CONSUMERS = 10  # processes by each of CONSUMER_RANKINGS in the summary
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -228,6 +228,7 @@ class Process:
     usage: ResourceUsage | None = None  # what it used, all threads, read at its exit
     autoreaped: bool = False  # released by the kernel, not by wait() (ReapEvent.autoreaped)
     oom_killed: bool = False  # what ended it, where known (ExitEvent says more)
+    oom_memcg: bytes | None = None
     killed_by_pid: int | None = None
     killed_by_comm: bytes | None = None
 
@@ -305,8 +306,8 @@ class CommandUsage:
     processes: int = 0
     cpu_ns: int = 0
     max_rss_kb: int = 0
-    read_bytes: int = 0
-    write_bytes: int = 0
+    read_bytes: int | None = None  # None: the kernel counted it for none of them
+    write_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +319,19 @@ class Consumer:
     comm: bytes
     argv: tuple[bytes, ...]
     usage: ResourceUsage
+
+    @property
+    def io_bytes(self) -> int:
+        return (self.usage.read_bytes or 0) + (self.usage.write_bytes or 0)
+
+
+# What the summary ranks processes by: a heavy reader or a memory hog that
+# used little CPU is still a top consumer.
+CONSUMER_RANKINGS: dict[str, Callable[[Consumer], int]] = {
+    "CPU": lambda c: c.cpu_ns,
+    "peak RSS": lambda c: c.usage.max_rss_kb,
+    "I/O": lambda c: c.io_bytes,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +398,8 @@ class Aggregates:
         self.signals_suppressed = 0  # generated beyond the rate limit
         self.deliveries_folded = 0  # deliveries of either kind, counted where they were delivered
         self.usage_by_command: dict[bytes, CommandUsage] = {}
-        self._consumers: list[tuple[int, int, Consumer]] = []  # min-heap on CPU: the top TOP_CONSUMERS
+        # Per ranking, a min-heap of (figure, seq, consumer): the top TOP_CONSUMERS
+        self._consumers: dict[str, list[tuple[int, int, Consumer]]] = {name: [] for name in CONSUMER_RANKINGS}
         self.oom_kills = 0
         self.killings: list[Killing] = []  # the first ITEMS_MAX, in order
         self.killings_count = 0
@@ -459,20 +474,26 @@ class Aggregates:
             by_command.processes += 1
             by_command.cpu_ns += cpu
             by_command.max_rss_kb = max(by_command.max_rss_kb, usage.max_rss_kb)
-            by_command.read_bytes += usage.read_bytes or 0
-            by_command.write_bytes += usage.write_bytes or 0
-        top = self._consumers
-        if len(top) < TOP_CONSUMERS or cpu > top[0][0]:
-            self._seq += 1
-            item = (cpu, self._seq, Consumer(cpu, rec.tgid, rec.comm, tuple(rec.argv), usage))
+            if usage.read_bytes is not None:
+                by_command.read_bytes = (by_command.read_bytes or 0) + usage.read_bytes
+            if usage.write_bytes is not None:
+                by_command.write_bytes = (by_command.write_bytes or 0) + usage.write_bytes
+        self._seq += 1
+        consumer = Consumer(cpu, rec.tgid, rec.comm, tuple(rec.argv), usage)
+        for name, figure_of in CONSUMER_RANKINGS.items():
+            top = self._consumers[name]
+            figure = figure_of(consumer)
+            if figure <= 0:
+                continue  # used none of it: not a consumer of it
             if len(top) < TOP_CONSUMERS:
-                heapq.heappush(top, item)
-            else:
-                heapq.heapreplace(top, item)
+                heapq.heappush(top, (figure, self._seq, consumer))
+            elif figure > top[0][0]:
+                heapq.heapreplace(top, (figure, self._seq, consumer))
 
-    def top_consumers(self) -> list[Consumer]:
-        """The processes that used the most CPU, most first."""
-        return [entry for _, _, entry in sorted(self._consumers, key=lambda item: (-item[0], item[1]))]
+    def top_consumers(self, ranking: str = "CPU") -> list[Consumer]:
+        """The processes that used the most of `ranking` (a key of
+        CONSUMER_RANKINGS), most first; ties in the order they ended."""
+        return [entry for _, _, entry in sorted(self._consumers[ranking], key=lambda item: (-item[0], item[1]))]
 
     def exec_failed(self, ex: ExecRecord) -> None:
         if ex.path_search:
@@ -1000,7 +1021,8 @@ class ProcessTable:
         rec.end_ns = ev.ts_ns
         rec.status = ev.status
         rec.usage = ev.usage
-        rec.oom_killed, rec.killed_by_pid, rec.killed_by_comm = ev.oom_killed, ev.killed_by_pid, ev.killed_by_comm
+        rec.oom_killed, rec.oom_memcg = ev.oom_killed, ev.oom_memcg
+        rec.killed_by_pid, rec.killed_by_comm = ev.killed_by_pid, ev.killed_by_comm
         rec.live_threads = 0
         self._drop_threads(rec)
         if rec.live_children:

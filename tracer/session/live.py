@@ -22,6 +22,7 @@ from typing import Any
 
 from proctrace.formats.recording import make_header
 from proctrace.formats.text import safe
+from proctrace.kernel.kmsg import KernelLog, OomMemcgStep
 from proctrace.kernel.probe import Probe
 from proctrace.model.clock import Clock
 from proctrace.model.events import EVENT_CLASSES, LostRecord
@@ -196,14 +197,17 @@ def trace_live(options: SessionOptions) -> SessionResult:
         transport = "ring buffer" if kernel.ring else "perf buffer"
         print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)
         source = LiveSource(kernel.probe, kernel.stop, held)
+        kernel_log = KernelLog()  # opened now: it reads what is logged from here on
         try:
             kernel.release_command()
-            step = live_step(kernel.cgroups, kernel.probe, options.filters)
+            step = OomMemcgStep(live_step(kernel.cgroups, kernel.probe, options.filters), kernel_log)
             drive(SteppedSource(source, step), outputs.pipeline, outputs.reader_gone)
         except BaseException:
             with contextlib.suppress(Exception):
                 outputs.close("failed")
             raise
+        finally:
+            kernel_log.close()
         outputs.close(source.end_reason())
         outputs.finish(held.pid if held else None)
     totals = source.totals
