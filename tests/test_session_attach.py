@@ -16,7 +16,7 @@ from proctrace.formats.recording import RecordingError, open_recording
 from proctrace.kernel.probe import ProbeError
 from proctrace.kernel.program import ProgramOptions
 from proctrace.model.events import Event
-from proctrace.model.filters import FilterSpec
+from proctrace.model.filters import FilterError, FilterSpec
 from proctrace.model.procsnap import ProcInfo
 from proctrace.session import attach as attach_module
 from proctrace.session.attach import attach, buffer_pages, kernel_options
@@ -81,13 +81,27 @@ SNAPSHOT = [
 ]
 
 
+class FakeLoader:
+    """Stands in for the forked helper that compiles the programs."""
+
+    instances: ClassVar[list[FakeLoader]] = []
+
+    def __init__(self) -> None:
+        self.abandoned = False
+        FakeLoader.instances.append(self)
+
+    def abandon(self) -> None:
+        self.abandoned = True
+
+
 class FakeProbe:
     """Stands in for the loaded BPF programs: notes what it is told, hands out scripted batches."""
 
     instances: ClassVar[list[FakeProbe]] = []
     fail_to_load: ClassVar[bool] = False
 
-    def __init__(self, bcc: object, options: ProgramOptions) -> None:
+    def __init__(self, options: ProgramOptions, loader: FakeLoader) -> None:
+        assert not loader.abandoned  # the session hands the probe a loader still waiting
         if FakeProbe.fail_to_load:
             raise ProbeError("the BPF program did not load: fake")
         self.options = options
@@ -135,7 +149,8 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> list[FakeProbe]:
     FakeProbe.fail_to_load = False
     ours = ProcInfo(os.getpid(), INIT, 0, b"python3", [b"python3"], 4 * MS)
     monkeypatch.setattr(attach_module, "ensure_live_ready", lambda: None)
-    monkeypatch.setattr(attach_module, "load_bcc", lambda: object())
+    FakeLoader.instances = []
+    monkeypatch.setattr(attach_module, "start_loader", FakeLoader)
     monkeypatch.setattr(attach_module, "Probe", FakeProbe)
     monkeypatch.setattr(attach_module, "snapshot", lambda: [*SNAPSHOT, ours])
     # The test runner keeps its own Ctrl-C.
@@ -359,3 +374,16 @@ def test_outputs_that_cannot_be_opened_stop_the_session_before_the_command_runs(
         trace_live(session(command=command, output_path=str(tmp_path / "missing" / "out.txt")))
     assert probes[0].closed
     assert not marker.exists()
+
+
+def test_a_failure_before_the_programs_load_stops_the_loader_it_forked(probes: list[FakeProbe]) -> None:
+    spec = FilterSpec(cgroups=("/no/such/cgroup/anywhere",))
+    with pytest.raises(FilterError), attach(session(spec)):
+        pass
+    assert FakeLoader.instances and FakeLoader.instances[0].abandoned
+    assert not probes  # it failed before any probe was made
+
+
+def test_a_session_that_loaded_hands_its_loader_to_the_probe(probes: list[FakeProbe]) -> None:
+    with attach(session()):
+        assert len(FakeLoader.instances) == 1 and not FakeLoader.instances[0].abandoned

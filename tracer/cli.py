@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 from proctrace import __version__
 from proctrace.formats.text import safe
-from proctrace.kernel.btf import BtfError
+from proctrace.kernel.errors import KernelError
 from proctrace.kernel.program import ARGV_MAX_DEFAULT, ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, SIGNAL_RATE_DEFAULT
-from proctrace.kernel.tracepoints import FormatError
 from proctrace.model.cgroups import container_prefix, unit_name
 from proctrace.model.events import EVENT_KINDS
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
@@ -389,10 +388,6 @@ def run_session(options: SessionOptions) -> SessionResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from proctrace.kernel.bcc import BccUnavailable
-    from proctrace.kernel.prereqs import PrereqError
-    from proctrace.kernel.probe import ProbeError
-
     raw = sys.argv[1:] if argv is None else argv
     own, command = split_command(raw)
     parser = build_parser()
@@ -430,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FilterError, RedactError, RecordingError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    except (PrereqError, BccUnavailable, ProbeError, BtfError, FormatError) as exc:
+    except KernelError as exc:  # prerequisites, bcc, BTF, tracepoint formats, loading the programs
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except ModuleNotFoundError as exc:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from proctrace.kernel.bcc import load_bcc
 from proctrace.kernel.probe import Probe
 from proctrace.kernel.program import ProgramOptions
 from proctrace.model.context import UNSET_ID, decode_tty_nr, tty_name
@@ -62,7 +61,7 @@ class Events:
 
 @pytest.fixture(scope="module")
 def events() -> Iterator[Events]:
-    probe = Probe(load_bcc(), ProgramOptions(env=True))
+    probe = Probe(ProgramOptions(env=True))
     try:
         yield Events(probe)
     finally:

@@ -20,10 +20,12 @@ import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from proctrace.kernel.errors import KernelError
+
 BCC_INSTALL_FIX = "apt-get install python3-bpfcc (Debian/Ubuntu) or dnf install python3-bcc (Fedora)"
 
 
-class BccUnavailable(Exception):
+class BccUnavailable(KernelError):
     """No usable bcc: the message says why and how to install the real one."""
 
 

@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctrace.kernel.errors import KernelError
+
 BTF_MAGIC = 0xEB9F
 
 KIND_INT = 1
@@ -61,7 +63,7 @@ _TRAILER = {
 _MODIFIERS = {KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG}
 
 
-class BtfError(Exception):
+class BtfError(KernelError):
     """The BTF blob is malformed, or does not hold what was asked for."""
 
 

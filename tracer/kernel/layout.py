@@ -7,10 +7,10 @@ Parsing vmlinux BTF costs ~0.2 s, so the answer is cached per kernel build
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
+import zlib
 from pathlib import Path
 
 from proctrace.kernel.btf import Btf, BtfError
@@ -189,7 +189,10 @@ def _build_key(btf_path: Path) -> str:
     uname = platform.uname()
     st = btf_path.stat()
     raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{OPTIONAL_MEMBERS}|{SIZES}|{HELPERS}|{ENUM_VALUES}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+    # Two checksums, not a cryptographic hash: hashlib would map OpenSSL (3 MiB)
+    # into every session for one file name.
+    data = raw.encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def kernel_offsets(btf_path: Path = VMLINUX_BTF, cache_dir: Path | None = CACHE_DIR) -> dict[str, int]:

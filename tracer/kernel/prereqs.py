@@ -13,7 +13,6 @@ without bcc, BTF, tracefs or headers by pointing it at temporary files.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import enum
 import functools
 import gzip
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from proctrace.kernel.bcc import BccUnavailable, load_bcc
+from proctrace.kernel.errors import KernelError
 from proctrace.kernel.program import (
     BPF_DIR,
     BPF_SOURCES,
@@ -68,7 +68,7 @@ ARCH_CONFIG = {
 }
 
 
-class PrereqError(Exception):
+class PrereqError(KernelError):
     """A prerequisite of live tracing is missing; the message says which and how to fix it."""
 
 
@@ -301,10 +301,7 @@ def mount_tracefs(host: Host) -> None:
 
 
 def _mount_with_libc(fstype: str, target: Path) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's
     return libc.mount(b"nodev", str(target).encode(), fstype.encode(), 0, None) == 0
 
 
@@ -431,10 +428,9 @@ def _kernel_version(release: str) -> tuple[int, ...]:
 def _probe_ringbuf_map() -> bool:
     """Create (and close) a BPF_MAP_TYPE_RINGBUF map: backported kernels report old versions."""
     nr_bpf = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
-    libc_name = ctypes.util.find_library("c")
-    if nr_bpf is None or libc_name is None:
+    if nr_bpf is None:
         return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
     attr = (ctypes.c_uint32 * 30)()
     attr[0], attr[1], attr[2], attr[3] = 27, 0, 0, 4096  # map_type RINGBUF, key, value, max_entries
     fd = libc.syscall(nr_bpf, 0, ctypes.byref(attr), ctypes.sizeof(attr))  # BPF_MAP_CREATE
@@ -562,13 +558,17 @@ def ensure_live_ready(
     """Make the machine ready to load proctrace's BPF program, or raise PrereqError.
 
     Called by the CLI before loading BPF. Mounts tracefs and links a kernel header
-    tree when they are missing; everything else it can only report.
+    tree when they are missing; everything else it can only report. bcc is
+    checked only with a `bcc_loader`: a live session never imports it, and its
+    loader process (tracer/kernel/loader.py) says the same as check_bcc when
+    bcc is missing.
     """
     host = host or Host()
     log = log or sys.stderr
     _require(check_privileges(host))
     _require(check_btf(host))
-    _require(check_bcc(bcc_loader))
+    if bcc_loader is not None:
+        _require(check_bcc(bcc_loader))
     _require(check_bpf_sources(host))
     if _require(check_tracefs(host)).status is Status.AUTO:
         mount_tracefs(host)

@@ -35,20 +35,41 @@ T = TypeVar("T")
 
 
 class RingReader:
-    """Drains one BPF_MAP_TYPE_RINGBUF map of `size` data bytes (a power of two)."""
+    """Drains one BPF_MAP_TYPE_RINGBUF map of `size` data bytes (a power of two).
+
+    Only the two position pages stay mapped. The data is mapped for each drain,
+    just the pages holding what is to be read: the kernel maps every page of a
+    ring's mapping at once, and a 4 MiB ring mapped twice over would otherwise
+    stand in the session's RSS as 8 MiB it never allocated (the ring is kernel
+    memory, there whether mapped or not; README, Performance, counts it apart).
+    """
 
     def __init__(self, map_fd: int, size: int) -> None:
         page = mmap.PAGESIZE
+        self._fd = map_fd
         self._mask = size - 1
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        self._producer = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-        self._data_start = page
+        self._producer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._data_start = 2 * page
+
+    def _copy(self, cons: int, length: int) -> bytes:
+        """`length` bytes of data from position `cons`: contiguous, since the
+        kernel maps the data area twice in a row."""
+        page = mmap.PAGESIZE
+        at = cons & self._mask
+        first = at & ~(page - 1)
+        span = (at - first + length + page - 1) & ~(page - 1)
+        window = mmap.mmap(self._fd, span, mmap.MAP_SHARED, mmap.PROT_READ, offset=self._data_start + first)
+        try:
+            return window[at - first : at - first + length]
+        finally:
+            window.close()
 
     def drain(self, decode: Callable[[bytes, int, int], T], out: list[T], errors: list[ValueError]) -> int:
         """Append every complete record, decoded, to `out`; returns how many records.
 
         The data between the consumer and producer positions is copied out in
-        one slice (contiguous, since the data area is mapped twice) and each
+        one slice and each
         record is decoded where it lies in that copy: `decode(chunk, offset,
         size)`. A record `decode` rejects with a ValueError goes to `errors`
         and the walk goes on. A record found still busy ends the walk; the
@@ -63,8 +84,7 @@ class RingReader:
             prod = _U64.unpack_from(producer, 0)[0]
             if cons >= prod:
                 return count
-            start = self._data_start + (cons & self._mask)
-            chunk = producer[start : start + (prod - cons)]
+            chunk = self._copy(cons, prod - cons)
             offset, end = 0, len(chunk)
             while offset < end:
                 length = u32(chunk, offset)[0]

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctrace.kernel.errors import KernelError
+
 TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 
 _FIELD_RE = re.compile(
@@ -19,7 +21,7 @@ _FIELD_RE = re.compile(
 )
 
 
-class FormatError(Exception):
+class FormatError(KernelError):
     """A format file is missing or says something we cannot use."""
 
 
