@@ -81,6 +81,16 @@ SNAPSHOT = [
 ]
 
 
+class FakePlan:
+    """Stands in for the program's source and cached image."""
+
+    cached: ClassVar[bool] = False
+
+    def __init__(self, options: ProgramOptions) -> None:
+        self.options = options
+        self.image = object() if FakePlan.cached else None
+
+
 class FakeLoader:
     """Stands in for the forked helper that compiles the programs."""
 
@@ -100,8 +110,10 @@ class FakeProbe:
     instances: ClassVar[list[FakeProbe]] = []
     fail_to_load: ClassVar[bool] = False
 
-    def __init__(self, options: ProgramOptions, loader: FakeLoader) -> None:
-        assert not loader.abandoned  # the session hands the probe a loader still waiting
+    def __init__(self, options: ProgramOptions, loader: FakeLoader | None, plan: FakePlan) -> None:
+        # A cache miss hands the probe a loader still waiting; a hit, none
+        assert (loader is None) == (plan.image is not None)
+        assert loader is None or not loader.abandoned
         if FakeProbe.fail_to_load:
             raise ProbeError("the BPF program did not load: fake")
         self.options = options
@@ -151,6 +163,8 @@ def probes(monkeypatch: pytest.MonkeyPatch) -> list[FakeProbe]:
     monkeypatch.setattr(attach_module, "ensure_live_ready", lambda: None)
     FakeLoader.instances = []
     monkeypatch.setattr(attach_module, "start_loader", FakeLoader)
+    FakePlan.cached = False
+    monkeypatch.setattr(attach_module, "plan_program", FakePlan)
     monkeypatch.setattr(attach_module, "Probe", FakeProbe)
     monkeypatch.setattr(attach_module, "snapshot", lambda: [*SNAPSHOT, ours])
     # The test runner keeps its own Ctrl-C.
@@ -299,8 +313,8 @@ def test_a_live_session_streams_the_events_and_exits_with_the_command_status(
     batch = [fork(10 * MS, 5000, by=MAKE), exit_(11 * MS, 5000, 10 * MS, ppid=MAKE)]
     real_init = FakeProbe.__init__
 
-    def init_with_events(self: FakeProbe, bcc: object, options: ProgramOptions) -> None:
-        real_init(self, bcc, options)
+    def init_with_events(self: FakeProbe, options: ProgramOptions, loader: FakeLoader | None, plan: FakePlan) -> None:
+        real_init(self, options, loader, plan)
         self.batches = [batch]
 
     monkeypatch.setattr(FakeProbe, "__init__", init_with_events)
@@ -387,3 +401,9 @@ def test_a_failure_before_the_programs_load_stops_the_loader_it_forked(probes: l
 def test_a_session_that_loaded_hands_its_loader_to_the_probe(probes: list[FakeProbe]) -> None:
     with attach(session()):
         assert len(FakeLoader.instances) == 1 and not FakeLoader.instances[0].abandoned
+
+
+def test_a_program_compiled_before_is_loaded_without_forking_a_loader(probes: list[FakeProbe]) -> None:
+    FakePlan.cached = True
+    with attach(session()):
+        assert probes and not FakeLoader.instances

@@ -18,7 +18,8 @@ left attached.
 Wire protocol (the helper's socket, SOCK_STREAM): each message is an 8-byte
 little-endian length and that many bytes of JSON. The session sends
 {"source", "attach": [[tracepoint, program], ...], "maps": [name, ...]}; the
-helper answers {"ok": true, "maps": [name, ...], "attachments": N} with the
+helper answers {"ok": true, "maps": [name, ...], "attachments": N, "image": IMAGE}
+(the compile as data, tracer/kernel/image.py, or null) with the
 maps' descriptors then the attachments' in one SCM_RIGHTS message, or
 {"ok": false, "error": "..."}. A request with "hold": true makes the helper
 answer {"held": true} once attached, and wait for the end of the socket before
@@ -58,6 +59,7 @@ class LoadedPrograms:
 
     map_fds: dict[str, int]
     attachment_fds: list[int]
+    image: str | None = None  # the compile as data (kernel/image.py), from a helper that made one
     _maps: dict[str, BpfMap] = field(default_factory=dict)
 
     def map(self, name: str) -> BpfMap:
@@ -133,13 +135,16 @@ class Loader:
         self.sock = sock
         self.reaped = False  # once waited for, its pid may be another process's
 
-    def load(self, source: str, attach: Sequence[tuple[str, str]], maps: Sequence[str]) -> LoadedPrograms:
+    def load(
+        self, source: str, attach: Sequence[tuple[str, str]], maps: Sequence[str], key: str = ""
+    ) -> LoadedPrograms:
         """Have the helper compile, load and attach `source` (and attach each
         program of `attach` to its tracepoint), and take over the descriptors
         of `maps` and of every attachment. The helper has exited on return."""
         try:
             with contextlib.suppress(OSError):  # it died first: its status below says how
-                _send(self.sock, {"source": source, "attach": [list(a) for a in attach], "maps": list(maps)})
+                request = {"source": source, "attach": [list(a) for a in attach], "maps": list(maps), "key": key}
+                _send(self.sock, request)
             reply, fds = _receive(self.sock, FDS_MAX)
         finally:
             self.sock.close()
@@ -157,7 +162,12 @@ class Loader:
             raise LoaderError(
                 f"the BPF loader handed over {len(fds)} descriptors, not {len(names)} + {reply['attachments']}"
             )
-        return LoadedPrograms(dict(zip(names, fds[: len(names)], strict=True)), fds[len(names) :])
+        image = reply.get("image")
+        return LoadedPrograms(
+            dict(zip(names, fds[: len(names)], strict=True)),
+            fds[len(names) :],
+            image if isinstance(image, str) else None,
+        )
 
     def abandon(self) -> None:
         """Stop the helper without loading anything (the session failed first);
@@ -229,7 +239,7 @@ def _serve(sock: socket.socket) -> int:
     try:
         if failure is not None:
             raise failure
-        names, fds, attachments = _load(bcc, request)
+        names, fds, attachments, image = _load(bcc, request)
     except Exception as exc:  # bcc raises bare Exception for compile, load and attach failures
         with contextlib.suppress(OSError):
             _send(sock, {"ok": False, "error": _error_words(exc)})
@@ -237,7 +247,7 @@ def _serve(sock: socket.socket) -> int:
     if request.get("hold"):
         _send(sock, {"held": True})
         _receive(sock)  # until the test kills it, or closes the socket
-    _send(sock, {"ok": True, "maps": names, "attachments": attachments}, fds)
+    _send(sock, {"ok": True, "maps": names, "attachments": attachments, "image": image}, fds)
     return 0
 
 
@@ -249,7 +259,7 @@ def _error_words(exc: BaseException) -> str:
     return f"the BPF program did not load: {exc}"
 
 
-def _load(bcc: Any, request: dict[str, Any]) -> tuple[list[str], list[int], int]:
+def _load(bcc: Any, request: dict[str, Any]) -> tuple[list[str], list[int], int, str | None]:
     bpf = bcc.BPF(text=request["source"].encode())
     # bcc attaches TRACEPOINT_PROBE and RAW_TRACEPOINT_PROBE programs itself as it loads them
     for tracepoint, program in request["attach"]:
@@ -265,4 +275,29 @@ def _load(bcc: Any, request: dict[str, Any]) -> tuple[list[str], list[int], int]
     attachments = [*bpf.tracepoint_fds.values(), *bpf.raw_tracepoint_fds.values()]
     if len(fds) + len(attachments) > FDS_MAX:
         raise RuntimeError(f"{len(fds) + len(attachments)} descriptors to hand over: more than one message carries")
-    return names, fds + attachments, len(attachments)
+    image = _image_of(bcc, bpf, request, dict(zip(fds, names, strict=True)))
+    return names, fds + attachments, len(attachments), image
+
+
+def _image_of(bcc: Any, bpf: Any, request: dict[str, Any], map_names: dict[int, str]) -> str | None:
+    """What was compiled, as data for the cache (kernel/image.py); None if
+    bcc's module does not give it (the session then compiles every time)."""
+    from proctrace.kernel.image import BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_PROG_TYPE_TRACEPOINT, make_image
+
+    try:
+        programs, attachments = [], []
+        for raw_name in list(bpf.funcs):
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            if name.startswith("raw_tracepoint__"):
+                prog_type = BPF_PROG_TYPE_RAW_TRACEPOINT
+                attachments.append((name, name[len("raw_tracepoint__") :], True))
+            else:
+                prog_type = BPF_PROG_TYPE_TRACEPOINT
+                if name.startswith("tracepoint__"):  # bcc's TRACEPOINT_PROBE name: tracepoint__CATEGORY__EVENT
+                    attachments.append((name, name[len("tracepoint__") :].replace("__", ":", 1), False))
+            programs.append((name, prog_type, bytes(bpf.dump_func(name.encode()))))
+        attachments += [(program, tracepoint, False) for tracepoint, program in request["attach"]]
+        license = bcc.libbcc.lib.bpf_module_license(bpf.module).decode()
+        return make_image(request.get("key", ""), license, programs, attachments, map_names).to_json()
+    except Exception:  # a bcc without these calls: no image, nothing worse
+        return None

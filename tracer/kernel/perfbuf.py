@@ -45,7 +45,14 @@ import struct
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from proctrace.kernel.bpfsys import BpfMap, _syscall, map_info, possible_cpus, syscall_number
+from proctrace.kernel.bpfsys import (
+    PERF_FLAG_FD_CLOEXEC,
+    BpfMap,
+    PerfEventAttr,
+    map_info,
+    perf_event_open,
+    possible_cpus,
+)
 
 T = TypeVar("T")
 
@@ -53,13 +60,11 @@ T = TypeVar("T")
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
-PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
 PERF_EVENT_IOC_DISABLE = 0x2401  # _IO('$', 1)
 PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
 BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
-PERF_ATTR_SIZE_VER1 = 72  # through config2: all this module sets
 _ATTR_DISABLED = 1 << 0  # the first bit of the flags word
 
 HEADER_SIZE = 8  # struct perf_event_header
@@ -75,29 +80,6 @@ _HEADER = struct.Struct("<IHH")  # type, misc, size
 _SAMPLE_HEAD = struct.Struct("<I2xHI")  # type, size, and a sample's raw_size
 _U32 = struct.Struct("<I")
 _LOST_BODY = struct.Struct("<QQ")  # u64 id, u64 lost
-
-_PERF_EVENT_OPEN = syscall_number("perf_event_open") if platform.machine() in ("x86_64", "aarch64") else -1
-
-
-class _PerfEventAttr(ctypes.Structure):
-    """struct perf_event_attr, as far as PERF_ATTR_SIZE_VER1."""
-
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-        ("size", ctypes.c_uint32),
-        ("config", ctypes.c_uint64),
-        ("sample_period", ctypes.c_uint64),
-        ("sample_type", ctypes.c_uint64),
-        ("read_format", ctypes.c_uint64),
-        ("flags", ctypes.c_uint64),
-        ("wakeup_events", ctypes.c_uint32),
-        ("bp_type", ctypes.c_uint32),
-        ("config1", ctypes.c_uint64),
-        ("config2", ctypes.c_uint64),
-    ]
-
-
-assert ctypes.sizeof(_PerfEventAttr) == PERF_ATTR_SIZE_VER1
 
 
 def _fence_for_this_machine() -> Callable[[], None] | None:
@@ -254,21 +236,6 @@ def walk_records(
     return samples, lost
 
 
-def _perf_event_open(attr: _PerfEventAttr, pid: int, cpu: int, group_fd: int, flags: int) -> int:
-    fd = _syscall(
-        ctypes.c_long(_PERF_EVENT_OPEN),
-        ctypes.byref(attr),
-        ctypes.c_int(pid),
-        ctypes.c_int(cpu),
-        ctypes.c_int(group_fd),
-        ctypes.c_ulong(flags),
-    )
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"perf_event_open of a BPF output event on CPU {cpu}: {os.strerror(err)}")
-    return fd
-
-
 class _CpuBuffer:
     """One CPU's perf event and its mapped buffer."""
 
@@ -322,7 +289,7 @@ class PerfBuffers:
             raise
 
     def _open(self, cpu: int, page_cnt: int, wakeup_events: int) -> None:
-        attr = _PerfEventAttr()
+        attr = PerfEventAttr()
         attr.type = PERF_TYPE_SOFTWARE
         attr.size = ctypes.sizeof(attr)
         attr.config = PERF_COUNT_SW_BPF_OUTPUT
@@ -330,7 +297,10 @@ class PerfBuffers:
         attr.sample_type = PERF_SAMPLE_RAW
         attr.flags = _ATTR_DISABLED  # enabled once its buffer is mapped, as the kernel's own users do
         attr.wakeup_events = wakeup_events
-        fd = _perf_event_open(attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+        try:
+            fd = perf_event_open(attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+        except OSError as exc:
+            raise OSError(exc.errno, f"perf_event_open of a BPF output event on CPU {cpu}: {exc.strerror}") from None
         try:
             length = (1 + page_cnt) * mmap.PAGESIZE
             try:

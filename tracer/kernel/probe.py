@@ -12,15 +12,19 @@ everything after that is pure Python shared with replay.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import select
 import struct
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from proctrace.kernel.errors import KernelError
-from proctrace.kernel.layout import kernel_offsets
-from proctrace.kernel.loader import Loader, LoaderError, start_loader
+from proctrace.kernel.image import ImageError, ProgramImage, image_key, load_image, read_cached, write_cached
+from proctrace.kernel.layout import CACHE_DIR, kernel_offsets
+from proctrace.kernel.loader import LoadedPrograms, Loader, LoaderError, start_loader
 from proctrace.kernel.perfbuf import PerfBuffers
 from proctrace.kernel.program import (
     CRED_SYSCALLS,
@@ -53,6 +57,19 @@ SESSION_MAPS = (
 )
 COMM_LEN = 16  # struct comm_key
 
+
+def maps_needed(options: ProgramOptions) -> set[str]:
+    """The maps the session uses with these options: a load without one of them is refused."""
+    needed = {*BUFFERS, "lost_events", "folded_signals", "fold_generation"}
+    if options.follow:
+        needed.add("followed")
+    if options.match_comms:
+        needed.add("match_comms")
+    if options.cgroup_filter:
+        needed |= {"selected_cgroups", "cgroup_verdicts"}
+    return needed
+
+
 # How long a BPF program may still be counting into a period after it ended:
 # it read the period's number at most a few microseconds before.
 FOLD_SETTLE_S = 0.002
@@ -81,6 +98,25 @@ def read_formats() -> dict[tuple[str, str], TracepointFormat]:
     return formats
 
 
+@dataclass
+class ProgramPlan:
+    """The program a session will load: its source for this kernel and, when a
+    session with the same options compiled it before, its image from the cache."""
+
+    options: ProgramOptions
+    formats: dict[tuple[str, str], TracepointFormat]
+    source: str
+    key: str
+    image: ProgramImage | None
+
+
+def plan_program(options: ProgramOptions, cache_dir: Path | None = CACHE_DIR) -> ProgramPlan:
+    formats = read_formats()
+    source = build_source(kernel_offsets(), formats, options)
+    key = image_key(source)
+    return ProgramPlan(options, formats, source, key, read_cached(key, cache_dir))
+
+
 class Probe:
     """Loaded BPF programs and their output buffers.
 
@@ -89,21 +125,52 @@ class Probe:
     on the caller's timer, never one wake-up per event.
     """
 
-    def __init__(self, options: ProgramOptions, loader: Loader | None = None) -> None:
+    def __init__(
+        self,
+        options: ProgramOptions,
+        loader: Loader | None = None,
+        *,
+        plan: ProgramPlan | None = None,
+        cache_dir: Path | None = CACHE_DIR,
+    ) -> None:
+        """Load the programs: from the cached image when there is one (no
+        compiler, no helper), else through the loader helper (`loader`, or one
+        forked now), keeping the image it makes for next time."""
         self.options = options
         self._batch: list[Event] = []
         self._errors: list[ValueError] = []
-        loader = loader or start_loader()
         try:
-            formats = read_formats()
-            source = build_source(kernel_offsets(), formats, options)
+            plan = plan or plan_program(options, cache_dir)
         except BaseException:
-            loader.abandon()
+            if loader is not None:
+                loader.abandon()
             raise
-        try:
-            self._loaded = loader.load(source, shared_attachments(formats), SESSION_MAPS)
-        except LoaderError as exc:
-            raise ProbeError(str(exc)) from None
+        self.from_cache = False
+        loaded = None
+        if plan.image is not None:
+            try:
+                kept, rest = load_image(plan.image, SESSION_MAPS)
+                loaded = LoadedPrograms(kept, rest)
+                missing = maps_needed(options) - set(kept)
+                if missing:
+                    loaded.close()
+                    raise ImageError(f"the image has no map {', '.join(sorted(missing))}")
+                self.from_cache = True
+            except ImageError:
+                loaded = None  # this kernel refuses it now, or it is not whole: compile, and cache the new one
+        if loaded is not None:
+            if loader is not None:
+                loader.abandon()
+        else:
+            loader = loader or start_loader()
+            try:
+                loaded = loader.load(plan.source, shared_attachments(plan.formats), SESSION_MAPS, plan.key)
+            except LoaderError as exc:
+                raise ProbeError(str(exc)) from None
+            if loaded.image is not None:
+                with contextlib.suppress(ImageError):
+                    write_cached(ProgramImage.from_json(loaded.image), cache_dir)
+        self._loaded = loaded
         try:
             self._open_buffers()
         except (OSError, ValueError) as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from proctrace.kernel.loader import start_loader
 from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
-from proctrace.kernel.probe import Probe
+from proctrace.kernel.probe import Probe, plan_program
 from proctrace.kernel.program import ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, ProgramOptions
 from proctrace.model.cgroups import CgroupTable
 from proctrace.model.filters import EventFilter, FilterSpec, check_cgroup_paths, kernel_cgroup_selection
@@ -99,26 +99,29 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
     them here and now, and a command still held exits without running.
     """
     ensure_live_ready()
-    # Forked first, before the session opens anything it should not inherit;
-    # it imports bcc while this process prepares the program.
-    loader = start_loader()
+    transport, spec, command = options.transport, options.filters, options.command
+    redactor = session_redactor(options.redaction)
+    ring = check_ring_buffer(Host()).status is Status.OK if transport.buffer is None else transport.buffer == "ring"
+    signal_size = transport.buffer_size if transport.signal_buffer_size is None else transport.signal_buffer_size
+    program = ProgramOptions(
+        ring_buffer=ring,
+        buffer_pages=buffer_pages(transport.buffer_size, ring),
+        signal_buffer_pages=buffer_pages(signal_size, ring),
+        argv_max=transport.argv_max,
+        signal_rate=transport.signal_rate,
+        all_signals=transport.all_signals,
+        env=transport.env,
+        env_max=env_max(transport),
+        cgroup_filter=spec.by_cgroup,
+        **kernel_options(spec, command),
+    )
+    # The source for this kernel, and the image of its compile if a session
+    # made one before: then nothing is compiled.
+    plan = plan_program(program)
+    # Otherwise the helper that compiles, forked before the session opens
+    # anything it should not inherit; it imports bcc meanwhile.
+    loader = None if plan.image is not None else start_loader()
     try:
-        transport, spec, command = options.transport, options.filters, options.command
-        redactor = session_redactor(options.redaction)
-        ring = check_ring_buffer(Host()).status is Status.OK if transport.buffer is None else transport.buffer == "ring"
-        signal_size = transport.buffer_size if transport.signal_buffer_size is None else transport.signal_buffer_size
-        program = ProgramOptions(
-            ring_buffer=ring,
-            buffer_pages=buffer_pages(transport.buffer_size, ring),
-            signal_buffer_pages=buffer_pages(signal_size, ring),
-            argv_max=transport.argv_max,
-            signal_rate=transport.signal_rate,
-            all_signals=transport.all_signals,
-            env=transport.env,
-            env_max=env_max(transport),
-            cgroup_filter=spec.by_cgroup,
-            **kernel_options(spec, command),
-        )
         # A --cgroup that names nothing fails now, not after seconds of compiling.
         cgroups = CgroupTable.discover()
         check_cgroup_paths(spec, cgroups)
@@ -127,17 +130,19 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
             identity = None if options.as_root else sudo_identity(os.environ)
             held = HeldCommand(list(command), identity)
     except BaseException:
-        loader.abandon()
+        if loader is not None:
+            loader.abandon()
         raise
     with ExitStack() as undo:
-        undo.callback(loader.abandon)  # does nothing once it has loaded or failed
+        if loader is not None:
+            undo.callback(loader.abandon)  # does nothing once it has loaded or failed
         if held is not None:
             undo.callback(held.abandon)  # does nothing once the command is released
         # Before the probes load (seconds of compiling): a Ctrl-C meanwhile ends
         # the session cleanly once it starts, not with a traceback.
         stop = StopFlag()
         stop.catch_signals()
-        probe = Probe(program, loader)
+        probe = Probe(program, loader, plan=plan)
         undo.callback(probe.close)
         if program.match_comms:
             for name in spec.kernel_names():
