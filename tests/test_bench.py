@@ -329,7 +329,21 @@ def test_marginal_rate_cancels_the_start_up():
 # ---- the document and its targets ----------------------------------------------
 
 
-def _document(slow_rate=97.0, bpftrace_rate=90.0, cpu=3.0, ready=0.6, lost=0, readback=None, kernel_lost=500):
+def _startup(ready=0.45, bpftrace_ready=0.5, rss_kb=20_000, help_kb=15_000, help_bcc=False):
+    """Section 8's figures (bench/startup.py), as run_startup summarises them."""
+    return {
+        "reps": 1,
+        "steady_after_s": 2.0,
+        "scripts/proctrace": {"median_ready_s": ready, "median_rss_kb": rss_kb},
+        "proctrace": {"median_ready_s": ready - 0.01, "median_rss_kb": rss_kb},
+        "bpftrace": {"median_ready_s": bpftrace_ready, "median_rss_kb": 110_000},
+        "light": {"--help": {"peak_kb": help_kb, "imports_bcc": help_bcc}},
+    }
+
+
+def _document(
+    slow_rate=97.0, bpftrace_rate=90.0, cpu=1.5, ready=0.6, lost=0, readback=None, kernel_lost=500, startup=None
+):
     runs = {
         "untraced": [{"rate": 100.0}, {"rate": 100.0}],
         "proctrace": [{"rate": slow_rate, "ready_s": ready, "cpu_us_per_event": cpu, "lost": lost}],
@@ -373,6 +387,7 @@ def _document(slow_rate=97.0, bpftrace_rate=90.0, cpu=3.0, ready=0.6, lost=0, re
             "unfiltered_cpu_s_per_1k_spawns": 0.05,
         },
         overload=overload,
+        startup=startup or _startup(),
     )
 
 
@@ -409,19 +424,26 @@ def test_targets_pass_when_every_figure_is_within_them():
     assert statuses["storm slowdown (median)"] == "pass"
     assert statuses["slowdown vs bpftrace"] == "pass"
     assert statuses["CPU per event"] == "pass"
-    assert statuses["ready vs bpftrace attach"] == "pass"
+    assert statuses["ready vs bpftrace (scripts/proctrace)"] == "pass"
+    assert statuses["session RSS 2 s after ready"] == "pass"
+    assert statuses["proctrace --help: peak RSS, bcc"] == "pass"
     assert statuses["reading back vs plain parse"] == "n/a"
     assert statuses["filtered trace cheaper (issue 5)"] == "pass"
     assert statuses["overload ring 8K: lost counted"] == "pass"
 
 
 def test_targets_fail_on_each_miss():
-    statuses = _statuses(_document(slow_rate=85.0, bpftrace_rate=90.0, cpu=7.5, ready=0.8, lost=3, kernel_lost=499))
+    slow_start = _startup(ready=0.55, rss_kb=45_000, help_kb=30_000)
+    statuses = _statuses(
+        _document(slow_rate=85.0, bpftrace_rate=90.0, cpu=2.5, lost=3, kernel_lost=499, startup=slow_start)
+    )
     assert statuses["zero lost, default buffers"] == "fail"
     assert statuses["storm slowdown (median)"] == "fail"
     assert statuses["slowdown vs bpftrace"] == "fail"
-    assert statuses["CPU per event"] == "fail"
-    assert statuses["ready vs bpftrace attach"] == "fail"  # 0.8 s > 1.5 x 0.5 s
+    assert statuses["CPU per event"] == "fail"  # 2.5 us > 2 us
+    assert statuses["ready vs bpftrace (scripts/proctrace)"] == "fail"  # 0.55 s > 1.0 x 0.5 s
+    assert statuses["session RSS 2 s after ready"] == "fail"  # 44 MiB > 40
+    assert statuses["proctrace --help: peak RSS, bcc"] == "fail"  # 29 MiB > 25
     assert statuses["overload ring 8K: lost counted"] == "fail"
 
 
@@ -546,3 +568,8 @@ def test_the_wait_for_detached_probes_gives_up_after_its_timeout(monkeypatch):
     monkeypatch.setattr(tracers.time, "monotonic", lambda: float(next(clock)))
     monkeypatch.setattr(tracers.time, "sleep", lambda _s: None)
     _stopped_tracer(set())._wait_detached(timeout=5.0)  # returns rather than hanging
+
+
+def test_a_light_command_that_imports_bcc_fails_its_target_whatever_its_size():
+    statuses = _statuses(_document(startup=_startup(help_kb=10_000, help_bcc=True)))
+    assert statuses["proctrace --help: peak RSS, bcc"] == "fail"

@@ -16,10 +16,13 @@ from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, s
 
 SCHEMA = "proctrace-bench/1"
 
-# Targets from issue 6 (and issue 4's reading-back rate).
+# Targets from issue 6 (and issue 4's reading-back rate), made stricter by
+# issue 15 (CPU per event, ready time) and joined by its footprint targets.
 MAX_SLOWDOWN_PCT = 5.0
-MAX_CPU_US_PER_EVENT = 5.0
-MAX_READY_VS_BPFTRACE = 1.5
+MAX_CPU_US_PER_EVENT = 2.0
+MAX_READY_VS_BPFTRACE = 1.0  # through the README's command, scripts/proctrace
+MAX_SESSION_RSS_MIB = 40.0  # every process of the session, two seconds after ready
+MAX_LIGHT_RSS_MIB = 25.0  # --help and -r FILE
 MIN_READBACK_VS_PLAIN = 0.5
 MIN_READBACK_EVENTS_PER_S = 200_000
 # Below this, reading back is judged on the rate beyond start-up (see stats.marginal_rate).
@@ -123,6 +126,49 @@ def slowdown_target(name: str, storm: dict[str, Any]) -> Target:
     )
 
 
+def startup_targets(startup: dict[str, Any]) -> list[Target]:
+    """Issue 15's: ready no later than bpftrace through the README's command,
+    the session's RSS, and the light commands' (bench/startup.py)."""
+    if not startup or startup.get("available") is False:
+        return []
+    targets = []
+    entry = "scripts/proctrace" if "scripts/proctrace" in startup else "proctrace"
+    ready = startup.get(entry, {}).get("median_ready_s")
+    bt = startup.get("bpftrace", {}).get("median_ready_s")
+    ok = None if ready is None or not bt else ready <= MAX_READY_VS_BPFTRACE * bt
+    targets.append(
+        Target(
+            f"ready vs bpftrace ({entry})",
+            f"<= {MAX_READY_VS_BPFTRACE:g}x",
+            f"{_fmt(ready, '.3f', ' s')} vs {_fmt(bt, '.3f', ' s')}"
+            + (f" ({ready / bt:.2f}x)" if ready and bt else ""),
+            _mark(ok),
+        )
+    )
+    rss = startup.get("proctrace", {}).get("median_rss_kb")
+    targets.append(
+        Target(
+            f"session RSS {startup.get('steady_after_s', 2):g} s after ready",
+            f"<= {MAX_SESSION_RSS_MIB:g} MiB",
+            _fmt(None if rss is None else rss / 1024, ".1f", " MiB"),
+            _mark(None if rss is None else rss / 1024 <= MAX_SESSION_RSS_MIB),
+        )
+    )
+    for name, figures in startup.get("light", {}).items():
+        peak = figures.get("peak_kb")
+        ok = None if peak is None else peak / 1024 <= MAX_LIGHT_RSS_MIB and not figures.get("imports_bcc")
+        targets.append(
+            Target(
+                f"proctrace {name}: peak RSS, bcc",
+                f"<= {MAX_LIGHT_RSS_MIB:g} MiB, no bcc",
+                _fmt(None if peak is None else peak / 1024, ".1f", " MiB")
+                + (", imports bcc" if figures.get("imports_bcc") else ", no bcc"),
+                _mark(ok),
+            )
+        )
+    return targets
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[Target]:
     """The issue's targets for proctrace, judged on the figures of this run."""
     storm = results.get("storm", {})
@@ -165,18 +211,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[Target]:
             _mark(None if cpu is None else cpu <= MAX_CPU_US_PER_EVENT),
         )
     )
-    ready = default.get("median_ready_s")
-    attach = storm.get("bpftrace", {}).get("median_attach_s")
-    ok = None if ready is None or not attach else ready <= MAX_READY_VS_BPFTRACE * attach
-    targets.append(
-        Target(
-            "ready vs bpftrace attach",
-            f"<= {MAX_READY_VS_BPFTRACE:g}x",
-            f"{_fmt(ready, '.2f', ' s')} vs {_fmt(attach, '.2f', ' s')}"
-            + (f" ({ready / attach:.2f}x)" if ready is not None and attach else ""),
-            _mark(ok),
-        )
-    )
+    targets += startup_targets(results.get("startup", {}))
     readback = results.get("readback", {})
     if readback.get("available"):
         rate, plain = readback.get("events_per_s"), readback.get("plain_parse_events_per_s")
@@ -285,6 +320,7 @@ def results_document(
     filtering: dict[str, Any],
     overload: list[dict[str, Any]],
     flood: dict[str, Any] | None = None,
+    startup: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON document the bench writes; targets are judged on it."""
     doc: dict[str, Any] = {
@@ -299,6 +335,7 @@ def results_document(
         "filtering": filtering,
         "overload": overload,
         "flood": flood or {"available": False, "reason": "n/a (not run)"},
+        "startup": startup or {"available": False, "reason": "n/a (not run)"},
     }
     doc["targets"] = [t.as_json() for t in evaluate_targets(doc)]
     return doc

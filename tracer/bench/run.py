@@ -27,6 +27,7 @@ from proctrace.bench.measure import RetryBudget, measure, measure_undisturbed
 from proctrace.bench.overload import run_overload
 from proctrace.bench.readback import run_readback
 from proctrace.bench.results import results_document, source_checkout
+from proctrace.bench.startup import run_startup
 from proctrace.bench.stats import median
 from proctrace.bench.storm import Storm
 from proctrace.bench.tracers import Config, proctrace_command, recording_args, stop_all
@@ -261,5 +262,14 @@ def run_bench(plan: Plan, workdir: Path) -> dict[str, Any]:
         progress(f"flood failed: {exc}")
         flood = {"available": False, "failed": True, "reason": f"error: {str(exc)[:500]}"}
 
+    # 8: start-up and footprint, through each entry point, against bpftrace.
+    progress("start-up and footprint")
+    try:
+        startup = run_startup(plan.reps, workdir, workdir / "timed.jsonl", bool(tools.get("bpftrace")))
+    except BenchError as exc:
+        startup = {"available": False, "reason": f"error: {str(exc)[:500]}"}
+
     host["loadavg_end"] = list(os.getloadavg())
-    return results_document(settings, host, features, runs, tallies, proctrace, readback, filtering, overload, flood)
+    return results_document(
+        settings, host, features, runs, tallies, proctrace, readback, filtering, overload, flood, startup
+    )

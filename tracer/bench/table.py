@@ -162,6 +162,7 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
     console.print(t)
 
     render_flood(doc.get("flood") or {"available": False, "reason": "n/a (not run)"}, console)
+    render_startup(doc.get("startup") or {"available": False, "reason": "n/a (not run)"}, console)
 
     t = Table(title="Targets")
     t.add_column("target")
@@ -219,3 +220,35 @@ def render_flood(flood: dict[str, Any], console: Console) -> None:
     row("proctrace's totals: events, lost", lambda a: f"{a['events_reported']:,}, {a['lost_reported']:,}")
     console.print(t)
     console.print(f"Command: {flood['command']}")
+
+
+def _mib(kb: float | None) -> str:
+    return "" if kb is None else f"{kb / 1024:.1f} MiB"
+
+
+def render_startup(startup: dict[str, Any], console: Console) -> None:
+    if startup.get("available") is False:
+        console.print(f"[bold]8. Start-up and footprint[/bold]: {startup['reason']}")
+        return
+    t = Table(
+        title=f"8. Start-up and footprint ({startup['reps']} interleaved reps; RSS of every process of the tracer, "
+        f"{startup['steady_after_s']:g} s after ready)"
+    )
+    for col in ("entry point", "ready (median)", "vs bpftrace", "RSS", "peak (tracer)", "peak while starting"):
+        t.add_column(col, justify="left" if col == "entry point" else "right")
+    for name, figures in startup.items():
+        if not isinstance(figures, dict) or "median_ready_s" not in figures:
+            continue
+        ratio = figures.get("ready_vs_bpftrace")
+        t.add_row(
+            name,
+            _n(figures["median_ready_s"], ".3f") + " s",
+            "" if ratio is None else f"{ratio:.2f}x",
+            _mib(figures.get("median_rss_kb")),
+            _mib(figures.get("max_peak_kb")),
+            _mib(figures.get("max_start_peak_kb")),
+        )
+    console.print(t)
+    for name, figures in startup.get("light", {}).items():
+        bcc = "imports bcc" if figures.get("imports_bcc") else "no bcc"
+        console.print(f"proctrace {name}: peak RSS {_mib(figures.get('peak_kb'))}, {bcc}")

@@ -74,6 +74,7 @@ class TracerProcess:
         ready_stderr: str | None = None,
         ready_file: str | None = None,
         settle: float = 0.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.argv = argv
         self.stdout_path = stdout
@@ -100,6 +101,7 @@ class TracerProcess:
             text=True,
             errors="replace",
             start_new_session=True,
+            env=env,
         )
         _LIVE[self.proc.pid] = self.proc
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)

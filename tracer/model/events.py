@@ -189,10 +189,12 @@ class ExecEvent(Event):
         return self.errno != 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResourceUsage:
     """What a whole process used, all its threads, as wait4's rusage reports it
-    for that process (not its children): read once, at its last thread's exit."""
+    for that process (not its children): read once, at its last thread's exit.
+    Not frozen, though never changed: a frozen dataclass takes 0.7 us more to
+    make, once per process exit."""
 
     cpu_user_ns: int
     cpu_sys_ns: int
