@@ -1,0 +1,32 @@
+"""`--help`, `--version` and `-r FILE` load nothing that only live tracing
+needs: not bcc, not the loader, not the programs' maps. Python's own list of
+what a process imported (-X importtime) is the witness."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDING = ROOT / "tests" / "data" / "golden" / "session.rec"
+LIVE_ONLY = ("bcc", "proctrace.kernel.loader", "proctrace.kernel.probe", "proctrace.kernel.bpfsys")
+
+
+def imported(*args: str) -> set[str]:
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "proctrace", *args], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("-r", str(RECORDING), "-o", os.devnull)])
+def test_a_command_that_traces_nothing_imports_nothing_of_live_tracing(args: tuple[str, ...]) -> None:
+    modules = imported(*args)
+    assert "proctrace.cli" in modules  # the witness works
+    assert not {m for m in modules if m in LIVE_ONLY or m.startswith("bcc.")}
