@@ -4,6 +4,7 @@ fails or dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -91,3 +92,35 @@ def test_abandoning_a_helper_already_waited_for_signals_nothing(monkeypatch: pyt
     monkeypatch.setattr(loader_module.os, "kill", lambda pid, sig: killed.append(pid))
     helper.abandon()  # its pid may be another process's by now
     assert killed == []
+
+
+def test_the_helper_holds_nothing_of_the_session_but_its_socket() -> None:
+    import time
+
+    from proctrace.kernel.loader import start_loader
+
+    read_end, write_end = os.pipe()  # as the held command's pipe would be
+    loader = start_loader()
+
+    def held() -> dict[str, str]:
+        fds = set(os.listdir(f"/proc/{loader.pid}/fd")) - {"0", "1", "2"}
+        out = {}
+        for fd in fds:
+            with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+                out[fd] = os.readlink(f"/proc/{loader.pid}/fd/{fd}")
+        return out
+
+    try:
+        # Until it has closed what it inherited (and whatever its imports opened for a moment)
+        deadline = time.monotonic() + 10
+        links = held()
+        while not (len(links) == 1 and next(iter(links.values())).startswith("socket:")):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+            links = held()
+        assert len(links) == 1 and next(iter(links.values())).startswith("socket:"), links
+    finally:
+        loader.abandon()
+        os.close(read_end)
+        os.close(write_end)

@@ -61,7 +61,10 @@ def test_an_edited_source_makes_the_next_run_set_up_again(checkout: Path) -> Non
 
 def test_a_changed_project_file_or_venv_makes_the_next_run_set_up_again(checkout: Path) -> None:
     _run(checkout, "proctrace_mark_ready")
-    (checkout / "pyproject.toml").write_text("[project]\nname = 'x'\ndependencies = ['rich']\n")
+    project = checkout / "pyproject.toml"
+    project.write_text("[project]\nname = 'x'\ndependencies = ['rich']\n")
+    later = time.time() + 5  # past the stamp whatever the file system's clock granularity
+    os.utime(project, (later, later))
     assert not ready(checkout)
     _run(checkout, "proctrace_mark_ready")
     (checkout / ".venv" / "bin" / "proctrace").unlink()
@@ -72,3 +75,13 @@ def test_a_stamp_made_with_the_test_tools_is_not_one_without(checkout: Path) -> 
     _run(checkout, "proctrace_mark_ready --test-tools")
     assert not ready(checkout)
     assert _run(checkout, "proctrace_ready --test-tools").returncode == 0
+
+
+def test_a_new_source_file_makes_the_next_run_set_up_again(checkout: Path) -> None:
+    _run(checkout, "proctrace_mark_ready")
+    (checkout / "tracer" / "kernel").mkdir()
+    added = checkout / "tracer" / "kernel" / "new.py"
+    added.write_text("")
+    later = time.time() + 5
+    os.utime(added, (later, later))
+    assert not ready(checkout)

@@ -197,9 +197,10 @@ def _ended(status: int | None) -> str:
 
 
 def start_loader() -> Loader:
-    """Fork the helper. Called before the session opens anything the helper
-    should not inherit (the held command's pipe, outputs): it keeps only its
-    end of the socket and the standard streams."""
+    """Fork the helper. It keeps only its end of the socket and the standard
+    streams: whatever else the session has open by then (the held command's
+    pipe, when a cached image failed to load) it closes first, so that it
+    can never hold any of it open."""
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -208,6 +209,9 @@ def start_loader() -> Loader:
         code = 1
         try:
             parent_end.close()
+            keep = child_end.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
             code = _serve(child_end)
         finally:
             os._exit(code)  # never bcc's atexit cleanup, never the session's handlers
