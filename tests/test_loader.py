@@ -124,3 +124,38 @@ def test_the_helper_holds_nothing_of_the_session_but_its_socket() -> None:
         loader.abandon()
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_machine_without_bcc_gets_bccs_own_message_from_the_real_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proctrace.kernel import bcc as bcc_module
+    from proctrace.kernel.bcc import BccUnavailable
+    from proctrace.kernel.loader import start_loader
+
+    message = "bcc is not installed. Install it: apt-get install python3-bpfcc."
+
+    def no_bcc() -> object:
+        raise BccUnavailable(message)
+
+    monkeypatch.setattr(bcc_module, "load_bcc", no_bcc)  # the forked helper inherits it
+    with pytest.raises(LoaderError) as caught:
+        start_loader().load("int x;", [], ["events"])
+    assert str(caught.value) == message
+
+
+def test_a_ctrl_c_at_the_terminal_leaves_the_helper_to_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from proctrace.kernel import bcc as bcc_module
+    from proctrace.kernel.bcc import BccUnavailable
+    from proctrace.kernel.loader import start_loader
+
+    def no_bcc() -> object:
+        raise BccUnavailable("no bcc here")
+
+    monkeypatch.setattr(bcc_module, "load_bcc", no_bcc)
+    loader = start_loader()
+    time.sleep(0.2)  # past its start, where it ignores the terminal's signals
+    os.kill(loader.pid, signal.SIGINT)  # ours, by pid
+    time.sleep(0.1)
+    with pytest.raises(LoaderError, match=r"^no bcc here$"):  # it still answers: SIGINT did not kill it
+        loader.load("int x;", [], [])
