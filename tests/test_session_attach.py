@@ -69,6 +69,10 @@ def test_buffer_sizes_become_pages_a_power_of_two_in_number() -> None:
     assert buffer_pages(None, ring=False) * page == 1 << 20
     assert buffer_pages(3 * page, ring=True) == 4
     assert buffer_pages(1, ring=False) == 1
+    # --env's execs are larger: by default their buffer is too, unless a size was given
+    assert buffer_pages(None, ring=True, large_events=True) * page == 16 << 20
+    assert buffer_pages(None, ring=False, large_events=True) * page == 4 << 20
+    assert buffer_pages(8 << 20, ring=True, large_events=True) * page == 8 << 20
 
 
 # --- a fake kernel side ---------------------------------------------------------------
@@ -202,6 +206,13 @@ def test_signals_get_a_buffer_of_their_own_and_the_kernel_its_signal_options(pro
         options = probes[0].options
         assert (options.buffer_pages * page, options.signal_buffer_pages * page) == (4 << 20, 64 << 10)
         assert (options.signal_rate, options.all_signals) == (1000, False)
+
+
+def test_with_env_the_lifecycle_buffer_grows_and_the_signals_one_does_not(probes: list[FakeProbe]) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    with attach(SessionOptions(transport=TransportOptions(buffer="ring", env=True))):
+        options = probes[0].options
+        assert (options.buffer_pages * page, options.signal_buffer_pages * page) == (16 << 20, 4 << 20)
 
 
 def test_a_literal_name_is_matched_in_the_kernel_and_its_running_processes_followed(probes: list[FakeProbe]) -> None:

@@ -41,11 +41,19 @@ class StopFlag:
         return self.signo is not None
 
 
-def buffer_pages(size: int | None, ring: bool) -> int:
+# With --env an exec event carries up to ENV_MAX_DEFAULT bytes more: about ten
+# times a plain one. The lifecycle buffer's default grows with it, so that it
+# holds as many seconds of a storm.
+ENV_BUFFER_FACTOR = 4
+
+
+def buffer_pages(size: int | None, ring: bool, large_events: bool = False) -> int:
     """Buffer size in pages; a ring buffer needs a power of two."""
     page = os.sysconf("SC_PAGE_SIZE")
     if size is None:
         size = (4 << 20) if ring else (1 << 20)
+        if large_events:
+            size *= ENV_BUFFER_FACTOR
     pages = max(1, size // page)
     return 1 << (pages - 1).bit_length()
 
@@ -105,7 +113,7 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
     signal_size = transport.buffer_size if transport.signal_buffer_size is None else transport.signal_buffer_size
     program = ProgramOptions(
         ring_buffer=ring,
-        buffer_pages=buffer_pages(transport.buffer_size, ring),
+        buffer_pages=buffer_pages(transport.buffer_size, ring, large_events=transport.env),
         signal_buffer_pages=buffer_pages(signal_size, ring),
         argv_max=transport.argv_max,
         signal_rate=transport.signal_rate,
