@@ -1,5 +1,6 @@
 """Attaching a live session to the kernel, in one place with one cleanup path:
-check the prerequisites, load bcc, hold the command, load the probes, give the
+check the prerequisites, plan the program (and fork the helper that compiles
+it, when it is not in the cache), hold the command, load the probes, give the
 kernel its share of the filters, and take the /proc snapshot."""
 
 from __future__ import annotations

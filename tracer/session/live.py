@@ -125,8 +125,8 @@ class LiveSource:
                 window_events += len(events)
                 yield events
             now = time.monotonic()
-            # Reading the per-CPU loss counter goes through bcc's map API: on the
-            # status timer, not every drain, and always at the end.
+            # The per-CPU loss counters are a bpf(2) lookup each: on the status
+            # timer, not every drain, and always at the end.
             if finishing or now - last_status >= STATUS_INTERVAL_S:
                 for event_class, lost in probe.lost().items():
                     before = totals.lost_by_class[event_class]

@@ -40,7 +40,8 @@ class SessionResult:
 
     exit_code: int
     # True once a child process has taken over detaching the probes: the
-    # tracer must then end with os._exit(), skipping bcc's slow atexit cleanup.
+    # tracer then ends with os._exit(), skipping the interpreter's cleanup,
+    # which has nothing left to do.
     leave_without_cleanup: bool = False
 
 
