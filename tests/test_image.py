@@ -4,6 +4,7 @@ are trusted."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -16,6 +17,7 @@ from proctrace.kernel.image import (
     MapSpec,
     ProgramImage,
     ProgramSpec,
+    _evict,
     _patched,
     cache_file,
     image_key,
@@ -129,3 +131,18 @@ def test_a_damaged_cache_file_is_no_image(tmp_path: Path) -> None:
     assert path is not None
     path.write_text(path.read_text()[:-20])
     assert read_cached("k1", cache) is None
+
+
+def test_the_cache_keeps_the_images_used_last_and_drops_the_rest(tmp_path: Path) -> None:
+    requires(os.geteuid() == 0, "needs root: the cache trusts only root's files")
+    cache = tmp_path / "cache"
+    base = image()
+    for i in range(5):
+        write_cached(dataclasses.replace(base, key=f"k{i}"), cache)
+        path = cache_file(f"k{i}", cache)
+        assert path is not None
+        os.utime(path, ns=(i * 10**9, i * 10**9))  # written in this order, a second apart
+    assert read_cached("k0", cache) is not None  # the oldest, used now: kept
+    _evict(cache, keep=3)
+    kept = sorted(p.name for p in cache.glob("program-*.json"))
+    assert kept == ["program-k0.json", "program-k3.json", "program-k4.json"]

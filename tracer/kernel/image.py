@@ -257,6 +257,12 @@ def _root_only(path: Path) -> bool:
     return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not stat.S_ISLNK(st.st_mode)
 
 
+# Images kept: one per set of options and kernel build. Beyond this, the ones
+# used longest ago go (a load marks an image used), so kernels long replaced
+# and options tried once do not pile up.
+IMAGES_KEPT = 32
+
+
 def cache_file(key: str, cache_dir: Path | None = CACHE_DIR) -> Path | None:
     return None if cache_dir is None else cache_dir / f"program-{key}.json"
 
@@ -270,7 +276,11 @@ def read_cached(key: str, cache_dir: Path | None = CACHE_DIR) -> ProgramImage | 
         image = ProgramImage.from_json(path.read_text())
     except (OSError, ImageError):
         return None
-    return image if image.key == key else None
+    if image.key != key:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # used: the last to be evicted
+    return image
 
 
 def write_cached(image: ProgramImage, cache_dir: Path | None = CACHE_DIR) -> None:
@@ -292,3 +302,16 @@ def write_cached(image: ProgramImage, cache_dir: Path | None = CACHE_DIR) -> Non
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        _evict(cache_dir)
+
+
+def _evict(cache_dir: Path, keep: int = IMAGES_KEPT) -> None:
+    """Remove all but the `keep` images used most recently."""
+    images = []
+    for path in cache_dir.glob("program-*.json"):
+        with contextlib.suppress(OSError):
+            images.append((path.stat().st_mtime_ns, path))
+    images.sort(reverse=True)
+    for _mtime, path in images[keep:]:
+        with contextlib.suppress(OSError):
+            path.unlink()
