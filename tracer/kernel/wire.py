@@ -177,6 +177,13 @@ _EXEC_CRED_AT = _EXEC_FRONT.size
 _EXEC_BACK = struct.Struct("<QIIIIIIII")
 _EXEC_BACK_AT = _EXEC_CRED_AT + 2 * CRED.size
 EXIT = _whole("pt_exit")
+# The exit event decoded in parts, so that a thread's exit unpacks no usage
+# and no exit builds a list of the thirty values: header to killed_by_pid;
+# the twelve usage counters; the killer's comm.
+_EXIT_FRONT = struct.Struct(LAYOUTS["pt_header"][0] + "QIIBBBxI")
+_EXIT_USAGE = struct.Struct("<12Q")
+_EXIT_USAGE_AT = _EXIT_FRONT.size
+_EXIT_COMM_AT = _EXIT_USAGE_AT + _EXIT_USAGE.size
 SIGNAL = _whole("pt_signal")
 REAP = _whole("pt_reap")
 CRED_CHANGE = _whole("pt_cred_change")
@@ -404,20 +411,21 @@ def decode_at(data: bytes, offset: int, size: int) -> Event:
             group_dead,
             has,
             death,
-            *rest,
-        ) = EXIT.unpack_from(data, offset)
+            killer,
+        ) = _EXIT_FRONT.unpack_from(data, offset)
         if k == KIND_EXIT:
             comm = comms.get(comm) or _comm(comm)
             ws = _wait_statuses.get(status) or wait_status(status)
-            usage = _usage(rest[1:13], has) if has & USAGE else None  # type: ignore[arg-type]
+            usage = _usage(_EXIT_USAGE.unpack_from(data, offset + _EXIT_USAGE_AT), has) if has & USAGE else None
             ev = ExitEvent(
                 ts, pid, tgid, ppid, uid, comm, start, cpu, ws, task_code, bool(group_dead), task_start, usage
             )
             if death:
                 ev.oom_killed = bool(death & DEATH_OOM)
                 if death & DEATH_SENT:
-                    ev.killed_by_pid = rest[0]
-                    ev.killed_by_comm = _comm(rest[13])
+                    at = offset + _EXIT_COMM_AT
+                    ev.killed_by_pid = killer
+                    ev.killed_by_comm = _comm(data[at : at + 16])
             ev.cgroup_id = cg
             return ev
     elif kind == KIND_REAP:
