@@ -97,22 +97,26 @@ def test_the_key_changes_with_the_source(tmp_path: Path) -> None:
     assert image_key("a", btf) != image_key("a", tmp_path / "other")
 
 
-def test_the_cache_keeps_an_image_for_root_alone(tmp_path: Path) -> None:
-    requires(os.geteuid() == 0, "needs root: the cache trusts only root's files")
-    cache = tmp_path / "cache"
-    write_cached(image(), cache)
-    path = cache_file("k1", cache)
-    assert path is not None and path.stat().st_mode & 0o777 == 0o600
-    assert read_cached("k1", cache) == image()
-    assert read_cached("k2", cache) is None  # another compile
-
-
-def test_a_cache_file_others_could_have_written_is_not_loaded(tmp_path: Path) -> None:
+@pytest.fixture
+def cached(tmp_path: Path) -> tuple[Path, Path]:
+    """A cache directory holding image() under key k1: (the directory, the file)."""
     requires(os.geteuid() == 0, "needs root: the cache trusts only root's files")
     cache = tmp_path / "cache"
     write_cached(image(), cache)
     path = cache_file("k1", cache)
     assert path is not None
+    return cache, path
+
+
+def test_the_cache_keeps_an_image_for_root_alone(cached: tuple[Path, Path]) -> None:
+    cache, path = cached
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_cached("k1", cache) == image()
+    assert read_cached("k2", cache) is None  # another compile
+
+
+def test_a_cache_file_others_could_have_written_is_not_loaded(cached: tuple[Path, Path]) -> None:
+    cache, path = cached
     path.chmod(0o666)
     assert read_cached("k1", cache) is None
     path.chmod(0o600)
@@ -123,12 +127,8 @@ def test_a_cache_file_others_could_have_written_is_not_loaded(tmp_path: Path) ->
     assert read_cached("k1", cache) is None
 
 
-def test_a_damaged_cache_file_is_no_image(tmp_path: Path) -> None:
-    requires(os.geteuid() == 0, "needs root: the cache trusts only root's files")
-    cache = tmp_path / "cache"
-    write_cached(image(), cache)
-    path = cache_file("k1", cache)
-    assert path is not None
+def test_a_damaged_cache_file_is_no_image(cached: tuple[Path, Path]) -> None:
+    cache, path = cached
     path.write_text(path.read_text()[:-20])
     assert read_cached("k1", cache) is None
 

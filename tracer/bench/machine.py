@@ -22,9 +22,14 @@ def proc_stat_cpu_ticks(stat_text: str) -> int:
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of the whole line
 
 
-def vm_rss_kb(status_text: str) -> int | None:
-    m = re.search(r"^VmRSS:\s+(\d+) kB", status_text, re.MULTILINE)
+def status_kb(status_text: str, field: str = "VmRSS") -> int | None:
+    """A size field of /proc/<pid>/status (VmRSS, VmHWM, ...) in KiB."""
+    m = re.search(rf"^{field}:\s+(\d+) kB", status_text, re.MULTILINE)
     return int(m.group(1)) if m else None
+
+
+def vm_rss_kb(status_text: str) -> int | None:
+    return status_kb(status_text, "VmRSS")
 
 
 def prog_type_of(fdinfo_text: str) -> int | None:
@@ -71,10 +76,11 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def rss_kb(pid: int) -> int | None:
+def rss_kb(pid: int, field: str = "VmRSS") -> int | None:
+    """The process's resident set (or another size field: VmHWM, its peak), in KiB."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            return vm_rss_kb(f.read())
+            return status_kb(f.read(), field)
     except OSError:
         return None
 

@@ -54,24 +54,18 @@ def tree_rss_kb(pid: int) -> int:
 
 
 def peak_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    return rss_kb(pid, "VmHWM")
 
 
-def entry_points(workdir: Path) -> dict[str, tuple[list[str], dict[str, str] | None]]:
-    """Each way of starting proctrace measured, with its environment (None: ours)."""
-    points: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+def entry_points() -> dict[str, tuple[list[str], bool]]:
+    """Each way of starting proctrace measured: its command, and whether it
+    starts with an empty program cache (a first run)."""
+    points: dict[str, tuple[list[str], bool]] = {}
     checkout = source_checkout()
     if checkout is not None and (checkout / "scripts" / "proctrace").is_file():
-        points["scripts/proctrace"] = ([str(checkout / "scripts" / "proctrace"), "-o", "/dev/null"], None)
-    points["proctrace"] = ([*proctrace_command(), "-o", "/dev/null"], None)
-    points["proctrace, cold cache"] = ([*proctrace_command(), "-o", "/dev/null"], {})  # env filled per run
+        points["scripts/proctrace"] = ([str(checkout / "scripts" / "proctrace"), "-o", "/dev/null"], False)
+    points["proctrace"] = ([*proctrace_command(), "-o", "/dev/null"], False)
+    points["proctrace, cold cache"] = ([*proctrace_command(), "-o", "/dev/null"], True)
     return points
 
 
@@ -135,14 +129,13 @@ def _imports_bcc(argv: list[str]) -> bool:
 
 
 def run_startup(reps: int, workdir: Path, recording: Path | None, bpftrace: bool) -> dict[str, Any]:
-    points = entry_points(workdir)
+    points = entry_points()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in points}
     if bpftrace:
         runs["bpftrace"] = []
     for rep in range(reps):
-        for name, (argv, env) in points.items():
+        for name, (argv, cold) in points.items():
             progress(f"start-up rep {rep + 1}/{reps}: {name}")
-            cold = env is not None
             with tempfile.TemporaryDirectory(prefix="ptbench-cache-", dir=workdir) as cache:
                 run_env = {**os.environ, "PROCTRACE_CACHE_DIR": cache} if cold else None
                 runs[name].append(_one_proctrace(argv, run_env, cold))

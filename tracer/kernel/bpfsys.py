@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
+import fcntl
 import os
 import platform
 from collections.abc import Iterator
@@ -167,6 +168,7 @@ def map_info(fd: int) -> MapInfo:
 
 # enum bpf_map_type values this module treats specially
 BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_RINGBUF = 27
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
 _PER_CPU = {BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH}
@@ -262,6 +264,7 @@ class BpfMap:
 
 PERF_TYPE_TRACEPOINT = 2
 PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
+PERF_EVENT_IOC_DISABLE = 0x2401  # _IO('$', 1)
 PERF_EVENT_IOC_SET_BPF = 0x40042408  # _IOW('$', 8, __u32)
 VERIFIER_LOG_SIZE = 1 << 20
 
@@ -346,8 +349,6 @@ def attach_tracepoint(tracepoint_id: int, prog_fd: int, name: str) -> int:
     """Attach `prog_fd` to the tracepoint of that id (tracefs events/CATEGORY/EVENT/id)
     through a perf event, as bcc does; the attachment lasts as long as the
     descriptor. The program runs on every CPU whatever the event's own CPU."""
-    import fcntl
-
     attr = PerfEventAttr()
     attr.type = PERF_TYPE_TRACEPOINT
     attr.size = ctypes.sizeof(attr)

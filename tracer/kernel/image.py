@@ -28,15 +28,13 @@ import base64
 import contextlib
 import json
 import os
-import platform
 import stat
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from proctrace.kernel import bpfsys
-from proctrace.kernel.layout import CACHE_DIR, VMLINUX_BTF
+from proctrace.kernel.layout import CACHE_DIR, VMLINUX_BTF, cache_name, kernel_build
 
 IMAGE_VERSION = 1
 INSN_SIZE = 8
@@ -136,15 +134,8 @@ class ProgramImage:
 
 def image_key(source: str, btf_path: Path = VMLINUX_BTF) -> str:
     """Which compile an image is: the source (with this kernel's offsets in it)
-    and the kernel build. Checksums, not a cryptographic hash: the cache is
-    root's alone (see the module's docstring), so this names, it does not guard."""
-    uname = platform.uname()
-    try:
-        btf_size = btf_path.stat().st_size
-    except OSError:
-        btf_size = -1
-    data = f"{uname.release}|{uname.version}|{btf_size}|".encode() + source.encode()
-    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
+    and the kernel build."""
+    return cache_name(f"{kernel_build(btf_path)}|".encode() + source.encode())
 
 
 # ---- making one (in the loader helper) -------------------------------------------------

@@ -185,14 +185,26 @@ def offsets_from_btf(btf: Btf) -> dict[str, int]:
     return facts
 
 
-def _build_key(btf_path: Path) -> str:
+def kernel_build(btf_path: Path = VMLINUX_BTF) -> str:
+    """Which kernel build this is, as the caches key it: release, build
+    string and the size of its BTF (a rebuilt kernel of the same release)."""
     uname = platform.uname()
-    st = btf_path.stat()
-    raw = f"{uname.release}|{uname.version}|{st.st_size}|{MEMBERS}|{OPTIONAL_MEMBERS}|{SIZES}|{HELPERS}|{ENUM_VALUES}"
-    # Two checksums, not a cryptographic hash: hashlib would map OpenSSL (3 MiB)
-    # into every session for one file name.
-    data = raw.encode()
-    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+    try:
+        btf_size = btf_path.stat().st_size
+    except OSError:
+        btf_size = -1
+    return f"{uname.release}|{uname.version}|{btf_size}"
+
+
+def cache_name(data: bytes) -> str:
+    """A cache file's name for `data`. Two checksums, not a cryptographic hash:
+    the cache is root's alone, so this names, it does not guard; and hashlib
+    would map OpenSSL (3 MiB) into every session for one file name."""
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
+
+
+def _build_key(btf_path: Path) -> str:
+    return cache_name(f"{kernel_build(btf_path)}|{MEMBERS}|{OPTIONAL_MEMBERS}|{SIZES}|{HELPERS}|{ENUM_VALUES}".encode())
 
 
 def kernel_offsets(btf_path: Path = VMLINUX_BTF, cache_dir: Path | None = CACHE_DIR) -> dict[str, int]:

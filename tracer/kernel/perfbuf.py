@@ -46,6 +46,8 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from proctrace.kernel.bpfsys import (
+    PERF_EVENT_IOC_DISABLE,
+    PERF_EVENT_IOC_ENABLE,
     PERF_FLAG_FD_CLOEXEC,
     BpfMap,
     PerfEventAttr,
@@ -60,8 +62,6 @@ T = TypeVar("T")
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
-PERF_EVENT_IOC_ENABLE = 0x2400  # _IO('$', 0)
-PERF_EVENT_IOC_DISABLE = 0x2401  # _IO('$', 1)
 PERF_RECORD_LOST = 2
 PERF_RECORD_SAMPLE = 9
 BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from proctrace.kernel import bpfsys
 from proctrace.kernel.bcc import BccUnavailable, load_bcc
 from proctrace.kernel.errors import KernelError
 from proctrace.kernel.program import (
@@ -427,14 +428,9 @@ def _kernel_version(release: str) -> tuple[int, ...]:
 
 def _probe_ringbuf_map() -> bool:
     """Create (and close) a BPF_MAP_TYPE_RINGBUF map: backported kernels report old versions."""
-    nr_bpf = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
-    if nr_bpf is None:
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    attr = (ctypes.c_uint32 * 30)()
-    attr[0], attr[1], attr[2], attr[3] = 27, 0, 0, 4096  # map_type RINGBUF, key, value, max_entries
-    fd = libc.syscall(nr_bpf, 0, ctypes.byref(attr), ctypes.sizeof(attr))  # BPF_MAP_CREATE
-    if fd < 0:
+    try:
+        fd = bpfsys.create_map(bpfsys.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, 0, "pt_probe")
+    except OSError:  # no such map type here, no BPF, or an unknown machine
         return False
     os.close(fd)
     return True

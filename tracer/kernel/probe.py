@@ -103,7 +103,6 @@ class ProgramPlan:
     """The program a session will load: its source for this kernel and, when a
     session with the same options compiled it before, its image from the cache."""
 
-    options: ProgramOptions
     formats: dict[tuple[str, str], TracepointFormat]
     source: str
     key: str
@@ -114,7 +113,7 @@ def plan_program(options: ProgramOptions, cache_dir: Path | None = CACHE_DIR) ->
     formats = read_formats()
     source = build_source(kernel_offsets(), formats, options)
     key = image_key(source)
-    return ProgramPlan(options, formats, source, key, read_cached(key, cache_dir))
+    return ProgramPlan(formats, source, key, read_cached(key, cache_dir))
 
 
 class Probe:

@@ -320,17 +320,13 @@ class Consumer:
     argv: tuple[bytes, ...]
     usage: ResourceUsage
 
-    @property
-    def io_bytes(self) -> int:
-        return (self.usage.read_bytes or 0) + (self.usage.write_bytes or 0)
-
 
 # What the summary ranks processes by: a heavy reader or a memory hog that
 # used little CPU is still a top consumer.
-CONSUMER_RANKINGS: dict[str, Callable[[Consumer], int]] = {
-    "CPU": lambda c: c.cpu_ns,
-    "peak RSS": lambda c: c.usage.max_rss_kb,
-    "I/O": lambda c: c.io_bytes,
+CONSUMER_RANKINGS: dict[str, Callable[[ResourceUsage], int]] = {
+    "CPU": lambda u: u.cpu_user_ns + u.cpu_sys_ns,
+    "peak RSS": lambda u: u.max_rss_kb,
+    "I/O": lambda u: (u.read_bytes or 0) + (u.write_bytes or 0),
 }
 
 
@@ -479,15 +475,16 @@ class Aggregates:
             if usage.write_bytes is not None:
                 by_command.write_bytes = (by_command.write_bytes or 0) + usage.write_bytes
         self._seq += 1
-        consumer = Consumer(cpu, rec.tgid, rec.comm, tuple(rec.argv), usage)
+        consumer = None  # made only for a process that enters a ranking
         for name, figure_of in CONSUMER_RANKINGS.items():
             top = self._consumers[name]
-            figure = figure_of(consumer)
-            if figure <= 0:
-                continue  # used none of it: not a consumer of it
+            figure = figure_of(usage)
+            if figure <= 0 or (len(top) >= TOP_CONSUMERS and figure <= top[0][0]):
+                continue  # used none of it, or less than the top already holds
+            consumer = consumer or Consumer(cpu, rec.tgid, rec.comm, tuple(rec.argv), usage)
             if len(top) < TOP_CONSUMERS:
                 heapq.heappush(top, (figure, self._seq, consumer))
-            elif figure > top[0][0]:
+            else:
                 heapq.heapreplace(top, (figure, self._seq, consumer))
 
     def top_consumers(self, ranking: str = "CPU") -> list[Consumer]:
