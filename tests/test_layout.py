@@ -23,7 +23,8 @@ ALLOWED = {
     "model": set(),
     "kernel": {"model"},
     "formats": {"model"},
-    "session": {"model", "kernel", "formats"},
+    "top": {"model", "formats"},  # the live view: a sink that draws, beside the formats
+    "session": {"model", "kernel", "formats", "top"},
 }
 
 

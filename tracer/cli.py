@@ -39,6 +39,8 @@ examples:
   sudo proctrace -e exec -u alice         every exec by alice
   sudo proctrace --unit nginx             what runs in nginx.service (and cgroups below it)
   sudo proctrace --container 3f2a9c       what runs in the container whose id starts 3f2a9c
+  sudo proctrace --top                    a live view of the process tree (q quits)
+  proctrace -r s.rec --top --speed 10     replay a recording in the live view, ten times as fast
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
   sudo proctrace --env -- ./deploy.sh     with each exec's environment, secrets redacted
   sudo proctrace --env-allow LANG -- ./x  only the variable LANG of each exec
@@ -97,6 +99,16 @@ def pid_arg(text: str) -> int:
     if pid <= 0:
         raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
     return pid
+
+
+def speed_arg(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a speed: {text!r} (try 1, 10 or 0.5)") from None
+    if not 0 < speed <= 1e6:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1000000: {text!r}")
+    return speed
 
 
 def uid_arg(text: str) -> int:
@@ -205,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--color", choices=("auto", "always", "never"), default="auto", help="colour the stream (default: auto)"
     )
     p.add_argument("--as-root", action="store_true", help="with -- COMMAND under sudo: run COMMAND as root")
+    t = p.add_argument_group("the live view (instead of the event stream)")
+    t.add_argument(
+        "--top",
+        action="store_true",
+        help="a full-screen view of the process tree as it changes: live processes, those just ended and how, "
+        "the latest failures (keys: q quit, p pause, / filter, f failures, t threads, c collapse, s sort, "
+        "j/k move, Enter timeline); with -w it records too; with -r it replays a recording",
+    )
+    t.add_argument(
+        "--speed",
+        type=speed_arg,
+        metavar="N",
+        help="with -r --top: replay at N times the recorded pace (space pauses and steps, r resumes); "
+        "without it the whole recording is shown at once",
+    )
     v = p.add_argument_group("views at the end of the session (instead of the event stream)")
     v.add_argument(
         "--timeline",
@@ -356,6 +383,8 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
             tree=args.tree,
             summary=args.summary,
             export_path=args.export_trace,
+            top=args.top,
+            speed=args.speed,
         ),
         filters=filter_spec(args),
         transport=TransportOptions(
@@ -402,11 +431,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("-r reads a recording; it cannot also run a command")
     if args.read and args.env:
         parser.error("--env reads environments while tracing; a recording has them or not (--env-allow narrows them)")
+    if args.top:
+        clash = [
+            flag
+            for flag, given in (
+                ("--json", args.json), ("-o", args.output), ("-q", args.quiet),
+                ("--timeline", args.timeline is not None), ("--tree", args.tree), ("--summary", args.summary),
+            )
+            if given
+        ]  # fmt: skip
+        if clash:
+            parser.error(f"--top draws its own screen: it cannot be combined with {', '.join(clash)}")
+    if args.speed is not None and not (args.top and args.read):
+        parser.error("--speed paces a replay in the live view: it needs -r FILE --top")
     if args.no_redact and args.redact:
         parser.error("--redact adds to the redaction that --no-redact turns off: give one or the other")
     if (args.env or args.env_allow) and not args.read and ARGV_MAX_LIMIT - args.argv_max < ENV_MIN:
         parser.error(f"--env needs room beside the arguments: --argv-max at most {ARGV_MAX_LIMIT - ENV_MIN}")
     from proctrace.formats.recording import RecordingError
+    from proctrace.top.terminal import TerminalError
 
     try:
         if args.doctor:
@@ -422,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return 127
+    except TerminalError as exc:
+        print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
+        return EXIT_FAILURE
     except (FilterError, RedactError, RecordingError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

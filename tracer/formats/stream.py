@@ -30,6 +30,8 @@ from proctrace.formats.text import (
     DETAIL_MAX,
     TRUNCATED,
     ansi_codes,
+    cell_width,
+    crop_cells,
     cut_marker,
     escape_bytes,
     escape_text,
@@ -69,31 +71,14 @@ from proctrace.model.events import (
 )
 from proctrace.model.memo import remember
 from proctrace.model.path_search import PendingMisses, count_path_miss, take_path_misses
-from rich.cells import cell_len, set_cell_size
 
 # Column widths: a pid is at most 7 digits (pid_max <= 4194304), a comm 15 bytes.
 _KIND_W, _PID_W, _COMM_W = 6, 7, 15
 _KIND_COLUMN = {kind: kind.ljust(_KIND_W) for kind in EVENT_KINDS}
 _ANSI = ansi_codes()
 
-# ---------------------------------------------------------------------------
-# Terminal cells
-
-
-def _cells(text: str) -> int:
-    return len(text) if text.isascii() else cell_len(text)
-
-
-def _crop(text: str, cells: int) -> str:
-    """`text` cut to `cells` terminal cells, ending in "…" when something was cut."""
-    if _cells(text) <= cells:
-        return text
-    if cells <= 1:
-        return "…" if cells == 1 else ""
-    if text.isascii():
-        return text[: cells - 1] + "…"
-    return set_cell_size(text, cells - 1) + "…"
-
+# Terminal cells: text.py's, under the short names the hot path uses.
+_cells, _crop = cell_width, crop_cells
 
 # ---------------------------------------------------------------------------
 # Lines

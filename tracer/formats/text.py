@@ -272,3 +272,23 @@ def _ansi(style: str) -> tuple[str, str]:
 def ansi_codes() -> dict[str, tuple[str, str]]:
     """role -> (on, off) ANSI sequences, as the colour mode uses them."""
     return {role: _ansi(style) if style else ("", "") for role, style in STYLES.items()}
+
+
+def cell_width(text: str) -> int:
+    """How many terminal cells `text` takes (wide characters take two)."""
+    from rich.cells import cell_len
+
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def crop_cells(text: str, cells: int) -> str:
+    """`text` cut to `cells` terminal cells, ending in "…" when something was cut."""
+    if cell_width(text) <= cells:
+        return text
+    if cells <= 1:
+        return "…" if cells == 1 else ""
+    if text.isascii():
+        return text[: cells - 1] + "…"
+    from rich.cells import set_cell_size
+
+    return set_cell_size(text, cells - 1) + "…"

@@ -701,6 +701,17 @@ class ProcessTable:
         """The processes not yet reaped (running, or zombies)."""
         return list(self._live.values())
 
+    def finished_since(self, since_ns: int) -> list[Process]:
+        """The processes reaped (or retired) at or after `since_ns`, newest first:
+        a live view keeps them in sight for a while after they end."""
+        recent = []
+        for rec in reversed(self._finished):
+            gone = rec.reaped_ns if rec.reaped_ns is not None else rec.end_ns
+            if gone is None or gone < since_ns:
+                break
+            recent.append(rec)
+        return recent
+
     def children_index(self) -> dict[int, list[Process]]:
         """serial -> the kept processes born to it, by start."""
         index: dict[int, list[Process]] = {}

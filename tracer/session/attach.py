@@ -30,6 +30,11 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signo: int | None = None
+        self.quit = False  # q in the live view
+
+    def request(self) -> None:
+        """End the session as a signal would, from the session's own side."""
+        self.quit = True
 
     def catch_signals(self) -> None:
         for signo in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -39,7 +44,7 @@ class StopFlag:
         self.signo = signo
 
     def __bool__(self) -> bool:
-        return self.signo is not None
+        return self.signo is not None or self.quit
 
 
 # With --env an exec event carries up to ENV_MAX_DEFAULT bytes more: about ten

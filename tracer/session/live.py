@@ -146,6 +146,8 @@ class LiveSource:
 
     def end_reason(self) -> str:
         """Why the session ended, as the recording's trailer says it."""
+        if self.stop.quit:
+            return "quit from the live view"
         if self.stop.signo is not None:
             return f"stopped by {signal.Signals(self.stop.signo).name}"
         if self.command is not None:
@@ -201,7 +203,8 @@ def trace_live(options: SessionOptions) -> SessionResult:
         try:
             kernel.release_command()
             step = OomMemcgStep(live_step(kernel.cgroups, kernel.probe, options.filters), kernel_log)
-            drive(SteppedSource(source, step), outputs.pipeline, outputs.reader_gone)
+            with outputs.top.shown(kernel.stop.request) if outputs.top else contextlib.nullcontext():
+                drive(SteppedSource(source, step), outputs.pipeline, outputs.reader_gone)
         except BaseException:
             with contextlib.suppress(Exception):
                 outputs.close("failed")

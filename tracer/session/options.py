@@ -24,6 +24,8 @@ class OutputOptions:
     tree: bool = False
     summary: bool = False
     export_path: str | None = None  # --export-trace: the Chrome trace
+    top: bool = False  # --top: the live full-screen view instead of the stream
+    speed: float | None = None  # --speed with -r --top: replay at this many times the recorded pace
 
     @property
     def views(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from proctrace.formats.recording import RecordingError, RecordingWriter, create_private_file
 from proctrace.model.cgroups import CgroupTable
@@ -20,6 +20,9 @@ from proctrace.model.redact import Redactor
 from proctrace.session.options import OutputOptions
 from proctrace.session.pipeline import Pipeline
 from proctrace.session.sinks import JsonSink, PrettySink, Sink, reader_gone
+
+if TYPE_CHECKING:
+    from proctrace.top.app import TopSink
 
 
 def use_color(options: OutputOptions, stream: TextIO) -> bool:
@@ -72,11 +75,19 @@ class SessionOutputs:
         if recording_header is not None and options.record_path is not None:
             self.writer = RecordingWriter.create(options.record_path, recording_header, options.force)
             sinks.append(self.writer)
-        if options.views or options.export_path:
+        self.top: TopSink | None = None
+        if options.views or options.export_path or options.top:
             self.table = ProcessTable(cgroups=cgroups)
             self.table.seed(snapshot)
-            sinks.append(self.table)
-        if not options.quiet:
+            if options.top:
+                from proctrace.top.app import TopSink
+
+                # The view feeds the table itself, under the lock its drawing takes.
+                self.top = TopSink(self.table, live=True)  # a replay says otherwise
+                sinks.append(self.top)
+            else:
+                sinks.append(self.table)
+        if not options.quiet and not options.top:
             self.stream = open_output(options.output_path)
             if not options.views:
                 sinks.append(self._stream_sink(self.stream, clock))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from proctrace.formats.recording import Recording, open_recording
 from proctrace.formats.text import safe
@@ -18,6 +19,9 @@ from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
 from proctrace.session.pipeline import session_redactor
+
+if TYPE_CHECKING:
+    from proctrace.top.app import TopSink
 
 # A recording has no status line; the reader of the output is checked after every batch.
 _CHECK_READER = Tick(None)
@@ -82,6 +86,20 @@ class ReplaySource:
             yield _CHECK_READER
 
 
+class PacedSource:
+    """A replay's records at the live view's pace: `speed` times the recorded
+    one, or at once when None."""
+
+    def __init__(self, source: SteppedSource, view: TopSink, speed: float | None) -> None:
+        self.source, self.view, self.speed = source, view, speed
+
+    def records(self, shows_status: bool) -> Iterator[SourceRecord]:
+        from proctrace.top.app import paced
+
+        records = self.source.records(shows_status)
+        return records if self.speed is None else paced(records, self.view, self.speed)
+
+
 def replay(path: str, options: SessionOptions) -> SessionResult:
     """Read the recording at `path` back into the outputs asked for.
 
@@ -110,7 +128,15 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
             header["snapshot"] = [p.to_dict() for p in snapshot]
     outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups)
     try:
-        drive(SteppedSource(ReplaySource(recording), replay_step(cgroups)), outputs.pipeline, outputs.reader_gone)
+        source = SteppedSource(ReplaySource(recording), replay_step(cgroups))
+        view = outputs.top
+        if view is None:
+            drive(source, outputs.pipeline, outputs.reader_gone)
+        else:
+            view.live = False
+            with view.shown(lambda: None):
+                drive(PacedSource(source, view, options.outputs.speed), outputs.pipeline, outputs.reader_gone)
+                view.wait_for_quit()
     finally:
         outputs.close("replayed")
     command_pid = recording.header.get("options", {}).get("command_pid")
