@@ -10,7 +10,7 @@ import pytest
 from proctrace.cli import main
 from proctrace.model.process_table import ProcessTable
 from proctrace.top.app import TopSink
-from proctrace.top.model import ENDED_VISIBLE_NS, FailureLog, Rates, ViewState, build_rows
+from proctrace.top.model import ENDED_SHOWN_MAX, ENDED_VISIBLE_NS, FailureLog, Rates, ViewState, build_rows
 from proctrace.top.screen import Header, frame
 from proctrace.top.terminal import parse_keys
 
@@ -185,3 +185,13 @@ def test_top_refuses_what_it_cannot_combine_with(args, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--top" in err or "--speed" in err
+
+
+def test_only_the_latest_ended_processes_are_kept_in_sight():
+    table = ProcessTable()
+    for i in range(ENDED_SHOWN_MAX + 50):
+        pid, ts = 1000 + i, 10 * MS + i * 1000
+        table.write([fork(ts, pid), exit_(ts + 100, pid, ts), reap(ts + 200, pid)])
+    ended = [row.pid for row in build_rows(table, ViewState(), 20 * MS) if row.pid >= 1000]
+    assert len(ended) == ENDED_SHOWN_MAX
+    assert max(ended) == 1000 + ENDED_SHOWN_MAX + 49  # the newest kept, the oldest dropped

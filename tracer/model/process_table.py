@@ -701,13 +701,13 @@ class ProcessTable:
         """The processes not yet reaped (running, or zombies)."""
         return list(self._live.values())
 
-    def finished_since(self, since_ns: int) -> list[Process]:
-        """The processes reaped (or retired) at or after `since_ns`, newest first:
-        a live view keeps them in sight for a while after they end."""
-        recent = []
+    def finished_since(self, since_ns: int, limit: int) -> list[Process]:
+        """The processes reaped (or retired) at or after `since_ns`, newest first,
+        at most `limit`: a live view keeps them in sight for a while after they end."""
+        recent: list[Process] = []
         for rec in reversed(self._finished):
             gone = rec.reaped_ns if rec.reaped_ns is not None else rec.end_ns
-            if gone is None or gone < since_ns:
+            if gone is None or gone < since_ns or len(recent) >= limit:
                 break
             recent.append(rec)
         return recent

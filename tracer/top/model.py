@@ -16,6 +16,9 @@ from proctrace.model.process_table import Process, ProcessTable
 
 # How long a process that ended stays in sight.
 ENDED_VISIBLE_NS = 5_000_000_000
+# At most this many of them: a fork storm ends thousands a second, more than any
+# screen holds, and building their rows four times a second would cost the drain.
+ENDED_SHOWN_MAX = 200
 FAILURES_KEPT = 50
 SORTS = ("tree", "cpu", "age")
 
@@ -125,7 +128,7 @@ def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveRea
     """The rows on screen, in the order chosen: live processes and those that
     ended within ENDED_VISIBLE_NS of `now_ns` (the event clock)."""
     shown = {rec.serial: rec for rec in table.live()}
-    for rec in table.finished_since(now_ns - ENDED_VISIBLE_NS):
+    for rec in table.finished_since(now_ns - ENDED_VISIBLE_NS, ENDED_SHOWN_MAX):
         if not rec.retired:
             shown[rec.serial] = rec
     kids: dict[int | None, list[Process]] = {}
