@@ -31,9 +31,11 @@ class Pane:
     def __init__(self, command: str, width: int = 100, height: int = 30) -> None:
         self.socket = f"pt-top-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         # After proctrace ends, the shell says how it ended and how the terminal was left.
+        # The trap keeps the shell alive through a Ctrl-C sent to the pane (a trap
+        # with a command, unlike an ignored signal, is not inherited by proctrace).
         script = (
-            f"{command}; echo PT_EXIT=$?; stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; "
-            "echo PT_STTY; sleep 600"
+            f"trap true INT; {command}; echo PT_EXIT=$?; "
+            "stty -a | tr ' ' '\\n' | grep -x -e icanon -e echo | tr '\\n' ' '; echo PT_STTY; sleep 600"
         )
         self.tmux("new-session", "-d", "-x", str(width), "-y", str(height), "sh", "-c", script)
 
@@ -107,12 +109,32 @@ def filter_to(pane: Pane, text: str) -> None:
     pane.wait_for(lambda s: f"filter: {text}" in s.splitlines()[0], f"the filter {text!r} in the header")
 
 
+def ended_with(pane: Pane, status: int, why: str) -> None:
+    """proctrace ended with `status` and left the terminal as it found it."""
+    shown = pane.wait_for(lambda s: "PT_STTY" in s, f"the shell after {why}")
+    assert f"PT_EXIT={status}" in shown
+    after = shown.split(f"PT_EXIT={status}", 1)[1]
+    assert "icanon" in after and "echo" in after, "line editing or echo left off"
+    assert not pane.alternate_screen(), "the alternate screen was left on"
+
+
 def quit_and_check_terminal(pane: Pane) -> None:
     pane.keys("q")
-    shown = pane.wait_for(lambda s: "PT_STTY" in s, "the shell after proctrace ended")
-    assert "PT_EXIT=0" in shown
-    assert "icanon" in shown and "echo" in shown.split("PT_EXIT=0", 1)[1], "line editing or echo left off"
-    assert not pane.alternate_screen(), "the alternate screen was left on"
+    ended_with(pane, 0, "q")
+
+
+def record(tmp_path: Path, command: list[str], status: int = 0) -> Path:
+    """A recording of `command`, made with -w."""
+    recording = tmp_path / "s.rec"
+    done = subprocess.run(
+        [sys.executable, "-m", "proctrace", "-q", "-w", str(recording), "--", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == status, done.stderr
+    return recording
 
 
 def test_a_marked_process_appears_dies_by_sigterm_and_its_timeline_opens(tmp_path, pane_factory):
@@ -175,19 +197,27 @@ def test_the_view_fits_80_by_24_and_follows_a_resize(pane_factory):
 def test_a_recording_replays_in_the_view(tmp_path, pane_factory):
     name = f"ptrec{uuid.uuid4().hex[:6]}"
     marked_program(tmp_path, name)
-    recording = tmp_path / "s.rec"
-    script = f"PATH={tmp_path}:$PATH; {name} 0.1; exit 3"
-    done = subprocess.run(
-        [sys.executable, "-m", "proctrace", "-q", "-w", str(recording), "--", "sh", "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 3, done.stderr
+    recording = record(tmp_path, ["sh", "-c", f"PATH={tmp_path}:$PATH; {name} 0.1; exit 3"], status=3)
     pane = started_view(pane_factory, "-r", str(recording))
     filter_to(pane, name)
     shown = pane.wait_for(lambda s: f"{name} 0.1" in s, "the recorded process")
     row = next(line for line in shown.splitlines() if f"{name} 0.1" in line)
     assert "exit 0" in row
     quit_and_check_terminal(pane)
+
+
+def test_the_terminal_is_restored_when_the_command_ends(pane_factory):
+    pane = pane_factory(proctrace_command("--top", "--", "sh", "-c", "sleep 2; exit 4"))
+    ended_with(pane, 4, "the command ended")  # with the command's status, as without --top
+
+
+def test_the_terminal_is_restored_on_ctrl_c(pane_factory):
+    pane = started_view(pane_factory)
+    pane.keys("C-c")
+    ended_with(pane, 0, "Ctrl-C")
+
+
+def test_a_replay_is_restored_on_ctrl_c(tmp_path, pane_factory):
+    pane = started_view(pane_factory, "-r", str(record(tmp_path, ["true"])))
+    pane.keys("C-c")
+    ended_with(pane, 130, "Ctrl-C")  # an interrupted replay, as without --top

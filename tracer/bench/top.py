@@ -1,0 +1,146 @@
+"""The storm under the live view: ``python -m proctrace.bench.top [--reps N]``, as root.
+
+`proctrace --top` runs in a tmux pane (a real pseudo-terminal that is drawn
+to, as a person's is), and the storm's rate is compared with untraced runs and
+with the plain stream (`proctrace -o /dev/null`) in the same run, interleaved:
+untraced, --top, untraced, stream, untraced, ... Each traced rate is divided by
+the mean of the untraced runs either side of it. Losses are the session's own
+closing count. Prints one table; modifies no file of the checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from proctrace.bench import BenchError
+from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
+from proctrace.bench.storm import Storm
+from proctrace.bench.tracers import PROCTRACE_READY, TracerProcess, proctrace_argv, proctrace_command
+
+SUMMARY = re.compile(r"proctrace: (\d+) events, (\d+) lost")
+READY_TIMEOUT_S = 120.0
+
+
+def closing_counts(stderr: str) -> tuple[int, int]:
+    """(events, lost) from the session's closing line on stderr."""
+    found = SUMMARY.findall(stderr)
+    if not found:
+        raise BenchError(f"no closing summary from proctrace --top: {stderr.strip()[-300:]}")
+    events, lost = found[-1]
+    return int(events), int(lost)
+
+
+class TopPane:
+    """proctrace --top in a tmux server of its own, its stderr kept in a file."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.socket = f"pt-bench-top-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stderr = workdir / "top.err"
+        self.done = workdir / "top.done"
+        command = shlex.join([*proctrace_command(), "--top"])
+        script = f"{command} 2>{shlex.quote(str(self.stderr))}; touch {shlex.quote(str(self.done))}; sleep 600"
+        self._tmux("new-session", "-d", "-x", "120", "-y", "40", "sh", "-c", script)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not re.search(PROCTRACE_READY, self._text(), re.M) or "q quit" not in self._tmux("capture-pane", "-p"):
+            if time.monotonic() > deadline or self.done.exists():
+                self.close()
+                raise BenchError(f"proctrace --top did not start: {self._text()[-300:]}")
+            time.sleep(0.2)
+
+    def _text(self) -> str:
+        return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
+
+    def _tmux(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30)
+        return done.stdout
+
+    def quit(self) -> tuple[int, int]:
+        self._tmux("send-keys", "q")
+        deadline = time.monotonic() + 60
+        while not self.done.exists():
+            if time.monotonic() > deadline:
+                raise BenchError("proctrace --top did not end on q")
+            time.sleep(0.1)
+        counts = closing_counts(self._text())
+        self.close()
+        self.done.unlink()
+        return counts
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+
+
+def run(reps: int, seconds: float, workdir: Path) -> dict[str, list[float | None] | list[int]]:
+    storm = Storm(workdir)
+    untraced: list[float | None] = []
+    top: list[float | None] = []
+    stream: list[float | None] = []
+    lost: list[int] = []
+    for _ in range(reps):
+        untraced.append(storm.run(seconds).rate)
+        pane = TopPane(workdir)
+        try:
+            top.append(storm.run(seconds).rate)
+        finally:
+            _, top_lost = pane.quit()
+        lost.append(top_lost)
+        untraced.append(storm.run(seconds).rate)
+        tracer = TracerProcess(proctrace_argv([], None), ready_stderr=PROCTRACE_READY)
+        try:
+            tracer.wait_ready()
+            stream.append(storm.run(seconds).rate)
+        finally:
+            tracer.stop()
+    untraced.append(storm.run(seconds).rate)
+    return {"untraced": untraced, "top": top, "stream": stream, "lost": lost}
+
+
+def report(figures: dict[str, list[float | None] | list[int]]) -> list[str]:
+    """The table: median slowdown of --top and of the stream, each against the
+    untraced runs that bracket it, and the events --top lost."""
+    untraced = list(figures["untraced"])
+    # untraced runs: u0 top u1 stream u2 top u3 ...: --top is bracketed by (u0,u1), the stream by (u1,u2)...
+    brackets = bracketing_baselines(untraced)
+    top_ratio = median(paired_ratios(list(figures["top"]), brackets[0::2]))
+    stream_ratio = median(paired_ratios(list(figures["stream"]), brackets[1::2]))
+    lines = [
+        f"storm slowdown under --top in a tmux pane (median): {slowdown_pct(top_ratio):+.1f}%",
+        f"storm slowdown under the plain stream (median):     {slowdown_pct(stream_ratio):+.1f}%",
+        f"events lost by --top: {sum(figures['lost'])} in {len(figures['lost'])} runs",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m proctrace.bench.top", description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=4, help="interleaved repetitions (default 4)")
+    p.add_argument("--seconds", type=float, default=3.0, help="storm length per run (default 3)")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (it loads BPF programs)", file=sys.stderr)
+        return 1
+    if shutil.which("tmux") is None:
+        print("bench: needs tmux (scripts/setup --test-tools installs it)", file=sys.stderr)
+        return 1
+    try:
+        with tempfile.TemporaryDirectory(prefix="proctrace-bench-top-") as workdir:
+            figures = run(args.reps, args.seconds, Path(workdir))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report(figures)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
