@@ -195,3 +195,18 @@ def test_only_the_latest_ended_processes_are_kept_in_sight():
     ended = [row.pid for row in build_rows(table, ViewState(), 20 * MS) if row.pid >= 1000]
     assert len(ended) == ENDED_SHOWN_MAX
     assert max(ended) == 1000 + ENDED_SHOWN_MAX + 49  # the newest kept, the oldest dropped
+
+
+def test_pause_holds_the_display_while_the_table_still_takes_events():
+    view = TopSink(ProcessTable(), live=False)
+    view.write([fork(10 * MS, CHILD), execve(11 * MS, CHILD, 10 * MS, [b"make"])])
+    screen = FakeScreen()
+    view.draw(screen, 0.25)
+    view.key("p")
+    view.write([fork(20 * MS, GRANDCHILD, by=CHILD, start=10 * MS, ppid=SHELL)])
+    view.draw(screen, 0.25)
+    assert not any(f" {GRANDCHILD} " in line for line in screen.frames[-1])
+    assert view.table.find(GRANDCHILD), "the table stopped taking events while paused"
+    view.key("p")
+    view.draw(screen, 0.25)
+    assert any(f" {GRANDCHILD} " in line for line in screen.frames[-1])

@@ -173,7 +173,8 @@ class TopSink:
                 else:
                     self._timeline = (f"timeline of {row.pid}", self._timeline_text(row.pid))
                     self._scroll = 0
-        self._frozen = None
+        if key != "p":  # pausing keeps the frame on screen as it is; any other key redraws it
+            self._frozen = None
 
     def _timeline_text(self, pid: int) -> str:
         out = io.StringIO()
