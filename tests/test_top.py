@@ -210,3 +210,13 @@ def test_pause_holds_the_display_while_the_table_still_takes_events():
     view.key("p")
     view.draw(screen, 0.25)
     assert any(f" {GRANDCHILD} " in line for line in screen.frames[-1])
+
+
+def test_a_redraw_for_a_key_keeps_the_rates_measured_on_the_timer():
+    view = TopSink(ProcessTable(), live=False)
+    view.write([fork(10 * MS, CHILD), exit_(20 * MS, CHILD, 10 * MS)])
+    screen = FakeScreen()
+    view.draw(screen, 0.5)
+    view.key("j")
+    view.draw(screen, None)  # as run() redraws after a key, between timer redraws
+    assert "4 events/s" in screen.frames[-1][0] and "2 started/s" in screen.frames[-1][0]

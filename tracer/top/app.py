@@ -28,6 +28,9 @@ T = TypeVar("T")
 MOVES = {"j": 1, "down": 1, "k": -1, "up": -1, "pagedown": 10, "pageup": -10}
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def read_proc(pid: int) -> tuple[str, int] | None:
     """(state letter, CPU ns used so far) of a live process, from /proc/PID/stat."""
     try:
@@ -37,9 +40,6 @@ def read_proc(pid: int) -> tuple[str, int] | None:
         return None
     ticks = int(fields[11]) + int(fields[12])
     return fields[0].decode(), ticks * 1_000_000_000 // _CLOCK_TICKS
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class TopSink:
@@ -63,7 +63,7 @@ class TopSink:
         self._timeline: tuple[str, str] | None = None  # (title, text) while a timeline is shown
         self._scroll = 0
         self._frozen: list[str] | None = None
-        self._last_lost = 0
+        self._rates = (0.0, 0.0, 0.0)  # events, started, ended a second, as last measured
 
     # -- the Sink protocol: called on the session's thread ---------------------
 
@@ -95,14 +95,18 @@ class TopSink:
         reader: LiveReader | None = read_proc if self.live else None
         return build_rows(self.table, self.state, self.now_ns(), reader)
 
-    def draw(self, screen: Screen, elapsed: float) -> None:
+    def draw(self, screen: Screen, elapsed: float | None) -> None:
+        """Draw the screen; with `elapsed`, the seconds since the rates were last
+        taken, take them anew (None: a redraw for a key keeps the last rates)."""
         width, height = screen.size()
         if self._timeline is not None:
             title, text = self._timeline
             screen.draw(text_page(title, text, self._scroll, width, height))
             return
         with self.lock:
-            events, started, ended = self.rates.take()
+            if elapsed is not None:
+                per_s = max(elapsed, 1e-3)
+                self._rates = tuple(n / per_s for n in self.rates.take())  # type: ignore[assignment]
             if self.paused and self._frozen is not None:
                 lines = self._frozen
             else:
@@ -111,10 +115,7 @@ class TopSink:
                 replay = ""
                 if self.replay_speed is not None:
                     replay = "replay paused (space steps)" if self.replay_paused else f"replay {self.replay_speed:g}x"
-                per_s = max(elapsed, 1e-3)
-                header = Header(
-                    events / per_s, started / per_s, ended / per_s, self.table.lost_total, self.paused, replay
-                )
+                header = Header(*self._rates, self.table.lost_total, self.paused, replay)
                 lines = frame(header, self.state, rows, list(self.failures.latest), width, height, True, self._editing)
                 self._frozen = lines
         screen.draw(lines)
@@ -190,10 +191,11 @@ class TopSink:
             for key in keys:
                 self.key(key)
             now = time.monotonic()
-            if keys or now - last >= REDRAW_INTERVAL_S:
-                self.draw(screen, now - last if now - last >= REDRAW_INTERVAL_S else REDRAW_INTERVAL_S)
-                if now - last >= REDRAW_INTERVAL_S:
-                    last = now
+            if now - last >= REDRAW_INTERVAL_S:
+                self.draw(screen, now - last)
+                last = now
+            elif keys:
+                self.draw(screen, None)
 
     @contextlib.contextmanager
     def shown(self, on_quit: Callable[[], None]) -> Iterator[None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from proctrace.formats.text import escape_bytes, shell_quote
 from proctrace.formats.views import command_line
@@ -182,5 +182,5 @@ def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveRea
         rows = [r for r in rows if not r.thread]
         rows.sort(key=lambda r: r.age_ns)
     if state.sort != "tree":
-        rows = [Row(**{**r.__dict__, "depth": 0}) for r in rows]
+        rows = [replace(r, depth=0) for r in rows]
     return rows

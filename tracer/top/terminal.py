@@ -96,7 +96,7 @@ def opened_screen(path: str = "/dev/tty") -> Iterator[Screen]:
         try:
             saved = termios.tcgetattr(fd)
         except termios.error:
-            raise TerminalError("--top needs a terminal: standard input is not one") from None
+            raise TerminalError(f"--top needs a terminal: {path} is not one") from None
         mode = termios.tcgetattr(fd)
         mode[3] &= ~(termios.ICANON | termios.ECHO)  # lflag
         mode[6][termios.VMIN] = 1
