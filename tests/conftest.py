@@ -12,7 +12,20 @@ import os
 
 import pytest
 
+from tests.browser import launched_browser, report_opener
 from tests.environment import REQUIRE_ALL, every_test_must_run
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (tests/browser.py), started once for the run."""
+    yield from launched_browser()
+
+
+@pytest.fixture
+def open_report(browser, tmp_path):
+    """Opens report HTML in a fresh offline page of `browser` (tests/browser.py)."""
+    yield from report_opener(browser, tmp_path)
 
 
 def live_unavailable_reason() -> str | None:

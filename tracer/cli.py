@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--write", metavar="FILE", help="record the session to FILE (.gz compresses)")
     p.add_argument("-r", "--read", metavar="FILE", help="read a recorded session instead of tracing (no root needed)")
     p.add_argument("-q", "--quiet", action="store_true", help="with -w: record without printing the stream")
-    p.add_argument("--force", action="store_true", help="with -w or --export-trace: overwrite FILE if it exists")
+    p.add_argument(
+        "--force", action="store_true", help="with -w, --export-trace or --report: overwrite FILE if it exists"
+    )
     p.add_argument(
         "--buffer",
         choices=("ring", "perf"),
@@ -242,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--tree", action="store_true", help="the process tree with command lines, lifetimes, outcomes")
     v.add_argument("--summary", action="store_true", help="counts by command, failures, signals, extremes, losses")
+    v.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write the session as one self-contained HTML page: the process tree, a timeline, "
+        "each process's life (opens offline in any browser; live, written when the session ends)",
+    )
     v.add_argument(
         "--export-trace",
         metavar="OUT.json",
@@ -383,6 +391,7 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
             tree=args.tree,
             summary=args.summary,
             export_path=args.export_trace,
+            report_path=args.report,
             top=args.top,
             speed=args.speed,
         ),

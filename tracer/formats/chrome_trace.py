@@ -96,7 +96,7 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
     """Write the session in `table` to `out` as Chrome Trace Event JSON: all of
     it, or with `roots` only the subtrees of those pids. Returns the number of
     trace events written."""
-    procs = _tree_order(table, roots)
+    procs = table.tree_order(roots)
     groups = {rec.serial: group_words(table.group_of(rec)) for rec in procs}
     if len(set(groups.values())) > 1:
         # Stable: within a group the tree walk's order stays. Groups by first appearance.
@@ -162,30 +162,6 @@ def _origin(table: ProcessTable) -> int:
     if table.first_ts is not None:
         return min([table.first_ts, *forked])
     return min((p.start_ns for p in table.processes() if p.start_ns), default=0)
-
-
-def _tree_order(table: ProcessTable, roots: list[int] | None) -> list[Process]:
-    """The processes in depth-first order of the tree by birth, children by start:
-    the subtrees of `roots`, or every process kept (those the walk from the
-    table's roots cannot reach, had parent links ever formed a loop, come last)."""
-    everything = table.processes()
-    if roots:
-        wanted = set(roots)
-        tops = [p for p in everything if p.tgid in wanted]
-    else:
-        tops = table.roots() + everything
-    index = table.children_index()
-    order: list[Process] = []
-    seen: set[int] = set()
-    stack = list(reversed(tops))
-    while stack:  # not recursive: a chain of forks may be thousands deep
-        rec = stack.pop()
-        if rec.serial in seen:
-            continue
-        seen.add(rec.serial)
-        order.append(rec)
-        stack.extend(reversed(index.get(rec.serial, ())))
-    return order
 
 
 def _last_seen(rec: Process) -> int:

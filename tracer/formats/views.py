@@ -167,7 +167,7 @@ def _first_gain_words(rec: Process) -> str | None:
     return min(gains)[1] if gains else None
 
 
-def _cwd_words(ctx: ProcessContext) -> str | None:
+def cwd_words(ctx: ProcessContext) -> str | None:
     if ctx.cwd is None:
         return None
     shown = escape_bytes(ctx.cwd)
@@ -212,7 +212,7 @@ class _Contexts:
         notes = []
         ctx = rec.context
         if ctx is not None and ctx.cwd is not None and ctx.cwd != self._known_cwd(parent):
-            shown = _cwd_words(ctx)
+            shown = cwd_words(ctx)
             if shown is not None:
                 notes.append(f"cwd {shown}")
         creds: Credentials | None = rec.creds
@@ -248,7 +248,7 @@ class _Stamp:
 # Timeline
 
 
-def _timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tuple[int, str, str]]:
+def timeline_lines(table: ProcessTable, rec: Process, end_ns: int) -> list[tuple[int, str, str]]:
     """(ts_ns, colour role, text) for each thing that happened to `rec`, in order."""
     lines: list[tuple[int, str, str]] = []
     add = lines.append
@@ -384,7 +384,7 @@ def render_timeline(
         if rec.incomplete:
             head += "  " + paint("exit_bad", "[incomplete: events were lost while it lived]")
         out.append(head)
-        for ts, role, what in _timeline_lines(table, rec, end_ns):
+        for ts, role, what in timeline_lines(table, rec, end_ns):
             out.append(f"  {paint('time', stamp(ts))}  {paint(role, what)}")
         out.append("  " + paint("time", _timeline_footer(rec)))
     if out:

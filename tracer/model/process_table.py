@@ -592,6 +592,7 @@ class ProcessTable:
         self._live: dict[int, Process] = {}  # tgid -> its holder, until reaped
         self._by_serial: dict[int, Process] = {}  # every record kept
         self._finished: deque[Process] = deque()  # in the order they finished
+        self.dropped = 0  # finished processes that left the table (beyond keep_finished)
         self._last_finished: dict[int, Process] = {}  # tgid -> its newest finished holder
         self._thread_owner: dict[int, Process] = {}  # tid of a live non-leader thread -> process
         self._loss: tuple[int, int] | None = None  # the latest loss window
@@ -750,6 +751,30 @@ class ProcessTable:
         out.sort(key=lambda r: (r.start_ns, r.serial))
         return out
 
+    def tree_order(self, roots: Iterable[int] | None = None) -> list[Process]:
+        """The processes in depth-first order of the tree by birth, children by
+        start: the subtrees of the pids in `roots`, or every process kept (those
+        the walk from the roots cannot reach, had parent links ever formed a
+        loop, come last). The order of the Chrome trace's tracks and the report's rows."""
+        everything = self.processes()
+        if roots:
+            wanted = set(roots)
+            tops = [p for p in everything if p.tgid in wanted]
+        else:
+            tops = self.roots() + everything
+        index = self.children_index()
+        order: list[Process] = []
+        seen: set[int] = set()
+        stack = list(reversed(tops))
+        while stack:  # not recursive: a chain of forks may be thousands deep
+            rec = stack.pop()
+            if rec.serial in seen:
+                continue
+            seen.add(rec.serial)
+            order.append(rec)
+            stack.extend(reversed(index.get(rec.serial, ())))
+        return order
+
     def command_counts(self) -> dict[bytes, CommandCount]:
         """Processes per command: those counted so far plus those still alive."""
         counts = {
@@ -833,6 +858,7 @@ class ProcessTable:
         while len(self._finished) > self.keep_finished:
             old = self._finished.popleft()
             del self._by_serial[old.serial]
+            self.dropped += 1
             if self._last_finished.get(old.tgid) is old:
                 del self._last_finished[old.tgid]
 

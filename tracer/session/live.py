@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proctrace.formats.recording import make_header
+from proctrace.formats.report import SessionInfo, traced_words
 from proctrace.formats.text import safe
 from proctrace.kernel.kmsg import KernelLog, OomMemcgStep
 from proctrace.kernel.probe import Probe
@@ -180,12 +181,20 @@ def exit_code(wait_status: int) -> int:
     return 128 + os.WTERMSIG(wait_status)
 
 
+def live_info(options: SessionOptions, clock: Clock, started_ns: int) -> SessionInfo:
+    """What the report says of a live session on this machine."""
+    uname = os.uname()
+    command = None if options.command is None else [os.fsencode(a) for a in options.command]
+    return SessionInfo(uname.nodename, uname.release, traced_words(command), "live", clock.iso(started_ns))
+
+
 def trace_live(options: SessionOptions) -> SessionResult:
     """Trace until stopped by a signal or, with a command, until it ends."""
     refuse_existing_outputs(options.outputs)
     with attach(options) as kernel:
         held = kernel.held
         clock = Clock()
+        started_ns = time.monotonic_ns()
         header = None
         if options.outputs.record_path:
             pid = held.pid if held else None
@@ -212,7 +221,7 @@ def trace_live(options: SessionOptions) -> SessionResult:
         finally:
             kernel_log.close()
         outputs.close(source.end_reason())
-        outputs.finish(held.pid if held else None)
+        outputs.finish(held.pid if held else None, live_info(options, clock, started_ns))
     totals = source.totals
     skipped = f", {totals.undecodable} undecodable" if totals.undecodable else ""
     by_class = ""

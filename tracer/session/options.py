@@ -24,8 +24,15 @@ class OutputOptions:
     tree: bool = False
     summary: bool = False
     export_path: str | None = None  # --export-trace: the Chrome trace
+    report_path: str | None = None  # --report: the HTML report
     top: bool = False  # --top: the live full-screen view instead of the stream
     speed: float | None = None  # --speed with -r --top: replay at this many times the recorded pace
+
+    @property
+    def needs_table(self) -> bool:
+        """Whether the session keeps the process table: for the views, the trace
+        export, the report or the live view."""
+        return self.views or bool(self.export_path) or bool(self.report_path) or self.top
 
     @property
     def views(self) -> bool:

@@ -14,7 +14,7 @@ from proctrace.formats.recording import RecordingError, RecordingWriter, create_
 from proctrace.model.cgroups import CgroupTable
 from proctrace.model.clock import Clock
 from proctrace.model.filters import EventFilter
-from proctrace.model.process_table import ProcessTable
+from proctrace.model.process_table import KEEP_FINISHED, ProcessTable
 from proctrace.model.procsnap import ProcInfo
 from proctrace.model.redact import Redactor
 from proctrace.session.options import OutputOptions
@@ -22,7 +22,12 @@ from proctrace.session.pipeline import Pipeline
 from proctrace.session.sinks import JsonSink, PrettySink, Sink, reader_gone
 
 if TYPE_CHECKING:
+    from proctrace.formats.report import SessionInfo
     from proctrace.top.app import TopSink
+
+REPORT_KEEP_FINISHED = 250_000
+"""Finished processes a session with --report keeps for it (the views keep
+KEEP_FINISHED): about 1.5 KiB each."""
 
 
 def use_color(options: OutputOptions, stream: TextIO) -> bool:
@@ -37,7 +42,7 @@ def refuse_existing(path: str, force: bool) -> None:
 
 def refuse_existing_outputs(options: OutputOptions) -> None:
     """The files a session creates (recording, trace export) must not exist, unless forced."""
-    for path in (options.record_path, options.export_path):
+    for path in (options.record_path, options.export_path, options.report_path):
         if path:
             refuse_existing(path, options.force)
 
@@ -76,8 +81,11 @@ class SessionOutputs:
             self.writer = RecordingWriter.create(options.record_path, recording_header, options.force)
             sinks.append(self.writer)
         self.top: TopSink | None = None
-        if options.views or options.export_path or options.top:
-            self.table = ProcessTable(cgroups=cgroups)
+        if options.needs_table:
+            # A report shows every process of the session, not only the latest
+            # ones the views keep (it says how many it had to leave out).
+            keep = REPORT_KEEP_FINISHED if options.report_path else KEEP_FINISHED
+            self.table = ProcessTable(keep_finished=keep, cgroups=cgroups)
             self.table.seed(snapshot)
             if options.top:
                 from proctrace.top.app import TopSink
@@ -111,15 +119,21 @@ class SessionOutputs:
         finally:
             self.pipeline.close()
 
-    def finish(self, command_pid: int | None) -> None:
-        """Export the trace and print the views asked for, then close the output.
-        With `command_pid` (a `-- COMMAND` session), they cover the command's tree."""
+    def finish(self, command_pid: int | None, info: SessionInfo | None = None) -> None:
+        """Export the trace, write the report and print the views asked for,
+        then close the output. With `command_pid` (a `-- COMMAND` session), they
+        cover the command's tree; `info` is what the report says of the session."""
         options = self.options
         roots = None
         if command_pid is not None and self.table is not None:
             roots = self.table.command_roots(command_pid)
         if options.export_path and self.table is not None:
             export_trace(options.export_path, options.force, self.table, self.clock, roots)
+        if options.report_path and self.table is not None and info is not None:
+            from proctrace.formats.report import report_data, write_report
+
+            data = report_data(self.table, info, self.pipeline.lost_by_class, roots)
+            write_report(options.report_path, options.force, data)
         stream = self.stream
         if stream is None:
             return

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from proctrace.formats.recording import Recording, open_recording
+from proctrace.formats.report import SessionInfo, traced_words
 from proctrace.formats.text import safe
 from proctrace.model.events import Event
 from proctrace.model.filters import EventFilter
@@ -100,6 +101,23 @@ class PacedSource:
         return records if self.speed is None else paced(records, self.view, self.speed)
 
 
+def replay_info(path: str, recording: Recording, outputs: SessionOutputs, command_pid: int | None) -> SessionInfo:
+    """What the report says of a replayed session: the recording's machine and start."""
+    header = recording.header
+    command = None
+    if command_pid is not None and outputs.table is not None:
+        held = [rec for rec in outputs.table.find(command_pid) if not rec.pre_existing]
+        command = held[0].argv if held and held[0].argv else None
+    started = header.get("started")
+    return SessionInfo(
+        str(header.get("hostname", "unknown")),
+        str(header.get("kernel", "unknown")),
+        traced_words(command),
+        f"recording {safe(path)}",
+        started if isinstance(started, str) else None,
+    )
+
+
 def replay(path: str, options: SessionOptions) -> SessionResult:
     """Read the recording at `path` back into the outputs asked for.
 
@@ -140,7 +158,8 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
     finally:
         outputs.close("replayed")
     command_pid = recording.header.get("options", {}).get("command_pid")
-    outputs.finish(command_pid if isinstance(command_pid, int) else None)
+    command_pid = command_pid if isinstance(command_pid, int) else None
+    outputs.finish(command_pid, replay_info(path, recording, outputs, command_pid))
     for warning in recording.warnings:
         print(f"proctrace: warning: {safe(warning)}", file=sys.stderr)
     return SessionResult(exit_code=0)
