@@ -433,7 +433,7 @@
       ctx.moveTo(px + 0.5, 14);
       ctx.lineTo(px + 0.5, 24);
       ctx.stroke();
-      ctx.fillText("+" + fmtDuration(t), px + 2, 2);
+      ctx.fillText(t === 0 ? "0" : "+" + fmtDuration(t), px + 2, 2);
     }
   }
 
