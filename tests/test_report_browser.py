@@ -149,3 +149,21 @@ def test_the_page_is_all_there_is(open_report, tmp_path):
     assert re.search(r"proctrace report: every process on host", page.title())
     data = json.loads(page.evaluate("document.getElementById('proctrace-data').textContent"))
     assert data["strings"].count(HOSTILE[2].decode()) == 0  # argv is kept whole, in one quoted command line
+
+
+def test_lost_events_are_shown_in_red_at_the_top(open_report):
+    html = render_html(report_data(session_table(), INFO, {LIFECYCLE: 7, SIGNALS: 2}))
+    page = open_report(html, "lost.html")
+    banner = page.locator("#lost")
+    assert banner.inner_text().startswith("Events lost: 9 (7 lifecycle events, 2 signal events)")
+    assert "some" in (banner.get_attribute("class") or "")
+    assert page.evaluate("getComputedStyle(document.getElementById('lost')).color") == "rgb(142, 27, 16)"
+
+
+def test_a_session_with_no_process_opens_empty_without_errors(open_report):
+    from proctrace.model.process_table import ProcessTable
+
+    page = open_report(render_html(report_data(ProcessTable(), INFO, {LIFECYCLE: 0})), "empty.html")
+    assert page.errors == []
+    assert shown_pids(page) == []
+    assert page.inner_text("#shown") == "0 processes"
