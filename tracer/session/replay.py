@@ -7,7 +7,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from proctrace.formats.recording import Recording, open_recording
+from proctrace.formats.recording import Recording
+from proctrace.formats.recording_set import ROTATION_KEY, RecordingSet, open_recordings
 from proctrace.formats.text import safe
 from proctrace.model.events import Event
 from proctrace.model.filters import EventFilter
@@ -57,7 +58,7 @@ class ReplaySource:
     prints what the live session printed; a recording without it has it
     decided here (PathSearchLookahead)."""
 
-    def __init__(self, recording: Recording) -> None:
+    def __init__(self, recording: Recording | RecordingSet) -> None:
         self.recording = recording
 
     def records(self, shows_status: bool) -> Iterator[SourceRecord]:
@@ -101,14 +102,16 @@ class PacedSource:
 
 
 def replay(path: str, options: SessionOptions) -> SessionResult:
-    """Read the recording at `path` back into the outputs asked for.
+    """Read the recording at `path` back into the outputs asked for; with
+    `options.read_more`, or a directory, several as one session
+    (tracer/formats/recording_set.py).
 
     Redacted as live is, whatever the recording's own redaction was: a
     recording made with --no-redact is redacted when read, unless --no-redact
     is given again."""
     refuse_existing_outputs(options.outputs)
     redactor = session_redactor(options.redaction)
-    recording = open_recording(path)
+    recording = open_recordings([path, *options.read_more])
     snapshot = redactor.snapshot(recording.snapshot)
     cgroups = table_of_recording(recording)
     event_filter = EventFilter(options.filters, cgroups)
@@ -124,6 +127,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
             "redaction": merge_descriptions(before.get("redaction"), redactor.describe()),
         }
         header = dict(recording.header, options=recorded_options)
+        header.pop(ROTATION_KEY, None)  # a copy is no part of the session it came from
         if any(new is not old for new, old in zip(snapshot, recording.snapshot, strict=True)):
             header["snapshot"] = [p.to_dict() for p in snapshot]
     outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups)
