@@ -255,6 +255,9 @@ class RecordingWriter:
         self._lost_by_class = dict(self._lost_before)
         self._failure: str | None = None
         self._closed = False
+        # The file's stat once closed: who deletes it later (--keep) checks that
+        # its name still holds this very file, unchanged since.
+        self.closed_stat: os.stat_result | None = None
 
     @classmethod
     def create(
@@ -312,10 +315,6 @@ class RecordingWriter:
         """The events written so far."""
         return self._events
 
-    def stat(self) -> os.stat_result:
-        """The file's identity (device, inode), to tell it from one put at its name later."""
-        return os.fstat(self._fd)
-
     def close(self, reason: str = "ended", extra: dict[str, Any] | None = None) -> None:
         """Write the trailer (with `extra` fields, if any) and close the file.
         Raises RecordingError when the trailer cannot be written (the events
@@ -339,6 +338,8 @@ class RecordingWriter:
                 }
                 self._append(dumps_line(trailer).encode(), finish=True)
         finally:
+            with contextlib.suppress(OSError):
+                self.closed_stat = os.fstat(self._fd)
             os.close(self._fd)
 
     # Internals.

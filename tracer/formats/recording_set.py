@@ -17,7 +17,7 @@ part given twice is read once. Between files that are not consecutive parts
 of one session (two sessions that overlapped, a recording and its filtered
 copy), a later file's events up to the last one already read are taken as
 read: those stamped earlier, and those at the same nanosecond that equal one
-already read.
+already read; a loss report there that equals one already read is skipped too.
 """
 
 from __future__ import annotations
@@ -154,6 +154,7 @@ class RecordingSet:
         self.lost_records, self.trailer, self.warnings = [], None, []
         last_ts: int | None = None
         keys_at_last: set[str] = set()
+        lost_read: set[LostRecord] = set()
         seen_parts: dict[tuple[str, int], str] = {}
         previous: tuple[str, int] | None = None
         for rec in self.parts:
@@ -174,6 +175,9 @@ class RecordingSet:
             self._reading = rec
             for item in rec.records():
                 if type(item) is not list:
+                    if boundary is not None and item in lost_read:
+                        continue  # the same report of the same session, in an overlap
+                    lost_read.add(item)
                     self.lost_records.append(item)
                     yield item
                     continue

@@ -132,6 +132,15 @@ def snapshot_of(table: ProcessTable) -> list[ProcInfo]:
     return out
 
 
+def _same_file(now: os.stat_result, closed: os.stat_result) -> bool:
+    return (now.st_dev, now.st_ino, now.st_size, now.st_ctime_ns) == (
+        closed.st_dev,
+        closed.st_ino,
+        closed.st_size,
+        closed.st_ctime_ns,
+    )
+
+
 def _warn(text: str) -> None:
     print(f"proctrace: warning: {safe(text)}", file=sys.stderr)
 
@@ -176,8 +185,8 @@ class RotatingRecorder:
         self._table.seed(snapshot)
         self._lost = dict.fromkeys(EVENT_CLASSES, 0)  # the session's running totals
         self._used_names: set[str] = set()
-        # (path, its stat when made) of this session's files still on disk, oldest first.
-        self._kept: deque[tuple[str, os.stat_result]] = deque()
+        # This session's closed files still on disk, oldest first, with their stat at closing.
+        self._kept: deque[tuple[str, os.stat_result | None]] = deque()
         self.paths: list[str] = []  # every file this session made, in order
         self._requested = False
         self._closed = False
@@ -237,6 +246,8 @@ class RotatingRecorder:
             add_to_header(header, self._cgroups)
         self._open_part(header, previous=old.path)
         old.close(ROTATED, {"next": os.path.basename(self._current().path)})
+        self._kept.append((old.path, old.closed_stat))
+        self._retire_old()
 
     def _due(self, events_waiting: bool) -> bool:
         writer = self._current()
@@ -277,19 +288,19 @@ class RotatingRecorder:
         self._part_started = self._now_ns()
         self._used_names.add(path)
         self.paths.append(path)
-        self._kept.append((path, writer.stat()))
-        self._retire_old()
 
     def _retire_old(self) -> None:
-        """--keep N: delete this session's oldest files beyond N, each only
-        while its name still holds the very file this session made."""
+        """--keep N: delete this session's oldest files beyond N (the one being
+        written counts as one), each only while its name still holds the very
+        file this session closed: the same inode, changed in no way since
+        (an inode number alone can be reused by a file made after ours went)."""
         keep = self.rotation.keep
         if keep is None:
             return
-        while len(self._kept) > keep:
-            path, made = self._kept.popleft()
+        while len(self._kept) > keep - 1:
+            path, closed = self._kept.popleft()
             try:
-                if os.path.samestat(os.lstat(path), made):
+                if closed is not None and _same_file(os.lstat(path), closed):
                     os.unlink(path)
             except FileNotFoundError:
                 pass
