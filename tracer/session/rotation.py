@@ -10,11 +10,14 @@ before it), a snapshot of the processes alive when the file began, its
 events and lost reports, and a trailer whose reason is "rotated" (the last
 file's says why the session ended) and whose `next` names the file after it.
 
-The snapshot of a later part comes from a ProcessTable the recorder feeds
-with exactly the events it writes, seeded with the session's first snapshot,
-not from /proc: the snapshot then agrees with the events before it (a process
-is in it when the recording saw it start, or had it at the start, and did not
-see it reaped), and it costs no reads of /proc while events flow.
+The snapshot of a later part comes from the processes alive as the recorder's
+own events tell it (tracer/model/live_processes.py), fed with exactly the
+events it writes and seeded with the session's first snapshot, not from
+/proc: the snapshot then agrees with the events before it (a process is in it
+when the recording had it at the start or saw it begin, and did not see it
+reaped), and it costs no reads of /proc while events flow. In a filtered
+session that is the filtered events: a process filtered out is in a later
+part's snapshot only if it was in the first.
 
 Names (README, "Rotating a recording"):
 - without strftime fields, FILE, FILE.1, FILE.2, ... (tcpdump -C's order);
@@ -44,18 +47,13 @@ from proctrace.formats.text import safe
 from proctrace.model.cgroups import CgroupTable
 from proctrace.model.clock import Clock
 from proctrace.model.events import EVENT_CLASSES, LIFECYCLE, Event
-from proctrace.model.process_table import ProcessTable
+from proctrace.model.live_processes import LiveProcesses
 from proctrace.model.procsnap import ProcInfo
 from proctrace.session.cgroups import add_to_header
 from proctrace.session.options import RotationOptions
 
 # The reasons a part ends with, in its trailer.
 ROTATED = "rotated"
-
-# Finished processes the snapshot table remembers: only for a late event of a
-# pid's previous holder, which comes within a drain or two; the snapshot
-# itself needs the live ones only.
-SNAPSHOT_KEEP_FINISHED = 256
 
 _TIME_FIELD = re.compile(r"%[^%]")
 
@@ -112,26 +110,6 @@ def refuse_existing_parts(path: str, rotation: RotationOptions, force: bool, wal
         raise RecordingError(f"{taken[0]} exists{more}; use --force to overwrite, or choose another name")
 
 
-def snapshot_of(table: ProcessTable) -> list[ProcInfo]:
-    """The processes the table has not seen reaped, as a recording's snapshot
-    gives them (a zombie is there, as /proc would show it), by start."""
-    out = []
-    for rec in sorted(table.live(), key=lambda r: (r.start_ns, r.tgid)):
-        out.append(
-            ProcInfo(
-                pid=rec.tgid,
-                ppid=rec.ppid,
-                uid=rec.uid,
-                comm=rec.comm,
-                argv=list(rec.argv),
-                start_ns=rec.start_ns,
-                threads=max(rec.live_threads, 1),
-                context=rec.context,
-            )
-        )
-    return out
-
-
 def _same_file(now: os.stat_result, closed: os.stat_result) -> bool:
     return (now.st_dev, now.st_ino, now.st_size, now.st_ctime_ns) == (
         closed.st_dev,
@@ -165,8 +143,8 @@ class RotatingRecorder:
         warn: Callable[[str], None] = _warn,
     ) -> None:
         """`header` is the first file's (make_header's, with its snapshot);
-        `snapshot` the same processes as ProcInfo, redacted, which seed the
-        table later snapshots come from; `cgroups` the session's table, whose
+        `snapshot` the same processes as ProcInfo, redacted, from which the
+        later snapshots follow; `cgroups` the session's table, whose
         state at each part's start goes in its header. `now_ns` is the
         session's clock (CLOCK_MONOTONIC, as events are stamped), injected by
         tests."""
@@ -181,8 +159,7 @@ class RotatingRecorder:
         self._session_id = uuid.uuid4().hex
         self._timed_names = has_time_fields(template)
         self._interval_ns = None if rotation.interval_s is None else int(rotation.interval_s * 1e9)
-        self._table = ProcessTable(keep_finished=SNAPSHOT_KEEP_FINISHED, cgroups=cgroups)
-        self._table.seed(snapshot)
+        self._live = LiveProcesses(snapshot)
         self._lost = dict.fromkeys(EVENT_CLASSES, 0)  # the session's running totals
         self._used_names: set[str] = set()
         # This session's closed files still on disk, oldest first, with their stat at closing.
@@ -201,11 +178,10 @@ class RotatingRecorder:
             self.rotate()
         writer = self._current()
         writer.write(events)
-        self._table.write(events)
+        self._live.write(events)
 
     def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
         self._current().lost(ts_ns, new, total, event_class)
-        self._table.lost(ts_ns, new, total, event_class)
         self._lost[event_class] = total
 
     def status(self, text: str) -> None:
@@ -241,7 +217,7 @@ class RotatingRecorder:
         header = dict(self._header)
         now = self._now_ns()
         header["started"] = self._clock.iso(now)
-        header["snapshot"] = [p.to_dict() for p in snapshot_of(self._table)]
+        header["snapshot"] = [p.to_dict() for p in self._live.snapshot()]
         if self._cgroups is not None:
             add_to_header(header, self._cgroups)
         self._open_part(header, previous=old.path)
