@@ -456,3 +456,13 @@ def test_sigusr1_starts_the_next_part_of_a_live_rotated_recording_between_batche
     assert 5000 in {p.pid for p in parts[1].snapshot} and 5000 not in {p.pid for p in parts[0].snapshot}
     assert [part.header["rotation"]["part"] for part in parts] == [0, 1]
     assert sorted(os.listdir(tmp_path)) == ["s.rec", "s.rec.1"]
+
+
+def test_a_rotation_over_an_earlier_series_is_refused_before_the_kernel_is_touched(
+    probes: list[FakeProbe], tmp_path: Path
+) -> None:
+    (tmp_path / "s.rec.4").write_text("an earlier session's part\n")
+    with pytest.raises(RecordingError, match=r"s\.rec\.4 exists; use --force"):
+        trace_live(session(quiet=True, record_path=str(tmp_path / "s.rec"), rotation=RotationOptions(size=1 << 20)))
+    assert probes == []
+    assert sorted(os.listdir(tmp_path)) == ["s.rec.4"]

@@ -5,6 +5,7 @@ runs its own workload under `-- COMMAND`, so it sees only its processes."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proctrace.session.rotation import numbered
 
 from tests.live.conftest import ROOT, workload
 
@@ -34,16 +36,22 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def text_of(path: Path) -> str:
+    with gzip.open(path, "rt") if path.name.endswith(".gz") else open(path) as f:
+        return f.read()
+
+
 def header_of(path: Path) -> dict[str, Any]:
-    with open(path) as f:
-        return json.loads(f.readline())
+    return json.loads(text_of(path).split("\n", 1)[0])
 
 
 def trailer_of(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text().splitlines()[-1])
+    return json.loads(text_of(path).splitlines()[-1])
 
 
-def test_a_storm_recorded_in_rotated_parts_reads_back_whole(tmp_path: Path) -> None:
+# gzip makes a storm's events about a tenth of their size: a smaller SIZE gives as many parts.
+@pytest.mark.parametrize(("name", "size"), [("s.rec", "64K"), ("s.rec.gz", "8K")])
+def test_a_storm_recorded_in_rotated_parts_reads_back_whole(tmp_path: Path, name: str, size: str) -> None:
     """The parts read back with -r (as a directory, and as files named one by
     one) give exactly the live --json stream of the same session, which is
     what an unrotated recording gives (tests/live/test_recording_live.py);
@@ -52,14 +60,14 @@ def test_a_storm_recorded_in_rotated_parts_reads_back_whole(tmp_path: Path) -> N
     parts.mkdir()
     marker = f"proctrace-rot-{uuid.uuid4().hex}"
     live = proctrace(
-        "--json", "-o", str(live_out), "-w", str(parts / "s.rec"), "--rotate-size", "64K",
+        "--json", "-o", str(live_out), "-w", str(parts / name), "--rotate-size", size,
         "--", *workload("spawn_many.py"), str(STORM), marker, str(pidfile),
     )  # fmt: skip
     assert live.returncode == 0, live.stderr
     assert ", 0 lost" in live.stderr, live.stderr
     files = sorted(parts.iterdir(), key=lambda p: header_of(p)["rotation"]["part"])
     assert len(files) >= 5, [p.name for p in files]
-    assert [p.name for p in files] == ["s.rec", *(f"s.rec.{n}" for n in range(1, len(files)))]
+    assert [p.name for p in files] == [numbered(name, n) for n in range(len(files))]
     for path in files[:-1]:
         assert trailer_of(path)["reason"] == "rotated"
     assert trailer_of(files[-1])["reason"] == "the command ended"

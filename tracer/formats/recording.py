@@ -34,8 +34,14 @@ JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
    `class`, from before the classes had buffers of their own, reads as "lifecycle").
 4. When the session ended cleanly, a trailer, always the last line:
    `{"type": "trailer", "ended": "...", "events": N, "lost": N, "lost_by_class": {...}, "reason": "..."}`
-   (`events` written, `lost` the total reported, `lost_by_class` per class,
-   `reason` why the session ended).
+   (`events` written in this file, `lost` the events reported lost while it
+   was written, `lost_by_class` per class, `reason` why the session ended).
+5. A file of a rotated session (tracer/session/rotation.py) is a whole
+   recording too: its header has `rotation` ({"session_id", "part",
+   "previous"}; tracer/formats/recording_set.py reads several as one), its
+   `started` and `snapshot` are of the moment it began, and its trailer's
+   `reason` is "rotated", with `next` the name of the file after it, unless
+   it is the last.
 
 A recording can be read with jq like `--json` output: `jq 'select(.type=="exec")'`.
 A reader refuses a version it does not know; a later proctrace that adds
