@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,3 +182,28 @@ def test_keep_leaves_the_latest_files_of_the_session(tmp_path: Path) -> None:
     assert trailer_of(tmp_path / f"s.rec.{numbers[-1]}")["reason"] == "the command ended"
     read = proctrace("-r", str(tmp_path / f"s.rec.{numbers[0]}"), "-r", str(tmp_path / f"s.rec.{numbers[1]}"))
     assert read.returncode == 0, read.stderr
+
+
+def test_rotate_time_names_each_file_by_its_start_in_utc(tmp_path: Path) -> None:
+    """A new file every second, named by strftime at its start: every file
+    is a part of the session, in the order of its name, and together they
+    give the live stream."""
+    parts, live_out = tmp_path / "parts", tmp_path / "live.jsonl"
+    parts.mkdir()
+    script = "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/true tick $i; sleep 0.3; done"
+    started = time.gmtime()
+    live = proctrace(
+        "--json", "-o", str(live_out), "-w", str(parts / "%Y%m%d-%H%M%S.rec"), "--rotate-time", "1s",
+        "--", "sh", "-c", script,
+    )  # fmt: skip
+    assert live.returncode == 0, live.stderr
+    files = sorted(parts.iterdir())
+    assert len(files) >= 2, [p.name for p in files]
+    assert [header_of(p)["rotation"]["part"] for p in files] == list(range(len(files)))
+    assert all(re.fullmatch(r"[0-9]{8}-[0-9]{6}\.rec(\.[0-9]+)?", p.name) for p in files), [p.name for p in files]
+    assert files[0].name >= time.strftime("%Y%m%d-%H%M%S", started)
+    read = proctrace("-r", str(parts), "--json")
+    assert read.returncode == 0 and "warning" not in read.stderr, read.stderr
+    assert read.stdout == live_out.read_text()
+    ticks = [e["argv"][2] for e in json_lines(read.stdout) if e["type"] == "exec" and e["argv"][1:2] == ["tick"]]
+    assert ticks == [str(i) for i in range(1, 11)]

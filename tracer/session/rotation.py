@@ -151,7 +151,7 @@ class RotatingRecorder:
         self.template = template
         self.rotation = rotation
         self.force = force
-        self._header = header
+        self._header = dict(header)  # each part's header is a copy of it, changed
         self._cgroups = cgroups
         self._now_ns = now_ns
         self._warn = warn
@@ -169,7 +169,7 @@ class RotatingRecorder:
         self._closed = False
         self._part = -1
         self._writer: RecordingWriter | None = None
-        self._open_part(header)
+        self._open_part(dict(header))
 
     # The Sink protocol.
 
