@@ -499,6 +499,7 @@ def test_an_empty_directory_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
         (["-w", "s.rec", "--rotate-time", "0.5"], "between 1 second and a year"),
         (["-w", "s.rec", "--rotate-size", "1M", "--keep", "0"], "must keep at least one file"),
         (["-w", "s.rec", "--rotate-size", "1M", "--keep", "two"], "not a number of files"),
+        (["-r", "a.rec", "b.rec"], "to read several recordings, repeat -r or give -r their directory"),
     ],
 )
 def test_bad_rotation_options_exit_2_with_a_message(

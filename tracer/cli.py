@@ -494,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(own)
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)} (a command to run goes after --)")
+        # `-r parts/*` gives -r one file; the shell's others land here.
+        hint = "to read several recordings, repeat -r or give -r their directory" if args.read else None
+        parser.error(f"unrecognized arguments: {' '.join(extra)} ({hint or 'a command to run goes after --'})")
     if command is not None and not command:
         parser.error("no command after --")
     if args.quiet and not args.write:
