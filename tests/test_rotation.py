@@ -290,12 +290,11 @@ def test_keep_never_deletes_a_file_put_at_an_old_parts_name(tmp_path: Path) -> N
 
 def test_an_earlier_series_is_refused_without_force_and_replaced_with_it(tmp_path: Path) -> None:
     (tmp_path / "p.rec.2").write_text("old\n")
-    rotation = RotationOptions(size=1)
     with pytest.raises(RecordingError, match=r"p\.rec\.2 exists; use --force"):
-        refuse_existing_parts(str(tmp_path / "p.rec"), rotation, False, 0)
-    refuse_existing_parts(str(tmp_path / "p.rec"), rotation, True, 0)
-    refuse_existing_parts(str(tmp_path / "other.rec"), rotation, False, 0)
-    rec = recorder(tmp_path, rotation, force=True)
+        refuse_existing_parts(str(tmp_path / "p.rec"), False, 0)
+    refuse_existing_parts(str(tmp_path / "p.rec"), True, 0)
+    refuse_existing_parts(str(tmp_path / "other.rec"), False, 0)
+    rec = recorder(tmp_path, RotationOptions(size=1), force=True)
     batches = session_batches(3)
     for batch in batches:
         rec.write(batch)

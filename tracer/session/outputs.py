@@ -43,7 +43,7 @@ def refuse_existing_outputs(options: OutputOptions) -> None:
         if path:
             refuse_existing(path, options.force)
     if options.record_path and options.rotation is not None:
-        refuse_existing_parts(options.record_path, options.rotation, options.force, time.time_ns())
+        refuse_existing_parts(options.record_path, options.force, time.time_ns())
 
 
 def open_output(path: str | None) -> TextIO:

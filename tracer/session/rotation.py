@@ -52,7 +52,7 @@ from proctrace.model.procsnap import ProcInfo
 from proctrace.session.cgroups import add_to_header
 from proctrace.session.options import RotationOptions
 
-# The reasons a part ends with, in its trailer.
+# The trailer's reason in every part but the last, which says why the session ended.
 ROTATED = "rotated"
 
 _TIME_FIELD = re.compile(r"%[^%]")
@@ -93,7 +93,7 @@ def numbered_siblings(path: str) -> list[str]:
     return sorted(os.path.join(directory, name) for name in names if pattern.fullmatch(name))
 
 
-def refuse_existing_parts(path: str, rotation: RotationOptions, force: bool, wall_ns: int) -> None:
+def refuse_existing_parts(path: str, force: bool, wall_ns: int) -> None:
     """Before anything starts: without --force, a rotated session refuses to
     begin where it would come to replace files (FILE, or FILE.1 and the
     rest of an earlier session's series). With --force each part replaces
@@ -110,13 +110,9 @@ def refuse_existing_parts(path: str, rotation: RotationOptions, force: bool, wal
         raise RecordingError(f"{taken[0]} exists{more}; use --force to overwrite, or choose another name")
 
 
-def _same_file(now: os.stat_result, closed: os.stat_result) -> bool:
-    return (now.st_dev, now.st_ino, now.st_size, now.st_ctime_ns) == (
-        closed.st_dev,
-        closed.st_ino,
-        closed.st_size,
-        closed.st_ctime_ns,
-    )
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a file closed by this session from one put at its name since."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns
 
 
 def _warn(text: str) -> None:
@@ -168,6 +164,7 @@ class RotatingRecorder:
         self._requested = False
         self._closed = False
         self._part = -1
+        self._part_started = 0  # now_ns() when the current part began
         self._writer: RecordingWriter | None = None
         self._open_part(dict(header))
 
@@ -276,7 +273,7 @@ class RotatingRecorder:
         while len(self._kept) > keep - 1:
             path, closed = self._kept.popleft()
             try:
-                if closed is not None and _same_file(os.lstat(path), closed):
+                if closed is not None and _identity(os.lstat(path)) == _identity(closed):
                     os.unlink(path)
             except FileNotFoundError:
                 pass
