@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from proctrace import cli
 from proctrace.formats.recording import RecordingError, RecordingWriter, make_header, open_recording
-from proctrace.formats.recording_set import ROTATION_KEY, RecordingSet, open_recordings
+from proctrace.formats.recording_set import ROTATION_KEY, RecordingSet, open_recordings, recording_paths
 from proctrace.model.clock import Clock
 from proctrace.model.events import Event, LostRecord
 from proctrace.model.filters import FilterSpec
@@ -517,3 +517,26 @@ def test_durations_and_sizes_read_as_documented() -> None:
     assert cli.rotation_options(cli.build_parser().parse_args(["-w", "s.rec"])) is None
     options = cli.session_options(cli.build_parser().parse_args(["-r", "a.rec", "-r", "b.rec", "-r", "c.rec"]), None)
     assert (options.read_path, options.read_more) == ("a.rec", ("b.rec", "c.rec"))
+
+
+def test_a_directory_stands_for_its_files_but_not_hidden_ones_or_subdirectories(tmp_path: Path) -> None:
+    for name in ("b.rec", "a.rec", ".a.rec.swp"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "old").mkdir()
+    assert recording_paths([str(tmp_path), "x.rec"]) == [str(tmp_path / "a.rec"), str(tmp_path / "b.rec"), "x.rec"]
+
+
+def test_recordings_that_are_not_parts_are_read_in_the_order_they_started(tmp_path: Path) -> None:
+    """Each starts where the other ended: read in the order of their `started`, not of their names."""
+    batches = session_batches(2)
+    for name, batch, started in (
+        ("z.rec", batches[0], "2026-12-02T10:00:00.000000Z"),
+        ("a.rec", batches[1], "2026-12-02T11:00:00.000000Z"),
+    ):
+        writer = RecordingWriter.create(str(tmp_path / name), {**header(), "started": started}, force=False)
+        writer.write(batch)
+        writer.close()
+    recordings = open_recordings([str(tmp_path)])
+    assert isinstance(recordings, RecordingSet)
+    assert [ev for batch in recordings.events() for ev in batch] == batches[0] + batches[1]
+    assert recordings.warnings == [] and recordings.snapshot == SNAPSHOT
