@@ -21,7 +21,7 @@ from proctrace.model.procsnap import ProcInfo
 from proctrace.session import attach as attach_module
 from proctrace.session.attach import attach, buffer_pages, kernel_options
 from proctrace.session.live import trace_live
-from proctrace.session.options import OutputOptions, SessionOptions, TransportOptions
+from proctrace.session.options import OutputOptions, RotationOptions, SessionOptions, TransportOptions
 
 from tests.synthetic import INIT, MS, execve, exit_, fork
 
@@ -418,3 +418,51 @@ def test_a_program_compiled_before_is_loaded_without_forking_a_loader(probes: li
     FakePlan.cached = True
     with attach(session()):
         assert probes and not FakeLoader.instances
+
+
+def test_sigusr1_starts_the_next_part_of_a_live_rotated_recording_between_batches(
+    probes: list[FakeProbe], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live path of rotation: trace_live installs the handler, the signal
+    comes while the kernel is drained, and the batch drained with it starts
+    the new part; the part's snapshot has the process forked before it."""
+    first = [fork(10 * MS, 5000, by=MAKE), execve(10 * MS + 500, 5000, 10 * MS, [b"cc1"])]
+    second = [exit_(12 * MS, 5000, 10 * MS, ppid=MAKE)]
+    flags: list[attach_module.StopFlag] = []
+    monkeypatch.setattr(attach_module.StopFlag, "catch_signals", lambda self: flags.append(self))
+    drains = 0
+
+    def drain(self: FakeProbe) -> tuple[list[Event], list[ValueError]]:
+        nonlocal drains
+        drains += 1
+        if drains == 1:
+            return list(first), []
+        if drains == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return list(second), []
+        flags[0].signo = signal.SIGTERM
+        return [], []
+
+    monkeypatch.setattr(FakeProbe, "drain", drain)
+    path = tmp_path / "s.rec"
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        trace_live(session(quiet=True, record_path=str(path), rotation=RotationOptions(size=1 << 30)))
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+    parts = [open_recording(str(path)), open_recording(str(tmp_path / "s.rec.1"))]
+    assert [[ev for batch in part.events() for ev in batch] for part in parts] == [first, second]
+    assert [p.trailer["reason"] for p in parts if p.trailer] == ["rotated", "stopped by SIGTERM"]
+    assert 5000 in {p.pid for p in parts[1].snapshot} and 5000 not in {p.pid for p in parts[0].snapshot}
+    assert [part.header["rotation"]["part"] for part in parts] == [0, 1]
+    assert sorted(os.listdir(tmp_path)) == ["s.rec", "s.rec.1"]
+
+
+def test_a_rotation_over_an_earlier_series_is_refused_before_the_kernel_is_touched(
+    probes: list[FakeProbe], tmp_path: Path
+) -> None:
+    (tmp_path / "s.rec.4").write_text("an earlier session's part\n")
+    with pytest.raises(RecordingError, match=r"s\.rec\.4 exists; use --force"):
+        trace_live(session(quiet=True, record_path=str(tmp_path / "s.rec"), rotation=RotationOptions(size=1 << 20)))
+    assert probes == []
+    assert sorted(os.listdir(tmp_path)) == ["s.rec.4"]

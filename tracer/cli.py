@@ -22,7 +22,13 @@ from proctrace.model.events import EVENT_KINDS
 from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_kinds
 from proctrace.model.redact import RedactError
 from proctrace.session.command import CommandError
-from proctrace.session.options import OutputOptions, RedactionOptions, SessionOptions, TransportOptions
+from proctrace.session.options import (
+    OutputOptions,
+    RedactionOptions,
+    RotationOptions,
+    SessionOptions,
+    TransportOptions,
+)
 
 if TYPE_CHECKING:
     from proctrace.session.loop import SessionResult
@@ -44,6 +50,9 @@ examples:
   sudo proctrace --buffer perf            use the perf buffer instead of the ring buffer
   sudo proctrace --env -- ./deploy.sh     with each exec's environment, secrets redacted
   sudo proctrace --env-allow LANG -- ./x  only the variable LANG of each exec
+  sudo proctrace -q -w /var/log/proctrace/%Y%m%d-%H%M%S.rec.gz --rotate-time 1h --keep 48
+                                          always on: a file an hour, the last two days kept
+  proctrace -r /var/log/proctrace --tree  read a directory of rotated files as one session
   proctrace --doctor                      check that live tracing will work here
 """
 
@@ -72,6 +81,34 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive: {text!r}")
     return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_arg(text: str) -> float:
+    """'30s', '10m', '1h', '2d' or seconds ('90', '0.5') -> seconds; at least one."""
+    t = text.strip().lower()
+    mult = 1
+    if t and t[-1] in _DURATION_UNITS:
+        mult, t = _DURATION_UNITS[t[-1]], t[:-1]
+    try:
+        seconds = float(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 10m, 1h or seconds)") from None
+    if not 1 <= seconds <= 366 * 86400:
+        raise argparse.ArgumentTypeError(f"must be between 1 second and a year: {text!r}")
+    return seconds
+
+
+def keep_arg(text: str) -> int:
+    try:
+        keep = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of files: {text!r}") from None
+    if keep < 1:
+        raise argparse.ArgumentTypeError(f"must keep at least one file: {text!r}")
+    return keep
 
 
 def argv_limit(text: str) -> int:
@@ -173,7 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per event per line (schema in README)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the event stream to FILE instead of stdout")
     p.add_argument("-w", "--write", metavar="FILE", help="record the session to FILE (.gz compresses)")
-    p.add_argument("-r", "--read", metavar="FILE", help="read a recorded session instead of tracing (no root needed)")
+    p.add_argument(
+        "-r",
+        "--read",
+        action="append",
+        metavar="FILE",
+        help="read a recorded session instead of tracing (no root needed); repeat it, or give a directory, "
+        "to read several recordings (the parts of a rotated one) as one session",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="with -w: record without printing the stream")
     p.add_argument(
         "--force", action="store_true", help="with -w, --export-trace or --report: overwrite FILE if it exists"
@@ -233,6 +277,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="with -r --top: replay at N times the recorded pace (space pauses and steps, r resumes); "
         "without it the whole recording is shown at once",
+    )
+    w = p.add_argument_group("recording rotation (with -w FILE: FILE, FILE.1, ...; SIGUSR1 starts the next file)")
+    w.add_argument(
+        "--rotate-size",
+        type=parse_size,
+        metavar="SIZE",
+        help="start the next file once the current one holds SIZE bytes (K, M, G suffixes), between batches",
+    )
+    w.add_argument(
+        "--rotate-time",
+        type=duration_arg,
+        metavar="DURATION",
+        help="start the next file every DURATION (30s, 10m, 1h, or seconds); FILE may hold strftime fields "
+        "(%%Y%%m%%d-%%H%%M%%S), expanded in UTC at each file's start",
+    )
+    w.add_argument(
+        "--keep",
+        type=keep_arg,
+        metavar="N",
+        help="keep the latest N files of this session, deleting older ones it made (never other files)",
     )
     v = p.add_argument_group("views at the end of the session (instead of the event stream)")
     v.add_argument(
@@ -376,6 +440,12 @@ def redaction_options(args: argparse.Namespace) -> RedactionOptions:
     return options
 
 
+def rotation_options(args: argparse.Namespace) -> RotationOptions | None:
+    if args.rotate_size is None and args.rotate_time is None:
+        return None
+    return RotationOptions(size=args.rotate_size, interval_s=args.rotate_time, keep=args.keep)
+
+
 def session_options(args: argparse.Namespace, command: list[str] | None) -> SessionOptions:
     """The parsed arguments as the session takes them. Raises FilterError or
     RedactError for a bad pattern."""
@@ -394,6 +464,7 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
             report_path=args.report,
             top=args.top,
             speed=args.speed,
+            rotation=rotation_options(args),
         ),
         filters=filter_spec(args),
         transport=TransportOptions(
@@ -409,7 +480,8 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
         redaction=redaction_options(args),
         command=None if command is None else tuple(command),
         as_root=args.as_root,
-        read_path=args.read,
+        read_path=args.read[0] if args.read else None,
+        read_more=tuple(args.read[1:]) if args.read else (),
     )
 
 
@@ -431,11 +503,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(own)
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)} (a command to run goes after --)")
+        # `-r parts/*` gives -r one file; the shell's others land here.
+        hint = "to read several recordings, repeat -r or give -r their directory" if args.read else None
+        parser.error(f"unrecognized arguments: {' '.join(extra)} ({hint or 'a command to run goes after --'})")
     if command is not None and not command:
         parser.error("no command after --")
     if args.quiet and not args.write:
         parser.error("-q records without printing: it needs -w FILE")
+    rotating = args.rotate_size is not None or args.rotate_time is not None
+    if (rotating or args.keep is not None) and not args.write:
+        parser.error("--rotate-size, --rotate-time and --keep rotate a recording: they need -w FILE")
+    if args.keep is not None and not rotating:
+        parser.error("--keep N keeps the latest N files of a rotation: it needs --rotate-size or --rotate-time")
     if args.read and command is not None:
         parser.error("-r reads a recording; it cannot also run a command")
     if args.read and args.env:

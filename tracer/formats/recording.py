@@ -34,8 +34,14 @@ JSON Lines: one JSON object per line, ASCII, each line ending in a newline.
    `class`, from before the classes had buffers of their own, reads as "lifecycle").
 4. When the session ended cleanly, a trailer, always the last line:
    `{"type": "trailer", "ended": "...", "events": N, "lost": N, "lost_by_class": {...}, "reason": "..."}`
-   (`events` written, `lost` the total reported, `lost_by_class` per class,
-   `reason` why the session ended).
+   (`events` written in this file, `lost` the events reported lost while it
+   was written, `lost_by_class` per class, `reason` why the session ended).
+5. A file of a rotated session (tracer/session/rotation.py) is a whole
+   recording too: its header has `rotation` ({"session_id", "part",
+   "previous"}; tracer/formats/recording_set.py reads several as one), its
+   `started` and `snapshot` are of the moment it began, and its trailer's
+   `reason` is "rotated", with `next` the name of the file after it, unless
+   it is the last.
 
 A recording can be read with jq like `--json` output: `jq 'select(.type=="exec")'`.
 A reader refuses a version it does not know; a later proctrace that adds
@@ -234,7 +240,9 @@ class RecordingWriter:
 
     shows_status = False  # status() is its clock tick, not text to show
 
-    def __init__(self, path: str, fd: int, header: dict[str, Any], gzip: bool) -> None:
+    def __init__(
+        self, path: str, fd: int, header: dict[str, Any], gzip: bool, lost_before: dict[str, int] | None = None
+    ) -> None:
         self.path = path
         self._fd = fd
         self._file = _FdFile(fd)
@@ -246,14 +254,25 @@ class RecordingWriter:
         self._unflushed = False
         self._last_flush = self._last_check = time.monotonic()
         self._events = 0
-        self._lost_by_class = dict.fromkeys(EVENT_CLASSES, 0)
+        # The session's running totals of lost events when this file began (a
+        # rotated part's; zero for a whole session): the trailer counts what
+        # was reported while this file was written.
+        self._lost_before = dict.fromkeys(EVENT_CLASSES, 0) if lost_before is None else dict(lost_before)
+        self._lost_by_class = dict(self._lost_before)
         self._failure: str | None = None
         self._closed = False
+        # The file's stat once closed: who deletes it later (--keep) checks that
+        # its name still holds this very file, unchanged since.
+        self.closed_stat: os.stat_result | None = None
 
     @classmethod
-    def create(cls, path: str, header: dict[str, Any], force: bool) -> RecordingWriter:
+    def create(
+        cls, path: str, header: dict[str, Any], force: bool, lost_before: dict[str, int] | None = None
+    ) -> RecordingWriter:
         """Create the file (mode 0600, never through a symlink, an existing file
-        only with force) and write `header` (see make_header) to it."""
+        only with force) and write `header` (see make_header) to it.
+        `lost_before`: the session's totals of lost events by class so far,
+        for a file that continues a session (a rotated part)."""
         gzip = _compression(path) == "gzip"
         identity = {"type": "header", "format": FORMAT, "version": VERSION}
         header = {**identity, **{k: v for k, v in header.items() if k not in identity}}
@@ -262,7 +281,7 @@ class RecordingWriter:
             raise ValueError("a recording header needs an int boot_offset_ns and a snapshot list")
         line = dumps_line(header).encode()  # before creating: a bad header leaves no file
         fd = create_private_file(path, force)
-        writer = cls(path, fd, header, gzip)
+        writer = cls(path, fd, header, gzip, lost_before)
         try:
             writer._append(line, sync=True)
         except RecordingError:
@@ -292,25 +311,41 @@ class RecordingWriter:
         # it is the writer's clock for flushing and checking the file.
         self._tick()
 
-    def close(self, reason: str = "ended") -> None:
-        """Write the trailer and close the file. Raises RecordingError when the
-        trailer cannot be written (the events before it stay readable)."""
+    @property
+    def size(self) -> int:
+        """The bytes in the file so far (compressed ones, for gzip)."""
+        return self._file.size
+
+    @property
+    def events(self) -> int:
+        """The events written so far."""
+        return self._events
+
+    def close(self, reason: str = "ended", extra: dict[str, Any] | None = None) -> None:
+        """Write the trailer (with `extra` fields, if any) and close the file.
+        Raises RecordingError when the trailer cannot be written (the events
+        before it stay readable)."""
         if self._closed:
             return
         self._closed = True
         try:
             if self._failure is None:
                 self._check_linked()
+                before = self._lost_before
+                lost_by_class = {kind: n - before.get(kind, 0) for kind, n in self._lost_by_class.items()}
                 trailer = {
                     "type": "trailer",
                     "ended": self._clock.iso(time.monotonic_ns()),
                     "events": self._events,
-                    "lost": sum(self._lost_by_class.values()),
-                    "lost_by_class": self._lost_by_class,
+                    "lost": sum(lost_by_class.values()),
+                    "lost_by_class": lost_by_class,
                     "reason": reason,
+                    **(extra or {}),
                 }
                 self._append(dumps_line(trailer).encode(), finish=True)
         finally:
+            with contextlib.suppress(OSError):
+                self.closed_stat = os.fstat(self._fd)
             os.close(self._fd)
 
     # Internals.

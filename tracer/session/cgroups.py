@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from proctrace.formats.recording import Recording, RecordingError
+from proctrace.formats.recording_set import RecordingSet
 from proctrace.model.cgroup_context import CgroupContextStep
 from proctrace.model.cgroups import CgroupTable
 from proctrace.model.events import CGROUP_RMDIR, CgroupEvent, Event
@@ -43,7 +44,7 @@ def add_to_header(header: dict[str, Any], table: CgroupTable) -> None:
     header[HEADER_CGROUP_MOUNT] = table.mount
 
 
-def table_of_recording(recording: Recording) -> CgroupTable:
+def table_of_recording(recording: Recording | RecordingSet) -> CgroupTable:
     """The table a recording started with; empty for one made before cgroups were
     recorded. The replay step completes it from the cgroup and exec events."""
     header = recording.header

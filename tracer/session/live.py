@@ -36,6 +36,7 @@ from proctrace.session.command import HeldCommand
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions, TransportOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
+from proctrace.session.rotation import RotatingRecorder
 
 DRAIN_INTERVAL_S = 0.02
 BUSY_DRAIN_INTERVAL_S = 0.05
@@ -204,6 +205,8 @@ def trace_live(options: SessionOptions) -> SessionResult:
         outputs = SessionOutputs(
             options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor, kernel.cgroups
         )
+        if isinstance(outputs.writer, RotatingRecorder):
+            outputs.writer.rotate_on(signal.SIGUSR1)  # acted on between batches, not in the handler
         what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"
         transport = "ring buffer" if kernel.ring else "perf buffer"
         print(f"proctrace: tracing {what} ({transport}); Ctrl-C to stop", file=sys.stderr, flush=True)

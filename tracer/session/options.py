@@ -11,6 +11,17 @@ from proctrace.model.filters import FilterSpec
 
 
 @dataclass(frozen=True)
+class RotationOptions:
+    """-w FILE as successive recordings (tracer/session/rotation.py): a new one
+    when the current reaches `size` bytes or has run `interval_s` seconds (or
+    on SIGUSR1), keeping the latest `keep` of them."""
+
+    size: int | None = None  # --rotate-size, bytes
+    interval_s: float | None = None  # --rotate-time, seconds
+    keep: int | None = None  # --keep; None: every file stays
+
+
+@dataclass(frozen=True)
 class OutputOptions:
     """Where the events go and in what form."""
 
@@ -27,6 +38,7 @@ class OutputOptions:
     report_path: str | None = None  # --report: the HTML report
     top: bool = False  # --top: the live full-screen view instead of the stream
     speed: float | None = None  # --speed with -r --top: replay at this many times the recorded pace
+    rotation: RotationOptions | None = None  # --rotate-size, --rotate-time, --keep with -w
 
     @property
     def needs_table(self) -> bool:
@@ -75,3 +87,4 @@ class SessionOptions:
     command: tuple[str, ...] | None = None  # -- COMMAND [ARG...]
     as_root: bool = False  # run COMMAND as root under sudo
     read_path: str | None = None  # -r: replay this recording instead of tracing
+    read_more: tuple[str, ...] = ()  # further -r recordings, read after it as one session

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -19,6 +20,7 @@ from proctrace.model.procsnap import ProcInfo
 from proctrace.model.redact import Redactor
 from proctrace.session.options import OutputOptions
 from proctrace.session.pipeline import Pipeline
+from proctrace.session.rotation import RotatingRecorder, refuse_existing_parts
 from proctrace.session.sinks import JsonSink, PrettySink, Sink, reader_gone
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ def refuse_existing_outputs(options: OutputOptions) -> None:
     for path in (options.record_path, options.export_path, options.report_path):
         if path:
             refuse_existing(path, options.force)
+    if options.record_path and options.rotation is not None:
+        refuse_existing_parts(options.record_path, options.force, time.time_ns())
 
 
 def open_output(path: str | None) -> TextIO:
@@ -73,12 +77,17 @@ class SessionOutputs:
         once, at the start); `redactor` redacts every batch of events;
         `cgroups` is the session's table, which the views read."""
         self.options = options
-        self.writer: RecordingWriter | None = None
+        self.writer: RecordingWriter | RotatingRecorder | None = None
         self.table: ProcessTable | None = None
         self.stream: TextIO | None = None
         sinks: list[Sink] = []
         if recording_header is not None and options.record_path is not None:
-            self.writer = RecordingWriter.create(options.record_path, recording_header, options.force)
+            if options.rotation is None:
+                self.writer = RecordingWriter.create(options.record_path, recording_header, options.force)
+            else:
+                self.writer = RotatingRecorder(
+                    options.record_path, recording_header, snapshot, options.rotation, options.force, cgroups
+                )
             sinks.append(self.writer)
         self.top: TopSink | None = None
         if options.needs_table:

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from proctrace.formats.recording import Recording, open_recording
+from proctrace.formats.recording import Recording
+from proctrace.formats.recording_set import ROTATION_KEY, RecordingSet, open_recordings
 from proctrace.formats.report import SessionInfo, traced_words
 from proctrace.formats.text import safe
 from proctrace.model.events import Event
@@ -58,7 +59,7 @@ class ReplaySource:
     prints what the live session printed; a recording without it has it
     decided here (PathSearchLookahead)."""
 
-    def __init__(self, recording: Recording) -> None:
+    def __init__(self, recording: Recording | RecordingSet) -> None:
         self.recording = recording
 
     def records(self, shows_status: bool) -> Iterator[SourceRecord]:
@@ -101,8 +102,18 @@ class PacedSource:
         return records if self.speed is None else paced(records, self.view, self.speed)
 
 
-def replay_info(path: str, recording: Recording, outputs: SessionOutputs, command_pid: int | None) -> SessionInfo:
-    """What the report says of a replayed session: the recording's machine and start."""
+def source_words(recording: Recording | RecordingSet) -> str:
+    """ "recording FILE", or "3 recordings: FILE, FILE.1, FILE.2" (the first few named)."""
+    if isinstance(recording, Recording):
+        return f"recording {safe(recording.path)}"
+    names = [safe(part.path) for part in recording.parts]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{len(names)} recordings: {shown}" if len(names) > 1 else f"recording {shown}"
+
+
+def replay_info(recording: Recording | RecordingSet, outputs: SessionOutputs, command_pid: int | None) -> SessionInfo:
+    """What the report says of a replayed session: the recording's machine and
+    start, and which files it was read from."""
     header = recording.header
     command = None
     if command_pid is not None and outputs.table is not None:
@@ -113,20 +124,22 @@ def replay_info(path: str, recording: Recording, outputs: SessionOutputs, comman
         str(header.get("hostname", "unknown")),
         str(header.get("kernel", "unknown")),
         traced_words(command),
-        f"recording {safe(path)}",
+        source_words(recording),
         started if isinstance(started, str) else None,
     )
 
 
 def replay(path: str, options: SessionOptions) -> SessionResult:
-    """Read the recording at `path` back into the outputs asked for.
+    """Read the recording at `path` back into the outputs asked for; with
+    `options.read_more`, or a directory, several as one session
+    (tracer/formats/recording_set.py).
 
     Redacted as live is, whatever the recording's own redaction was: a
     recording made with --no-redact is redacted when read, unless --no-redact
     is given again."""
     refuse_existing_outputs(options.outputs)
     redactor = session_redactor(options.redaction)
-    recording = open_recording(path)
+    recording = open_recordings([path, *options.read_more])
     snapshot = redactor.snapshot(recording.snapshot)
     cgroups = table_of_recording(recording)
     event_filter = EventFilter(options.filters, cgroups)
@@ -142,6 +155,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
             "redaction": merge_descriptions(before.get("redaction"), redactor.describe()),
         }
         header = dict(recording.header, options=recorded_options)
+        header.pop(ROTATION_KEY, None)  # a copy is no part of the session it came from
         if any(new is not old for new, old in zip(snapshot, recording.snapshot, strict=True)):
             header["snapshot"] = [p.to_dict() for p in snapshot]
     outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups)
@@ -159,7 +173,7 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
         outputs.close("replayed")
     command_pid = recording.header.get("options", {}).get("command_pid")
     command_pid = command_pid if isinstance(command_pid, int) else None
-    outputs.finish(command_pid, replay_info(path, recording, outputs, command_pid))
+    outputs.finish(command_pid, replay_info(recording, outputs, command_pid))
     for warning in recording.warnings:
         print(f"proctrace: warning: {safe(warning)}", file=sys.stderr)
     return SessionResult(exit_code=0)
