@@ -359,3 +359,17 @@ def test_report_refuses_an_existing_file_before_reading(tmp_path, capsys):
     assert main(["-r", str(rec), "--report", str(out), "-o", os.devnull]) == 2
     assert "exists; use --force" in capsys.readouterr().err
     assert out.read_text() == "mine"
+
+
+def test_a_report_of_several_recordings_names_them_and_holds_their_processes(tmp_path):
+    events = session_events()
+    first, second = tmp_path / "a.rec", tmp_path / "b.rec"
+    write_recording(first, events[:9])  # up to 201's SIGTERM
+    write_recording(second, events[9:])  # from its exit on
+    out = tmp_path / "r.html"
+    assert main(["-r", str(first), "-r", str(second), "--report", str(out), "-o", os.devnull]) == 0
+    data = json.loads(re.search(r'id="proctrace-data">(.*?)</script>', out.read_text(), re.S).group(1))
+    assert data["session"]["source"] == f"2 recordings: {first}, {second}"
+    rows = by_pid(data)
+    assert {200, 201, 202, 203, 204} <= set(rows)
+    assert rows[201]["outcome"] == "killed by SIGTERM"  # its life ends in the second file
