@@ -44,7 +44,7 @@ def test_search_narrows_the_tree_to_matches_and_their_ancestors(open_report):
     assert shown_pids(page) == [100, 204]
     assert page.inner_text("#shown") == "2 of 6 processes shown"
     page.fill("#search", "201")  # a pid
-    wait_until(page, "!document.querySelector(\".row[data-pid='201']\").hidden")
+    wait_until(page, "!!document.querySelector(\".row[data-pid='201']\")")
     assert shown_pids(page) == [100, 201]
     page.fill("#search", "")
     wait_until(page, "document.querySelector('#shown').textContent === '6 processes'")
@@ -167,3 +167,12 @@ def test_a_session_with_no_process_opens_empty_without_errors(open_report):
     assert page.errors == []
     assert shown_pids(page) == []
     assert page.inner_text("#shown") == "0 processes"
+
+
+def test_rows_out_of_use_stand_for_no_process(open_report):
+    page = open_report(report_html())
+    page.fill("#search", "sleep 1000")
+    wait_until(page, "document.querySelector('#shown').textContent.includes('of')")
+    assert page.evaluate("document.querySelectorAll('.row[data-pid]').length") == 2
+    page.click(".row[data-pid='204']")  # the one row of 204 there is, in view
+    assert "sleep 1000" in page.inner_text("#detail-command")

@@ -263,7 +263,10 @@
     for (let k = 0; k < pool.length; k++) {
       const item = pool[k];
       if (k >= count) {
+        // Out of use until the view needs more rows: it stands for no process.
         item.row.hidden = true;
+        delete item.row.dataset.row;
+        delete item.row.dataset.pid;
         continue;
       }
       const r = first + k;
