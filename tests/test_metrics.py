@@ -28,13 +28,11 @@ from proctrace.export.metrics import (
     metrics_registry,
     parse_listen,
 )
-from proctrace.model.clock import Clock
 from proctrace.model.events import CLONE_THREAD, EVENT_CLASSES, EVENT_KINDS, SIGNALS, ExecEvent
 from proctrace.model.filters import FilterSpec
 from proctrace.model.procsnap import ProcInfo
 from proctrace.session import exports as exports_module
-from proctrace.session.exports import SessionExports, require
-from proctrace.session.options import ExportOptions
+from proctrace.session.exports import SessionExports, gauge_seed, require
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,7 +53,6 @@ from tests.synthetic import (
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "tests" / "data" / "golden" / "session.rec"
-CLOCK_ANY = Clock(0)
 SNAPSHOT = [ProcInfo(SHELL, INIT, 0, b"sh", [b"sh"], SHELL_START), ProcInfo(INIT, 0, 0, b"init", [], 0)]
 
 
@@ -135,14 +132,14 @@ def test_the_live_process_gauge_starts_from_the_snapshot_and_follows_forks_and_e
     assert scrape(counted(workload(), snapshot=[]))[("proctrace_live_processes", ())] == 0
 
 
-def test_a_session_that_selects_some_processes_does_not_seed_the_gauge_with_all_of_them() -> None:
-    exports = SessionExports(ExportOptions())
-    exports.counts = MetricCounts()
-    exports.sinks(CLOCK_ANY, SNAPSHOT, FilterSpec(comms=("make",)))
-    assert exports.counts.live == set()
-    exports.counts = MetricCounts()
-    exports.sinks(CLOCK_ANY, SNAPSHOT, FilterSpec())
-    assert exports.counts.live == {SHELL, INIT}
+def test_the_gauge_starts_from_the_snapshot_only_for_a_session_of_the_whole_machine() -> None:
+    assert gauge_seed(SNAPSHOT, FilterSpec(), command=False) == SNAPSHOT
+    assert gauge_seed(SNAPSHOT, FilterSpec(kinds=frozenset({"exec"})), command=False) == SNAPSHOT
+    # A command's tree, a selection by name or pid, a cgroup: the others are never seen to end.
+    assert gauge_seed(SNAPSHOT, FilterSpec(), command=True) == []
+    assert gauge_seed(SNAPSHOT, FilterSpec(comms=("make",)), command=False) == []
+    assert gauge_seed(SNAPSHOT, FilterSpec(pids=(SHELL,)), command=False) == []
+    assert gauge_seed(SNAPSHOT, FilterSpec(units=("nginx.service",)), command=False) == []
 
 
 def test_losses_are_the_kernel_totals_by_class() -> None:

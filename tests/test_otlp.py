@@ -262,6 +262,16 @@ def test_an_unreachable_collector_is_named_with_its_error() -> None:
     )
 
 
+def test_a_collector_that_does_not_answer_in_time_is_said_to_be_too_slow() -> None:
+    def slow(body: bytes, timeout: float) -> None:
+        raise TimeoutError("timed out")
+
+    sink = OtlpSink(ENDPOINT, CLOCK, post=slow)
+    sink.write(batch(4))
+    sink.close()
+    assert sink.report() == "4 events dropped: collector too slow (http://127.0.0.1:4318: no answer within 5 s)"
+
+
 def test_a_collector_that_recovers_gets_the_batch_it_refused() -> None:
     calls: list[bytes] = []
     second = threading.Event()

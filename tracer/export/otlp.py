@@ -304,6 +304,7 @@ class OtlpSink:
         self.sent = 0
         self.dropped = 0
         self.last_error: str | None = None
+        self._timed_out = False  # the last failure: the collector took the request and did not answer in time
         self._thread = threading.Thread(target=self._run, name="proctrace-otlp", daemon=True)
         self._thread.start()
 
@@ -365,6 +366,7 @@ class OtlpSink:
                 self._post(body, timeout)
             except (OSError, http.client.HTTPException) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+                self._timed_out = isinstance(exc, TimeoutError)
                 if self._closing:
                     return  # no waiting for a collector that fails at the end
                 # The batch is kept and tried again after a wait that grows while
@@ -399,9 +401,11 @@ class OtlpSink:
         """What the end of the session says on stderr, when events were dropped."""
         if not self.dropped:
             return None
-        why = (
-            f"collector unreachable ({self.endpoint.url}: {self.last_error})"
-            if self.last_error
-            else (f"collector too slow ({self.endpoint.url})")
-        )
+        url = self.endpoint.url
+        if self.last_error is None:
+            why = f"collector too slow ({url})"  # it answered, but not as fast as events came
+        elif self._timed_out:
+            why = f"collector too slow ({url}: no answer within {REQUEST_TIMEOUT_S:g} s)"
+        else:
+            why = f"collector unreachable ({url}: {self.last_error})"
         return f"{self.dropped} events dropped: {why}"

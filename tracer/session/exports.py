@@ -45,6 +45,14 @@ def require(flag: str) -> None:
         )
 
 
+def gauge_seed(snapshot: list[ProcInfo], spec: FilterSpec, command: bool) -> list[ProcInfo]:
+    """The processes alive at the start that the live-process gauge counts: all
+    of them when the session sees the whole machine; none when it sees a
+    command's tree or a filter's selection, whose other processes it would
+    never see end."""
+    return [] if command or spec.selects or spec.by_cgroup else snapshot
+
+
 class SessionExports:
     """The metrics server and the OTLP export of one session, either or both."""
 
@@ -69,13 +77,12 @@ class SessionExports:
     def _otlp_dropped(self) -> int:
         return 0 if self.otlp is None else self.otlp.dropped
 
-    def sinks(self, clock: Clock, snapshot: list[ProcInfo], spec: FilterSpec) -> list[Sink]:
+    def sinks(self, clock: Clock, seed: list[ProcInfo]) -> list[Sink]:
         """The sinks to add to the pipeline, made now that the session's clock
-        and its start snapshot exist."""
+        exists; `seed` (gauge_seed) the processes the live-process gauge starts from."""
         sinks: list[Sink] = []
         if self.counts is not None:
-            if not (spec.selects or spec.by_cgroup):
-                self.counts.seed(snapshot)
+            self.counts.seed(seed)
             sinks.append(self.counts)
         if self._endpoint is not None:
             from proctrace.export.otlp import OtlpSink

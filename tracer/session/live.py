@@ -32,7 +32,7 @@ from proctrace.model.path_search import mark_path_searches
 from proctrace.session.attach import StopFlag, attach
 from proctrace.session.cgroups import SteppedSource, add_to_header, live_step
 from proctrace.session.command import HeldCommand
-from proctrace.session.exports import SessionExports
+from proctrace.session.exports import SessionExports, gauge_seed
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions, TransportOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -196,7 +196,7 @@ def trace_live(options: SessionOptions) -> SessionResult:
             add_to_header(header, kernel.cgroups)
         outputs = SessionOutputs(
             options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor, kernel.cgroups,
-            exports.sinks(clock, kernel.snapshot, options.filters),
+            exports.sinks(clock, gauge_seed(kernel.snapshot, options.filters, held is not None)),
         )  # fmt: skip
         what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"
         transport = "ring buffer" if kernel.ring else "perf buffer"

@@ -15,7 +15,7 @@ from proctrace.model.ordering import Reorderer
 from proctrace.model.path_search import PATH_SEARCH_HORIZON_NS, mark_path_searches
 from proctrace.model.redact import merge_descriptions
 from proctrace.session.cgroups import SteppedSource, replay_step, table_of_recording
-from proctrace.session.exports import SessionExports
+from proctrace.session.exports import SessionExports, gauge_seed
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -127,9 +127,10 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
         header = dict(recording.header, options=recorded_options)
         if any(new is not old for new, old in zip(snapshot, recording.snapshot, strict=True)):
             header["snapshot"] = [p.to_dict() for p in snapshot]
+    command_pid = recording.header.get("options", {}).get("command_pid")
     exports = SessionExports(options.exports)
     try:
-        sinks = exports.sinks(recording.clock, snapshot, options.filters)
+        sinks = exports.sinks(recording.clock, gauge_seed(snapshot, options.filters, command_pid is not None))
         outputs = SessionOutputs(
             options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups, sinks
         )
@@ -151,7 +152,6 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
             outputs.close("replayed")
         finally:
             exports.close()  # with --metrics, served while the replay lasts (paced by --top --speed)
-    command_pid = recording.header.get("options", {}).get("command_pid")
     outputs.finish(command_pid if isinstance(command_pid, int) else None)
     for warning in recording.warnings:
         print(f"proctrace: warning: {safe(warning)}", file=sys.stderr)
