@@ -5,6 +5,7 @@ what a process imported (-X importtime) is the witness."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,8 +37,14 @@ def test_a_command_that_traces_nothing_imports_nothing_of_live_tracing(args: tup
 
 
 def test_the_export_packages_are_imported_when_their_option_is_given() -> None:
-    """The witness of the check above: the same replay with --otlp imports them
+    """The witness of the check above: the same replay with --metrics imports
+    prometheus-client; with --otlp, which writes its own protobuf, nothing of them
     (to a port nothing listens on: the drop is reported, the exit stays 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    modules = imported("-r", str(RECORDING), "-o", os.devnull, "--metrics", f"127.0.0.1:{port}")
+    assert "prometheus_client" in modules
     modules = imported("-r", str(RECORDING), "-o", os.devnull, "--otlp", "http://127.0.0.1:9")
-    assert "opentelemetry.proto.logs.v1.logs_pb2" in modules
-    assert "prometheus_client" not in modules
+    assert "proctrace.export.otlp_wire" in modules
+    assert not {m for m in modules if m.split(".")[0] in EXPORT_ONLY}

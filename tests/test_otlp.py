@@ -11,9 +11,13 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from proctrace import __version__
 from proctrace.cli import main
+from proctrace.export import otlp as otlp_module
 from proctrace.export.otlp import (
     SEVERITY_INFO,
     SEVERITY_WARN,
@@ -23,7 +27,9 @@ from proctrace.export.otlp import (
     export_request,
     log_attributes,
     parse_endpoint,
+    severity,
 )
+from proctrace.export.otlp_wire import AttributeValue
 from proctrace.formats.jsonl import event_json
 from proctrace.model.clock import Clock
 from proctrace.model.context import Credentials
@@ -77,6 +83,57 @@ def test_a_base_url_gets_v1_logs_and_a_full_one_is_kept(url: str, endpoint: Endp
 def test_unusable_urls_are_refused(url: str) -> None:
     with pytest.raises(OtlpError):
         parse_endpoint(url)
+
+
+def decoded(body: bytes) -> ExportLogsServiceRequest:
+    return ExportLogsServiceRequest.FromString(body)
+
+
+def reference(events: list[Event], resource: dict[str, AttributeValue], observed: int) -> bytes:
+    """The same request built with opentelemetry-proto's generated classes."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    add_attributes(resource, resource_logs.resource.attributes)
+    scope_logs = resource_logs.scope_logs.add()
+    scope_logs.scope.name, scope_logs.scope.version = "proctrace", __version__
+    for ev in events:
+        record = scope_logs.log_records.add(
+            time_unix_nano=CLOCK.wall_ns(ev.ts_ns), observed_time_unix_nano=observed, severity_number=severity(ev)
+        )
+        record.body.string_value = event_json(ev, CLOCK)
+        add_attributes(log_attributes(ev), record.attributes)
+    return request.SerializeToString()
+
+
+def add_attributes(attrs: dict[str, AttributeValue], into: Any) -> None:
+    for key, value in attrs.items():
+        kv = into.add(key=key)
+        if isinstance(value, bool):
+            kv.value.bool_value = value
+        elif isinstance(value, int):
+            kv.value.int_value = value
+        elif isinstance(value, str):
+            kv.value.string_value = value
+        else:
+            kv.value.array_value.SetInParent()  # an empty array is still an array
+            for item in value:
+                kv.value.array_value.values.add(string_value=item)
+
+
+def test_the_request_is_byte_for_byte_what_opentelemetry_proto_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp_module.time, "time_ns", lambda: 1_700_000_123 * SEC)
+    events = [case[1] for case in CASES]
+    resource = {"service.name": "proctrace", "host.name": "h", "n": -5, "big": 1 << 62, "on": False, "none": []}
+    assert export_request(events, CLOCK, resource) == reference(events, resource, 1_700_000_123 * SEC)
+
+
+@pytest.mark.parametrize("value", ["", "é€", "x" * 300, 0, 1, 127, 128, 300, -1, -(1 << 63), (1 << 63) - 1,
+                                   True, False, [], ["a", ""], ["b" * 200]])  # fmt: skip
+def test_each_attribute_value_decodes_as_it_was(value: AttributeValue) -> None:
+    resource = {"k": value}
+    request = decoded(export_request([], CLOCK, resource))
+    assert attributes(request.resource_logs[0].resource.attributes) == {"k": value}
+    assert export_request([], CLOCK, resource) == reference([], resource, 0)
 
 
 def common(ev: Event) -> dict[str, object]:
@@ -158,7 +215,7 @@ def test_each_event_type_maps_to_semantic_attributes_and_its_json_line(
     name: str, event: Event, own: dict[str, object], severity: int
 ) -> None:
     assert log_attributes(event) == {**common(event), **own}
-    request = export_request([event], CLOCK, {"service.name": "proctrace"})
+    request = decoded(export_request([event], CLOCK, {"service.name": "proctrace"}))
     (record,) = request.resource_logs[0].scope_logs[0].log_records
     assert record.body.string_value == event_json(event, CLOCK)
     json.loads(record.body.string_value)
@@ -175,7 +232,7 @@ def test_every_event_type_has_a_case() -> None:
 
 def test_bytes_that_are_not_utf8_keep_their_escape_in_the_body_and_show_as_replacement_in_attributes() -> None:
     ev = execve(2 * MS, 200, START, [b"x\xff"], comm=b"bad\xfe")
-    request = export_request([ev], CLOCK, {})
+    request = decoded(export_request([ev], CLOCK, {}))
     record = request.resource_logs[0].scope_logs[0].log_records[0]
     assert json.loads(record.body.string_value)["comm"] == "bad\udcfe"
     attrs = attributes(record.attributes)
@@ -186,7 +243,7 @@ def test_bytes_that_are_not_utf8_keep_their_escape_in_the_body_and_show_as_repla
 def test_the_resource_names_the_service_host_and_kernel() -> None:
     sink = OtlpSink(ENDPOINT, CLOCK, post=lambda body, timeout: None)
     try:
-        request = export_request([fork(1 * MS, 200)], CLOCK, sink._resource)
+        request = decoded(export_request([fork(1 * MS, 200)], CLOCK, sink._resource))
     finally:
         sink.close()
     resource = attributes(request.resource_logs[0].resource.attributes)

@@ -23,12 +23,10 @@ from proctrace.session.sinks import Sink
 if TYPE_CHECKING:
     from proctrace.export.otlp import Endpoint, OtlpSink
 
-# The module each export imports, and the extra of pyproject.toml (and the
-# package) that installs it.
-NEEDS = {
-    "--metrics": ("prometheus_client", "metrics", "prometheus-client"),
-    "--otlp": ("opentelemetry.proto.collector.logs.v1", "otlp", "opentelemetry-proto"),
-}
+# The module an export imports, and the extra of pyproject.toml (and the
+# package) that installs it. --otlp needs none: it writes its protobuf itself
+# (tracer/export/otlp_wire.py).
+NEEDS = {"--metrics": ("prometheus_client", "metrics", "prometheus-client")}
 
 
 def require(flag: str) -> None:
@@ -66,7 +64,6 @@ class SessionExports:
             from proctrace.export.otlp import parse_endpoint
 
             self._endpoint = parse_endpoint(options.otlp)
-            require("--otlp")
         if options.metrics is not None:
             address = parse_listen(options.metrics)
             require("--metrics")
