@@ -218,6 +218,21 @@ def test_the_server_serves_the_counts_at_slash_metrics_and_stops() -> None:
         urllib.request.urlopen(url, timeout=10)
 
 
+def test_the_server_listens_on_ipv6_loopback_when_asked() -> None:
+    host = parse_listen("[::1]:9090").host
+    server = MetricsServer(ListenAddress(host, 0), SessionCollector(counted(workload())))  # a free port
+    try:
+        text = urllib.request.urlopen(f"http://[::1]:{server.port}/metrics", timeout=10).read().decode()
+        assert 'proctrace_process_exits_total{outcome="signal"} 1.0' in text
+    finally:
+        server.close()
+
+
+def test_an_unknown_host_is_refused_with_a_message() -> None:
+    with pytest.raises(ListenError, match=r"cannot serve metrics on no\.such\.host\.invalid:9090: "):
+        MetricsServer(ListenAddress("no.such.host.invalid", 9090), SessionCollector(MetricCounts()))
+
+
 def test_a_port_in_use_is_refused_with_a_message() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

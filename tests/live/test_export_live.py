@@ -259,3 +259,19 @@ def test_a_stalled_collector_bounds_memory_and_the_end(tmp_path: Path) -> None:
     assert stalled.seconds < plain.seconds + 30, f"{stalled.seconds:.1f} s against {plain.seconds:.1f} s"
     # The queue's bound is ~20k events of a few hundred bytes each.
     assert stalled.peak_rss_kb < plain.peak_rss_kb + 64 * 1024, (stalled.peak_rss_kb, plain.peak_rss_kb)
+
+
+def test_a_plain_live_session_imports_no_export_package(tmp_path: Path) -> None:
+    """The packages of --metrics (and opentelemetry, which --otlp does not
+    need) stay out of a session that does not ask for them."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "proctrace", "-o", os.devnull, "--", "/bin/true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "proctrace.session.live" in modules  # the witness: this was a live session
+    assert not {m for m in modules if m.split(".")[0] in ("prometheus_client", "opentelemetry", "google")}
