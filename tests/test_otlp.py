@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from proctrace.export.otlp import (
     Endpoint,
     OtlpError,
     OtlpSink,
+    Rejected,
     export_request,
     log_attributes,
     parse_endpoint,
@@ -327,6 +329,65 @@ def test_a_collector_that_does_not_answer_in_time_is_said_to_be_too_slow() -> No
     sink.write(batch(4))
     sink.close()
     assert sink.report() == "4 events dropped: collector too slow (http://127.0.0.1:4318: no answer within 5 s)"
+
+
+def test_a_request_the_collector_refuses_for_good_is_dropped_not_sent_again() -> None:
+    calls: list[bytes] = []
+
+    def bad_request(body: bytes, timeout: float) -> None:
+        calls.append(body)
+        raise Rejected(400, "Bad Request")
+
+    sink = OtlpSink(ENDPOINT, CLOCK, post=bad_request)
+    sink.write(batch(4))
+    sink._wake.set()
+    sink.close()
+    assert len(calls) == 1 and sink.dropped == 4
+    assert sink.report() == "4 events dropped: collector refused them (http://127.0.0.1:4318: HTTP 400 Bad Request)"
+
+
+def test_a_collector_that_is_unavailable_for_now_gets_the_request_again() -> None:
+    calls: list[bytes] = []
+    second = threading.Event()
+
+    def unavailable_once(body: bytes, timeout: float) -> None:
+        calls.append(body)
+        if len(calls) == 1:
+            raise Rejected(503, "Service Unavailable")
+        second.set()
+
+    sink = OtlpSink(ENDPOINT, CLOCK, post=unavailable_once)
+    sink.write(batch(3))
+    sink._wake.set()
+    assert second.wait(30)
+    sink.close()
+    assert sink.sent == 3 and sink.dropped == 0
+
+
+def test_an_event_that_cannot_be_encoded_costs_its_batch_not_the_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = threading.Event()
+    real = otlp_module.export_request
+
+    def fails_on_forks_of_666(events: list[Event], clock: Clock, resource: dict[str, AttributeValue]) -> bytes:
+        if any(ev.pid == SHELL and getattr(ev, "child_pid", 0) == 666 for ev in events):
+            raise ValueError("a fault")
+        return real(events, clock, resource)
+
+    monkeypatch.setattr(otlp_module, "export_request", fails_on_forks_of_666)
+    sink = OtlpSink(ENDPOINT, CLOCK, post=lambda body, timeout: sent.set())
+    sink.write([fork(1 * MS, 666)])
+    sink._wake.set()
+    for _ in range(3000):  # until the sender has dropped that batch (a guard against hanging, not a limit)
+        if sink.dropped:
+            break
+        sink._wake.set()
+        time.sleep(0.01)
+    sink.write(batch(2))
+    sink._wake.set()
+    assert sent.wait(30)
+    sink.close()
+    assert sink.dropped == 1 and sink.sent == 2
+    assert sink.report() == "1 event dropped: could not encode them (ValueError: a fault)"
 
 
 def test_a_collector_that_recovers_gets_the_batch_it_refused() -> None:

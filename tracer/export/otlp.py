@@ -204,9 +204,27 @@ def export_request(events: list[Event], clock: Clock, resource: dict[str, Attrib
 Post = Callable[[bytes, float], None]
 
 
+# The answers after which OTLP/HTTP says a request may be sent again; any
+# other failure status means the collector will never take it.
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+
+
+class Rejected(http.client.HTTPException):
+    """The collector answered with a status other than 2xx."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}".rstrip())
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUS
+
+
 class HttpPost:
     """POSTs a serialized request to the endpoint over one kept-alive
-    connection; raises OSError or http.client.HTTPException on any failure."""
+    connection; raises OSError or http.client.HTTPException (Rejected for an
+    answer other than 2xx) on any failure."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
@@ -230,7 +248,7 @@ class HttpPost:
             self._conn = None
             raise
         if not 200 <= response.status < 300:
-            raise http.client.HTTPException(f"HTTP {response.status} {response.reason}")
+            raise Rejected(response.status, response.reason)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -267,8 +285,8 @@ class OtlpSink:
         self._given_up = False
         self.sent = 0
         self.dropped = 0
-        self.last_error: str | None = None
-        self._timed_out = False  # the last failure: the collector took the request and did not answer in time
+        # Why the latest request failed, as the end of the session says it; None: none failed.
+        self._reason: str | None = None
         self._thread = threading.Thread(target=self._run, name="proctrace-otlp", daemon=True)
         self._thread.start()
 
@@ -327,10 +345,24 @@ class OtlpSink:
             try:
                 if not body:
                     body = export_request(batch, self._clock, self._resource)
+            except Exception as exc:  # a fault of ours: said at the end, not a dead thread
+                self._reason = f"could not encode them ({type(exc).__name__}: {exc})"
+                self._drop(batch)
+                batch = []
+                continue
+            try:
                 self._post(body, timeout)
             except (OSError, http.client.HTTPException) as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                self._timed_out = isinstance(exc, TimeoutError)
+                url, error = self.endpoint.url, str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError):
+                    self._reason = f"collector too slow ({url}: no answer within {REQUEST_TIMEOUT_S:g} s)"
+                elif isinstance(exc, Rejected) and not exc.retryable:
+                    self._reason = f"collector refused them ({url}: {error})"
+                    self._drop(batch)  # sent again, it would be refused again
+                    batch = []
+                    continue
+                else:
+                    self._reason = f"collector unreachable ({url}: {error})"
                 if self._closing:
                     return  # no waiting for a collector that fails at the end
                 # The batch is kept and tried again after a wait that grows while
@@ -345,6 +377,12 @@ class OtlpSink:
                     self._queued -= len(batch)
                     self.sent += len(batch)
             batch = []
+
+    def _drop(self, batch: list[Event]) -> None:
+        with self._lock:
+            if not self._given_up:
+                self._queued -= len(batch)
+                self.dropped += len(batch)
 
     def close(self) -> None:
         """Send what is queued, for at most the shutdown time; count the rest as dropped."""
@@ -365,11 +403,6 @@ class OtlpSink:
         """What the end of the session says on stderr, when events were dropped."""
         if not self.dropped:
             return None
-        url = self.endpoint.url
-        if self.last_error is None:
-            why = f"collector too slow ({url})"  # it answered, but not as fast as events came
-        elif self._timed_out:
-            why = f"collector too slow ({url}: no answer within {REQUEST_TIMEOUT_S:g} s)"
-        else:
-            why = f"collector unreachable ({url}: {self.last_error})"
-        return f"{self.dropped} events dropped: {why}"
+        # No request failed: the queue overflowed while the collector, answering, kept up too slowly.
+        why = self._reason or f"collector too slow ({self.endpoint.url})"
+        return f"{self.dropped} event{'' if self.dropped == 1 else 's'} dropped: {why}"
