@@ -336,8 +336,7 @@ class OtlpSink:
             if not batch:
                 if self._closing:
                     return
-                self._wake.wait(SEND_INTERVAL_S)
-                self._wake.clear()
+                self._pause(SEND_INTERVAL_S)
                 continue
             timeout = REQUEST_TIMEOUT_S if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
@@ -368,8 +367,7 @@ class OtlpSink:
                 # The batch is kept and tried again after a wait that grows while
                 # the collector stays away; meanwhile the queue's bound drops the rest.
                 retry_s = min(RETRY_MAX_S, max(0.25, retry_s * 2))
-                self._wake.wait(retry_s)
-                self._wake.clear()
+                self._pause(retry_s)
                 continue
             retry_s = 0.0
             with self._lock:
@@ -377,6 +375,13 @@ class OtlpSink:
                     self._queued -= len(batch)
                     self.sent += len(batch)
             batch = []
+
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds` or until woken. Cleared before the check of _closing,
+        which close() sets before it wakes: its wake-up is never lost."""
+        self._wake.clear()
+        if not self._closing:
+            self._wake.wait(seconds)
 
     def _drop(self, batch: list[Event]) -> None:
         with self._lock:
