@@ -24,7 +24,8 @@ ALLOWED = {
     "kernel": {"model"},
     "formats": {"model"},
     "top": {"model", "formats"},  # the live view: a sink that draws, beside the formats
-    "session": {"model", "kernel", "formats", "top"},
+    "export": {"model", "formats"},  # --metrics and --otlp: sinks, beside the formats
+    "session": {"model", "kernel", "formats", "top", "export"},
 }
 
 

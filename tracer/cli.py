@@ -11,6 +11,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proctrace import __version__
@@ -23,6 +24,7 @@ from proctrace.model.filters import EventFilter, FilterError, FilterSpec, parse_
 from proctrace.model.redact import RedactError
 from proctrace.session.command import CommandError
 from proctrace.session.options import (
+    ExportOptions,
     OutputOptions,
     RedactionOptions,
     RotationOptions,
@@ -53,6 +55,9 @@ examples:
   sudo proctrace -q -w /var/log/proctrace/%Y%m%d-%H%M%S.rec.gz --rotate-time 1h --keep 48
                                           always on: a file an hour, the last two days kept
   proctrace -r /var/log/proctrace --tree  read a directory of rotated files as one session
+  sudo proctrace -w s.rec --metrics 9090  record, with Prometheus metrics at 127.0.0.1:9090
+  sudo proctrace --otlp http://otel:4318  each event to an OpenTelemetry Collector as a log record
+  proctrace -r s.rec --report s.html      the session as one HTML page: tree, timeline, each life
   proctrace --doctor                      check that live tracing will work here
 """
 
@@ -197,6 +202,29 @@ def env_name_arg(text: str) -> str:
     if not text or "=" in text or "\0" in text:
         raise argparse.ArgumentTypeError(f"not a variable name: {text!r} (give NAME, not NAME=VALUE)")
     return text
+
+
+def _export_arg(text: str, parse: Callable[[str], object]) -> str:
+    """`text` if `parse` takes it; the export itself parses it again when it starts."""
+    from proctrace.export.errors import ExportError
+
+    try:
+        parse(text)
+    except ExportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def metrics_arg(text: str) -> str:
+    from proctrace.export.metrics import parse_listen
+
+    return _export_arg(text, parse_listen)
+
+
+def otlp_arg(text: str) -> str:
+    from proctrace.export.otlp import parse_endpoint
+
+    return _export_arg(text, parse_endpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,6 +426,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show secrets in argv and the environment as they are (recordings say so in their header)",
     )
+    x = p.add_argument_group("export (to Prometheus and OpenTelemetry; live, or while -r replays)")
+    x.add_argument(
+        "--metrics",
+        type=metrics_arg,
+        metavar="[ADDR:]PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR 127.0.0.1 unless given: "
+        "0.0.0.0:9090, [::1]:9090): events by type, losses, exits by outcome, exec failures by errno, "
+        "live processes, the tracer's own CPU and memory",
+    )
+    x.add_argument(
+        "--otlp",
+        type=otlp_arg,
+        metavar="URL",
+        help="send each event as an OpenTelemetry log record over OTLP/HTTP to URL "
+        "(http://HOST:4318 gets /v1/logs appended); never holds up tracing: beyond a bounded queue, "
+        "events are dropped and counted",
+    )
     p.add_argument("--doctor", action="store_true", help="check each prerequisite of live tracing and exit")
     p.add_argument("--version", action="version", version=f"proctrace {__version__}")
     return p
@@ -478,6 +523,7 @@ def session_options(args: argparse.Namespace, command: list[str] | None) -> Sess
             env=(args.env or args.env_allow is not None) and args.read is None,
         ),
         redaction=redaction_options(args),
+        exports=ExportOptions(metrics=args.metrics, otlp=args.otlp),
         command=None if command is None else tuple(command),
         as_root=args.as_root,
         read_path=args.read[0] if args.read else None,
@@ -536,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--redact adds to the redaction that --no-redact turns off: give one or the other")
     if (args.env or args.env_allow) and not args.read and ARGV_MAX_LIMIT - args.argv_max < ENV_MIN:
         parser.error(f"--env needs room beside the arguments: --argv-max at most {ARGV_MAX_LIMIT - ENV_MIN}")
+    from proctrace.export.errors import ExportError
     from proctrace.formats.recording import RecordingError
     from proctrace.top.terminal import TerminalError
 
@@ -553,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return 127
-    except TerminalError as exc:
+    except (TerminalError, ExportError) as exc:
         print(f"proctrace: {safe(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except (FilterError, RedactError, RecordingError) as exc:

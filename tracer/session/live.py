@@ -33,6 +33,7 @@ from proctrace.model.path_search import mark_path_searches
 from proctrace.session.attach import StopFlag, attach
 from proctrace.session.cgroups import SteppedSource, add_to_header, live_step
 from proctrace.session.command import HeldCommand
+from proctrace.session.exports import SessionExports, gauge_seed
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions, TransportOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -192,7 +193,8 @@ def live_info(options: SessionOptions, clock: Clock, started_ns: int) -> Session
 def trace_live(options: SessionOptions) -> SessionResult:
     """Trace until stopped by a signal or, with a command, until it ends."""
     refuse_existing_outputs(options.outputs)
-    with attach(options) as kernel:
+    # Exports first: a port in use or a missing package fails before attaching.
+    with SessionExports(options.exports) as exports, attach(options) as kernel:
         held = kernel.held
         clock = Clock()
         started_ns = time.monotonic_ns()
@@ -203,8 +205,9 @@ def trace_live(options: SessionOptions) -> SessionResult:
             header = make_header(clock, "ring" if kernel.ring else "perf", record, kernel.snapshot)
             add_to_header(header, kernel.cgroups)
         outputs = SessionOutputs(
-            options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor, kernel.cgroups
-        )
+            options.outputs, kernel.event_filter, clock, kernel.snapshot, header, kernel.redactor, kernel.cgroups,
+            exports.sinks(clock, gauge_seed(kernel.snapshot, options.filters, held is not None)),
+        )  # fmt: skip
         if isinstance(outputs.writer, RotatingRecorder):
             outputs.writer.rotate_on(signal.SIGUSR1)  # acted on between batches, not in the handler
         what = f"{safe(options.command[0])} and its descendants" if options.command else "every process"

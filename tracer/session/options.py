@@ -76,6 +76,15 @@ class RedactionOptions:
 
 
 @dataclass(frozen=True)
+class ExportOptions:
+    """What the session exports besides its outputs (tracer/export/), as given
+    on the command line and parsed where they are used."""
+
+    metrics: str | None = None  # --metrics [ADDR:]PORT: /metrics for Prometheus
+    otlp: str | None = None  # --otlp URL: each event as an OpenTelemetry log record
+
+
+@dataclass(frozen=True)
 class SessionOptions:
     """One session: its outputs, its filters, its transport, and either a
     command to run or a recording to read (or neither: the whole machine)."""
@@ -84,6 +93,7 @@ class SessionOptions:
     filters: FilterSpec = field(default_factory=FilterSpec)
     transport: TransportOptions = field(default_factory=TransportOptions)
     redaction: RedactionOptions = field(default_factory=RedactionOptions)
+    exports: ExportOptions = field(default_factory=ExportOptions)
     command: tuple[str, ...] | None = None  # -- COMMAND [ARG...]
     as_root: bool = False  # run COMMAND as root under sudo
     read_path: str | None = None  # -r: replay this recording instead of tracing

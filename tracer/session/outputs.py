@@ -72,10 +72,12 @@ class SessionOutputs:
         recording_header: dict[str, Any] | None,
         redactor: Redactor | None = None,
         cgroups: CgroupTable | None = None,
+        exports: list[Sink] | None = None,
     ) -> None:
         """`snapshot` and the header's must be redacted already (they are read
         once, at the start); `redactor` redacts every batch of events;
-        `cgroups` is the session's table, which the views read."""
+        `cgroups` is the session's table, which the views read; `exports`
+        are the sinks of --metrics and --otlp (session/exports.py)."""
         self.options = options
         self.writer: RecordingWriter | RotatingRecorder | None = None
         self.table: ProcessTable | None = None
@@ -108,6 +110,7 @@ class SessionOutputs:
             self.stream = open_output(options.output_path)
             if not options.views:
                 sinks.append(self._stream_sink(self.stream, clock))
+        sinks += exports or []
         self.clock = clock
         self.pipeline = Pipeline(event_filter, sinks, redactor)
 

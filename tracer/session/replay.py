@@ -17,6 +17,7 @@ from proctrace.model.ordering import Reorderer
 from proctrace.model.path_search import PATH_SEARCH_HORIZON_NS, mark_path_searches
 from proctrace.model.redact import merge_descriptions
 from proctrace.session.cgroups import SteppedSource, replay_step, table_of_recording
+from proctrace.session.exports import SessionExports, gauge_seed
 from proctrace.session.loop import SessionResult, SourceRecord, Tick, drive
 from proctrace.session.options import SessionOptions
 from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
@@ -158,7 +159,16 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
         header.pop(ROTATION_KEY, None)  # a copy is no part of the session it came from
         if any(new is not old for new, old in zip(snapshot, recording.snapshot, strict=True)):
             header["snapshot"] = [p.to_dict() for p in snapshot]
-    outputs = SessionOutputs(options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups)
+    command_pid = recording.header.get("options", {}).get("command_pid")
+    exports = SessionExports(options.exports)
+    try:
+        sinks = exports.sinks(recording.clock, gauge_seed(snapshot, options.filters, command_pid is not None))
+        outputs = SessionOutputs(
+            options.outputs, event_filter, recording.clock, snapshot, header, redactor, cgroups, sinks
+        )
+    except BaseException:
+        exports.close()
+        raise
     try:
         source = SteppedSource(ReplaySource(recording), replay_step(cgroups))
         view = outputs.top
@@ -170,8 +180,10 @@ def replay(path: str, options: SessionOptions) -> SessionResult:
                 drive(PacedSource(source, view, options.outputs.speed), outputs.pipeline, outputs.reader_gone)
                 view.wait_for_quit()
     finally:
-        outputs.close("replayed")
-    command_pid = recording.header.get("options", {}).get("command_pid")
+        try:
+            outputs.close("replayed")
+        finally:
+            exports.close()  # with --metrics, served while the replay lasts (paced by --top --speed)
     command_pid = command_pid if isinstance(command_pid, int) else None
     outputs.finish(command_pid, replay_info(recording, outputs, command_pid))
     for warning in recording.warnings:
