@@ -373,3 +373,13 @@ def test_a_report_of_several_recordings_names_them_and_holds_their_processes(tmp
     rows = by_pid(data)
     assert {200, 201, 202, 203, 204} <= set(rows)
     assert rows[201]["outcome"] == "killed by SIGTERM"  # its life ends in the second file
+
+
+def test_a_report_that_could_not_be_written_is_refused_before_the_session(tmp_path, capsys):
+    rec = tmp_path / "s.rec"
+    write_recording(rec, session_events())
+    missing = tmp_path / "no-such-dir" / "r.html"
+    assert main(["-r", str(rec), "--report", str(missing)]) == 2
+    err = capsys.readouterr()
+    assert f"cannot create {missing}: no such directory" in err.err
+    assert err.out == ""  # refused before the replay printed anything

@@ -42,11 +42,25 @@ def refuse_existing(path: str, force: bool) -> None:
         raise RecordingError(f"{path} exists; use --force to overwrite it")
 
 
+def refuse_unwritable(path: str) -> None:
+    """A file written only at the session's end (the trace export, the report)
+    needs a directory it can be created in: said now, not after the session."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise RecordingError(f"cannot create {path}: no such directory {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise RecordingError(f"cannot create {path}: the directory {directory} is not writable")
+
+
 def refuse_existing_outputs(options: OutputOptions) -> None:
-    """The files a session creates (recording, trace export) must not exist, unless forced."""
+    """The files a session creates (recording, trace export, report) must not
+    exist, unless forced; those written at its end must be creatable."""
     for path in (options.record_path, options.export_path, options.report_path):
         if path:
             refuse_existing(path, options.force)
+    for path in (options.export_path, options.report_path):
+        if path:
+            refuse_unwritable(path)
     if options.record_path and options.rotation is not None:
         refuse_existing_parts(options.record_path, options.force, time.time_ns())
 
