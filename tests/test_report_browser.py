@@ -44,6 +44,7 @@ def test_search_narrows_the_tree_to_matches_and_their_ancestors(open_report):
     assert shown_pids(page) == [100, 204]
     assert page.inner_text("#shown") == "2 of 6 processes shown"
     page.fill("#search", "201")  # a pid
+    wait_until(page, "document.querySelector('#shown').textContent.startsWith('2 of')")
     wait_until(page, "!!document.querySelector(\".row[data-pid='201']\")")
     assert shown_pids(page) == [100, 201]
     page.fill("#search", "")

@@ -57,7 +57,7 @@ def test_the_page_shows_the_family_and_its_zombie(family_report, open_report):
     shown = set(shown_pids(page))
     assert set(pids.values()) <= shown
     page.fill("#search", str(pids["zombie"]))
-    wait_until(page, f"!!document.querySelector(\".row[data-pid='{pids['zombie']}']\")")
+    wait_until(page, "document.querySelector('#shown').textContent.includes(' of ')")  # the search is applied
     page.click(f".row[data-pid='{pids['zombie']}']")
     detail = page.inner_text("#detail")
     assert "exit 3" in detail
