@@ -106,7 +106,7 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
         procs = sorted(procs, key=lambda rec: first[groups[rec.serial]])
     else:
         groups = {}  # one group, or none known: nothing to tell the tracks apart by
-    origin = _origin(table)
+    origin = table.session_start()
     end = table.last_ts if table.last_ts is not None and table.last_ts >= origin else origin
     writer = _Writer(clock, origin, end)
     trace_pids: dict[int, int] = {}  # serial -> trace pid
@@ -152,16 +152,6 @@ def export_chrome_trace(table: ProcessTable, out: TextIO, clock: Clock, roots: l
         separator = ",\n"
     out.write('\n],\n"displayTimeUnit":"ms",\n"otherData":' + _encode(other) + "}\n")
     return len(events)
-
-
-def _origin(table: ProcessTable) -> int:
-    """The session's start: its first event, or the start of a process forked
-    during the session when earlier (the kernel stamps a child's start just
-    before the fork event, which may be the first event)."""
-    forked = [p.start_ns for p in table.processes() if p.forked_ns is not None and p.start_ns]
-    if table.first_ts is not None:
-        return min([table.first_ts, *forked])
-    return min((p.start_ns for p in table.processes() if p.start_ns), default=0)
 
 
 def _last_seen(rec: Process) -> int:

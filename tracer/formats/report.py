@@ -159,24 +159,17 @@ def _privileges(creds: Credentials | None) -> str | None:
     return f"{ids}; capabilities {capability_set_words(creds.cap_effective)}"
 
 
-def _origin(table: ProcessTable, procs: list[Process]) -> int:
-    forked = [p.start_ns for p in procs if p.forked_ns is not None and p.start_ns]
-    if table.first_ts is not None:
-        return min([table.first_ts, *forked])
-    return min((p.start_ns for p in procs if p.start_ns), default=0)
-
-
 def report_data(
     table: ProcessTable, info: SessionInfo, lost_by_class: dict[str, int], roots: list[int] | None = None
 ) -> dict[str, Any]:
-    """Everything the page shows, as one JSON-ready object (the README's
-    "Report data" describes its fields)."""
+    """Everything the page shows, as one JSON-ready object (README, "Report
+    data", describes its fields)."""
     # Here, not at the top: the views load rich, which a session that only
     # names its SessionInfo (every live one and replay) should not pay for.
     from proctrace.formats.views import cwd_words, timeline_lines
 
     procs = table.tree_order(roots)
-    origin = _origin(table, procs)
+    origin = table.session_start()
     end = table.last_ts if table.last_ts is not None and table.last_ts >= origin else origin
     strings = _Strings()
     row_of = {rec.serial: i for i, rec in enumerate(procs)}

@@ -751,6 +751,16 @@ class ProcessTable:
         out.sort(key=lambda r: (r.start_ns, r.serial))
         return out
 
+    def session_start(self) -> int:
+        """The session's start: its first event, or the start of a process forked
+        during the session when earlier (the kernel stamps a child's start just
+        before the fork event, which may be the first event). What the Chrome
+        trace's and the report's times count from."""
+        forked = [p.start_ns for p in self._by_serial.values() if p.forked_ns is not None and p.start_ns]
+        if self.first_ts is not None:
+            return min([self.first_ts, *forked])
+        return min((p.start_ns for p in self._by_serial.values() if p.start_ns), default=0)
+
     def tree_order(self, roots: Iterable[int] | None = None) -> list[Process]:
         """The processes in depth-first order of the tree by birth, children by
         start: the subtrees of the pids in `roots`, or every process kept (those
