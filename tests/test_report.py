@@ -181,7 +181,7 @@ def test_each_life_is_the_timeline_views_lines(data, table):
         assert rows[rec.tgid]["life"] == want
 
 
-def test_failures_by_kind_and_signals_are_counted(data):
+def test_failures_by_kind_and_signals_are_counted_as_the_summary_counts_them(data):
     counts = data["counts"]
     assert counts["failures"] == {
         "non-zero exit": 1,
@@ -189,8 +189,9 @@ def test_failures_by_kind_and_signals_are_counted(data):
         "killed by the OOM killer": 0,
         "failed exec": 1,
     }
-    assert counts["signals"] == {"sent": 1, "delivered": 1}
+    assert counts["signals_sent"] == 2  # the SIGTERM, and the last event's signal 0 (as --summary counts it)
     assert by_pid(data)[202]["marks"] == ["exec failed: ENOENT /nope"]
+    assert by_pid(data)[201]["marks"] == [f"SIGTERM from {SHELL}", "SIGTERM delivered"]
     assert counts["lost_total"] == 0 and counts["lost_words"] is None
 
 
@@ -209,7 +210,7 @@ def test_lost_events_are_counted_and_worded(table):
     data = report_data(table, INFO, {LIFECYCLE: 7, SIGNALS: 2})
     assert data["counts"]["lost_total"] == 9
     assert data["counts"]["lost_words"].startswith("Events lost: 9 (7 lifecycle events, 2 signal events)")
-    assert data["counts"]["lifecycle_lost"] == 7
+    assert data["counts"]["lost"] == {LIFECYCLE: 7, SIGNALS: 2}
 
 
 def test_the_critical_path_of_a_single_tree_is_flagged(data):
@@ -383,3 +384,15 @@ def test_a_report_that_could_not_be_written_is_refused_before_the_session(tmp_pa
     err = capsys.readouterr()
     assert f"cannot create {missing}: no such directory" in err.err
     assert err.out == ""  # refused before the replay printed anything
+
+
+def test_failures_count_the_processes_the_table_let_go(tmp_path):
+    table = ProcessTable(keep_finished=1)
+    events: list[Event] = []
+    for n in range(3):
+        pid, at = 300 + n, T0 + n * MS
+        events += [fork(at, pid), exit_(at + 100 * US, pid, at - US, exited(2)), reap(at + 200 * US, pid, exited(2))]
+    table.write(events)
+    data = report_data(table, INFO, {LIFECYCLE: 0})
+    assert data["counts"]["left_out"] == 2
+    assert data["counts"]["failures"]["non-zero exit"] == 3  # the two let go as well

@@ -126,7 +126,7 @@
     const words = Object.keys(f).filter((k) => f[k]).map((k) => f[k] + " " + k);
     fact(counts, "failures", failed ? words.join(", ") : "none", failed ? "bad" : "ok");
     if (c.path_misses) fact(counts, "not failures", c.path_misses + " folded into their execs");
-    fact(counts, "signals", c.signals.sent + " sent, " + c.signals.delivered + " delivered");
+    fact(counts, "signals sent", c.signals_sent);
     header.appendChild(counts);
     const lost = el("div", "lost " + (c.lost_total ? "some" : "none"));
     lost.id = "lost";
@@ -369,7 +369,6 @@
       if (end[i] >= 0 && (reaped[i] >= 0 || P.flags[i] & FLAG.zombie)) {
         const z1 = x(reaped[i] >= 0 ? reaped[i] : END, width);
         if (z1 > x1) {
-          ctx.fillStyle = COLORS.zombie;
           ctx.setLineDash([2, 2]);
           ctx.strokeStyle = COLORS.zombie;
           ctx.strokeRect(x1, y + 7, z1 - x1, ROW - 14);

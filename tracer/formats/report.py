@@ -43,16 +43,18 @@ from proctrace import __version__
 from proctrace.formats.text import comm_text, escape_bytes, format_duration, shell_quote
 from proctrace.formats.words import (
     capability_set_words,
+    delivered_title,
     group_of,
     lost_summary_words,
     path_misses_words,
     process_outcome,
+    sent_words,
     usage_words,
     user_name,
 )
 from proctrace.model.context import Credentials
 from proctrace.model.critical_path import critical_path, shares
-from proctrace.model.events import LIFECYCLE, SIGNAL_DELIVER, errno_name, signal_name
+from proctrace.model.events import SIGNAL_DELIVER, errno_name
 from proctrace.model.process_table import Process, ProcessTable
 
 FORMAT = "proctrace-report"
@@ -196,9 +198,6 @@ def report_data(
     mark_t: list[int] = []
     mark_kind: list[int] = []
     mark_text: list[int] = []
-    failures = {"non-zero exit": 0, "killed by a signal": 0, "killed by the OOM killer": 0, "failed exec": 0}
-    signals = {"sent": 0, "delivered": 0}
-    path_misses = 0
     previous_start = 0
     said_creds: dict[Credentials | None, tuple[int, int]] = {}
     said_cwds: dict[tuple[bytes | None, bool, bool] | None, int] = {}
@@ -226,13 +225,6 @@ def report_data(
             flags |= PRIVILEGE_GAIN
         if status is not None and status.core_dumped:
             flags |= CORE_DUMPED
-        if status is not None and status.raw != 0:
-            if rec.oom_killed:
-                failures["killed by the OOM killer"] += 1
-            elif status.exit_code is not None:
-                failures["non-zero exit"] += 1
-            else:
-                failures["killed by a signal"] += 1
         ctx = rec.context
         usage = rec.usage
         cols["pid"].append(rec.tgid)
@@ -294,19 +286,16 @@ def report_data(
         cols["mark"].append(len(mark_t))
         marks: list[tuple[int, int, str]] = []
         for ex in rec.failed_execs:
-            if ex.path_search:
-                path_misses += 1
-                continue
-            failures["failed exec"] += 1
-            marks.append(
-                (ex.ts_ns, MARK_EXEC_FAILED, f"exec failed: {errno_name(ex.errno)} {escape_bytes(ex.filename)}")
-            )
+            if not ex.path_search:  # a PATH miss is no failure: its exec's line counts it
+                marks.append(
+                    (ex.ts_ns, MARK_EXEC_FAILED, f"exec failed: {errno_name(ex.errno)} {escape_bytes(ex.filename)}")
+                )
         for sig in rec.signals:
-            delivered = sig.stage == SIGNAL_DELIVER
-            signals["delivered" if delivered else "sent"] += 1
-            verb = "delivered" if delivered else "sent"
-            marks.append((sig.ts_ns, MARK_SIGNAL_DELIVERED if delivered else MARK_SIGNAL_SENT,
-                          f"{signal_name(sig.signo)} {verb}"))  # fmt: skip
+            if sig.stage == SIGNAL_DELIVER:
+                marks.append((sig.ts_ns, MARK_SIGNAL_DELIVERED, delivered_title(sig.signo, sig.group_exit_signo)))
+            else:
+                sender = None if sig.sender_pid is None else str(sig.sender_pid)
+                marks.append((sig.ts_ns, MARK_SIGNAL_SENT, sent_words(sig.signo, sender)))
         marks.sort(key=lambda m: m[0])
         for ts, kind, text in marks:
             mark_t.append(_us(ts, origin) - start)
@@ -333,13 +322,19 @@ def report_data(
         "in_report": len(procs),
         "left_out": table.dropped,
         "events": sum(agg.events.values()),
-        "failures": failures,
-        "path_misses": path_misses_words(path_misses) if path_misses else None,
-        "signals": signals,
+        # As --summary counts them: over every process of the session, those the
+        # table let go included.
+        "failures": {
+            "non-zero exit": agg.nonzero_exits,
+            "killed by a signal": agg.signal_deaths - agg.oom_kills,
+            "killed by the OOM killer": agg.oom_kills,
+            "failed exec": agg.failed_execs,
+        },
+        "path_misses": path_misses_words(agg.path_misses) if agg.path_misses else None,
+        "signals_sent": sum(agg.signals_sent.counts.values()) + agg.signals_sent.other,
         "lost": dict(lost_by_class),
         "lost_total": lost_total,
         "lost_words": lost_summary_words(lost_by_class) if lost_total else None,
-        "lifecycle_lost": lost_by_class.get(LIFECYCLE, 0),
     }
     critical = None
     if path_root is not None and on_path:
