@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from fakehost import ALL_TRACEPOINTS, REQUIRED_TRACEPOINTS, fake_bcc, make_host
+from proctrace import doctor as doctor_module
 from proctrace.doctor import run_doctor
 from proctrace.kernel import prereqs
 from proctrace.kernel.bcc import BccUnavailable, _absent_message
-from proctrace.kernel.prereqs import TRACEPOINTS
+from proctrace.kernel.prereqs import TRACEPOINTS, Check, Status
 from proctrace.kernel.program import BPF_SOURCES
 
 
@@ -38,10 +39,11 @@ def line_for(report: str, name: str) -> str:
     return next(line for line in report.splitlines() if f" {name} " in line)
 
 
-def test_ready_machine_exits_zero_with_every_check_ticked(tmp_path: Path) -> None:
+def test_ready_machine_exits_zero_with_every_check_ticked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor_module, "check_compiled", lambda: Check("compiled decoder", Status.OK, "compiled"))
     code, report = doctor(make_host(tmp_path))
     assert code == 0
-    assert report.count("✓") == 7 + len(TRACEPOINTS)
+    assert report.count("✓") == 8 + len(TRACEPOINTS)
     assert "✗" not in report
     assert report.rstrip().endswith("Live tracing will work.")
 
@@ -161,3 +163,20 @@ def test_ascii_only_stream_gets_ascii_marks(tmp_path: Path) -> None:
     assert code == 1
     assert "XX privileges" in report
     assert "ok bcc" in report
+
+
+def test_the_compiled_decoder_and_renderer_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proctrace.formats import stream
+    from proctrace.kernel import wire
+
+    monkeypatch.setattr(wire, "COMPILED", object())
+    monkeypatch.setattr(stream, "_faststream", object())
+    assert doctor_module.check_compiled().status is Status.OK
+    monkeypatch.setattr(wire, "COMPILED", None)
+    monkeypatch.setattr(wire, "DECODER", "not built (No module named '_fastwire')")
+    monkeypatch.delenv(wire.PURE_PYTHON_ENV, raising=False)
+    check = doctor_module.check_compiled()
+    assert check.status is Status.WARN and check.ok  # slower, not broken
+    assert "decoder run in Python" in check.detail and "python3-dev" in check.fix
+    monkeypatch.setenv(wire.PURE_PYTHON_ENV, "1")
+    assert doctor_module.check_compiled().fix == f"unset {wire.PURE_PYTHON_ENV}"

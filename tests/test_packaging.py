@@ -105,18 +105,37 @@ def source_files(folder: Path) -> set[str]:
     return {
         path.relative_to(folder).as_posix()
         for path in folder.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".so"  # .so: built in place
     }
+
+
+# The compiled modules' C sources: the wheel ships what they compile to.
+EXTENSION_SOURCES = {"kernel/_fastwire.c", "formats/_faststream.c"}
 
 
 def test_the_wheel_holds_every_file_of_tracer_and_bpf_under_proctrace_and_nothing_else(installed: Installed) -> None:
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     top_level = {name.split("/")[0] for name in names}
-    assert top_level == {"proctrace", installed.wheel.name.split("-py")[0] + ".dist-info"}
-    expected = {f"proctrace/{name}" for name in source_files(ROOT / "tracer")}
+    name, version = installed.wheel.name.split("-")[:2]
+    assert top_level == {"proctrace", f"{name}-{version}.dist-info"}
+    expected = {f"proctrace/{name}" for name in source_files(ROOT / "tracer") - EXTENSION_SOURCES}
     expected |= {f"proctrace/bpf/{name}" for name in source_files(ROOT / "bpf")}
     assert expected - names == set(), "files of tracer/ or bpf/ that the wheel does not ship"
     assert {"proctrace/bpf/event.h", "proctrace/bpf/proctrace.bpf.c"} <= names
+
+
+def test_the_wheel_holds_the_compiled_decoder_and_renderer(installed: Installed) -> None:
+    """Built with the wheel, and the ones the installed package uses."""
+    names = zipfile.ZipFile(installed.wheel).namelist()
+    for module in ("proctrace/kernel/_fastwire", "proctrace/formats/_faststream"):
+        assert any(n.startswith(module) and n.endswith(".so") for n in names), module
+    used = installed.run(
+        installed.python,
+        "-c",
+        "from proctrace.kernel import wire; from proctrace.formats import stream; "
+        "print(wire.DECODER, stream._faststream is not None)",
+    )
+    assert used.stdout.split() == ["compiled", "True"], used.stdout + used.stderr
 
 
 def test_nothing_named_tracer_is_installed(installed: Installed) -> None:

@@ -8,7 +8,7 @@ import os
 import struct
 
 import pytest
-from proctrace.kernel.ringbuf import BUSY_BIT, DISCARD_BIT, HEADER_SIZE, RingReader
+from proctrace.kernel.ringbuf import BUSY_BIT, DISCARD_BIT, HEADER_SIZE, RingReader, python_walk
 
 PAGE = mmap.PAGESIZE
 SIZE = PAGE  # data bytes: one page, as with --buffer-size 4K
@@ -48,7 +48,7 @@ def raw(chunk: bytes, offset: int, size: int) -> bytes:
 
 def drain(reader: RingReader, out: list[bytes]) -> int:
     errors: list[ValueError] = []
-    count = reader.drain(raw, out, errors)
+    count = reader.drain(python_walk(raw), out, errors)
     assert not errors
     return count
 
@@ -121,7 +121,7 @@ def test_a_record_the_decoder_rejects_is_reported_and_the_walk_goes_on(ring):
 
     out: list[bytes] = []
     errors: list[ValueError] = []
-    assert reader.drain(picky, out, errors) == 3
+    assert reader.drain(python_walk(picky), out, errors) == 3
     assert out == [b"good", b"also good"]
     assert [str(e) for e in errors] == ["not an event"]
     assert ring.consumer_pos() == ring.prod  # the rejected record is consumed, not retried

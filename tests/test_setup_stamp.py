@@ -85,3 +85,28 @@ def test_a_new_source_file_makes_the_next_run_set_up_again(checkout: Path) -> No
     later = time.time() + 5
     os.utime(added, (later, later))
     assert not ready(checkout)
+
+
+@pytest.mark.parametrize("edited", ["tracer/kernel/_fastwire.c", "bpf/event.h"])
+def test_an_edited_compiled_module_source_makes_the_next_run_set_up_again(checkout: Path, edited: str) -> None:
+    """Its compiled module, built in place by pip, would be stale: the set-up installs again."""
+    _run(checkout, "proctrace_mark_ready")
+    source = checkout / edited
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("/* edited */\n")
+    later = time.time() + 5
+    os.utime(source, (later, later))
+    assert not ready(checkout)
+
+
+def test_the_install_stamp_changes_with_the_compiled_module_sources(checkout: Path) -> None:
+    (checkout / "tracer" / "kernel").mkdir()
+    (checkout / "bpf").mkdir()
+    source = checkout / "tracer" / "kernel" / "_fastwire.c"
+    source.write_text("/* one */\n")
+    (checkout / "bpf" / "event.h").write_text("/* header */\n")
+    (checkout / ".venv" / "bin" / "python").write_text("#!/bin/sh\necho 3.11\n")
+    before = _run(checkout, "_setup_install_stamp").stdout
+    source.write_text("/* two */\n")
+    after = _run(checkout, "_setup_install_stamp").stdout
+    assert before.strip() and before != after

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from proctrace.formats import stream
 from proctrace.formats.stream import StreamRenderer, Terminal
 from proctrace.formats.text import DETAIL_MAX, ansi_codes
 from proctrace.model.clock import Clock
@@ -36,12 +37,24 @@ from proctrace.model.events import (
 )
 from rich.cells import cell_len
 
+from tests.environment import requires
 from tests.test_text import unescape
 
 EPOCH_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 BOOT_OFFSET_NS = EPOCH_S * 1_000_000_000 - 100_000_000_000  # monotonic 100 s is EPOCH_S
 TS = 100_000_000_000 + 1_234_567_000  # 22:13:21.234567 UTC
 PREFIX = "22:13:21.234567"
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def renderer_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test with each renderer: StreamRenderer compiles its lines
+    (formats/_faststream.c) where that is built, and must say the same."""
+    if request.param == "compiled":
+        requires(stream._faststream is not None, "the compiled stream renderer (tracer/formats/_faststream.c)")
+    else:
+        monkeypatch.setattr(stream, "_faststream", None)
+    return request.param
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,10 @@
-"""tracer/kernel/wire.py decoding raw event bytes, and the event records of tracer/model/events.py."""
+"""tracer/kernel/wire.py decoding raw event bytes, and the event records of tracer/model/events.py.
+
+Every test here runs twice: with the Python decoder and with the compiled one
+(tracer/kernel/_fastwire.c), which must decode every record, and reject every
+bad one, exactly as the Python decoder does. tests/test_fastwire.py compares
+the two on many more records.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,19 @@ from proctrace.model.events import (
     errno_name,
     signal_name,
 )
+
+from tests.environment import requires
+
+
+@pytest.fixture(autouse=True, params=["python", "compiled"])
+def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """wire.decode_at (which decode() and every caller use) as each decoder."""
+    if request.param == "compiled":
+        requires(wire.COMPILED is not None, f"the compiled wire decoder: {wire.DECODER}")
+        monkeypatch.setattr(wire, "decode_at", wire.COMPILED.decode_at)
+    else:
+        monkeypatch.setattr(wire, "decode_at", wire.decode_at_python)
+    return request.param
 
 
 def fmt(name: str) -> str:

@@ -7,6 +7,7 @@ nothing: gaps that proctrace closes by itself are reported as such.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TextIO
 
@@ -43,13 +44,31 @@ def verdict(checks: list[Check]) -> tuple[int, str]:
     return 0, "Live tracing will work."
 
 
+COMPILED_FIX = "install gcc and the Python headers (python3-dev), then ./scripts/setup (or pip install proctrace again)"
+
+
+def check_compiled() -> Check:
+    """Whether the compiled wire decoder and stream renderer are built: without
+    them proctrace works the same, in Python, at about twice the CPU per event."""
+    from proctrace.formats import stream
+    from proctrace.kernel import wire
+
+    missing = [what for what, built in (("decoder", wire.COMPILED), ("renderer", stream._faststream)) if built is None]
+    if not missing:
+        return Check("compiled decoder", Status.OK, "the wire decoder and the stream renderer are compiled")
+    why = "" if wire.COMPILED is not None else f" (decoder: {wire.DECODER})"
+    detail = f"the {' and '.join(missing)} run in Python{why}: the same output, about twice the CPU per event"
+    chosen = os.environ.get(wire.PURE_PYTHON_ENV) == "1"
+    return Check("compiled decoder", Status.WARN, detail, f"unset {wire.PURE_PYTHON_ENV}" if chosen else COMPILED_FIX)
+
+
 def run_doctor(
     stream: TextIO,
     host: Host | None = None,
     bcc_loader: Callable[[], object] | None = None,
 ) -> int:
     """Print the report to `stream`; return the exit code (0 only when live tracing will work)."""
-    checks = all_checks(host, bcc_loader)
+    checks = [*all_checks(host, bcc_loader), check_compiled()]
     marks = _marks_for(stream)
     width = max(len(c.name) for c in checks)
     print("proctrace doctor: prerequisites of live tracing", file=stream)

@@ -51,6 +51,7 @@ from proctrace.formats.words import (
     summary_words,
 )
 from proctrace.model.clock import Clock
+from proctrace.model.context import ProcessContext
 from proctrace.model.events import (
     CLONE_THREAD,
     CLONE_VFORK,
@@ -79,6 +80,21 @@ _ANSI = ansi_codes()
 
 # Terminal cells: text.py's, under the short names the hot path uses.
 _cells, _crop = cell_width, crop_cells
+
+# The compiled renderer (_faststream.c): optional, and not used with
+# PROCTRACE_PURE_PYTHON=1, as the compiled wire decoder is not.
+_faststream: Any = None
+if os.environ.get("PROCTRACE_PURE_PYTHON") != "1":
+    try:
+        from proctrace.formats import _faststream  # type: ignore[attr-defined,no-redef]
+    except ImportError:
+        _faststream = None
+
+
+def _hms(second: int) -> str:
+    """ "HH:MM:SS." of a wall-clock second, local time: each line's time, to the second."""
+    return time.strftime("%H:%M:%S.", time.localtime(second))
+
 
 # ---------------------------------------------------------------------------
 # Lines
@@ -119,6 +135,7 @@ class StreamRenderer:
             CredEvent: self._cred,
             CgroupEvent: self._cgroup,
         }
+        self._compiled = self._compile()
 
     def header(self) -> str:
         text = f"{'TIME':<15} {'KIND':<{_KIND_W}} {'PID':<{_PID_W}} {'PPID':<{_PID_W}} {'COMM':<{_COMM_W}} DETAIL"
@@ -136,10 +153,62 @@ class StreamRenderer:
 
     def lines(self, events: list[Event]) -> list[str]:
         """One line per event, except a PATH miss, which the line of the exec
-        that ends its search counts. The hot path of the pretty stream, so it
-        works a batch at a time with everything it needs in local variables,
-        keeps dictionary caches for what repeats (the clock's second, padded
-        pids, comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
+        that ends its search counts."""
+        if self._compiled is not None:
+            return self._compiled.lines(events)
+        return self.python_lines(events)
+
+    def _compile(self) -> Any:
+        """The compiled renderer of the common events (_faststream.c), sharing
+        this renderer's caches and handing it every other event; None where it
+        is not built, or is not wanted (the width cut, PROCTRACE_PURE_PYTHON=1)."""
+        if _faststream is None or self._width is not None:
+            return None
+        return _faststream.Renderer(
+            {
+                "classes": {cls.__name__: cls for cls in (ForkEvent, ExecEvent, ExitEvent, ReapEvent)},
+                "kind_columns": {
+                    cls.__name__: _KIND_COLUMN[cls.kind] for cls in (ForkEvent, ExecEvent, ExitEvent, ReapEvent)
+                },
+                "ProcessContext": ProcessContext,
+                "WaitStatus": WaitStatus,
+                "pids": self._pids,
+                "comms": self._comms,
+                "outcomes": self._outcomes,
+                "quoted": self._quoted,
+                "tags": self._tags,
+                "path_misses": self._path_misses,
+                "pid_miss": self._pid_column,
+                "comm_miss": self._comm_column,
+                "quote": self._quote,
+                "format_duration": format_duration,
+                "hms": _hms,
+                "python_lines": self.python_lines,
+                "time_on": _ANSI["time"][0],
+                "time_off": _ANSI["time"][1],
+                "comm_on": _ANSI["comm"][0],
+                "comm_off": _ANSI["comm"][1],
+                "roles": _ANSI,
+                "offset_ns": self._offset_ns,
+                "detail_max": DETAIL_MAX,
+                "color": self._color,
+            }
+        )
+
+    def _pid_column(self, pid: int) -> str:
+        return remember(self._pids, pid, str(pid).ljust(_PID_W))
+
+    def _comm_column(self, comm: bytes) -> str:
+        shown = escape_bytes(comm)
+        return remember(self._comms, comm, shown + " " * (_COMM_W - _cells(shown)))  # cells, not characters
+
+    def python_lines(self, events: list[Event]) -> list[str]:
+        """lines(), in Python: the reference, which the compiled renderer
+        follows line for line and hands every event it does not render. The
+        hot path of the pretty stream where it is not built, so it works a
+        batch at a time with everything it needs in local variables, keeps
+        dictionary caches for what repeats (the clock's second, padded pids,
+        comms, outcomes) and uses no format specs, which cost ~0.1 us each."""
         offset, pids, comms, details = self._offset_ns, self._pids, self._comms, self._details
         width, color = self._width, self._color
         second_shown, hms = self._second, self._hms
@@ -151,18 +220,14 @@ class StreamRenderer:
             second = wall // 1_000_000_000
             if second != second_shown:
                 second_shown = second
-                hms = time.strftime("%H:%M:%S.", time.localtime(second))
+                hms = _hms(second)
             stamp = hms + "%06d" % (wall % 1_000_000_000 // 1000)  # noqa: UP031 (faster than a format spec)
             tgid = event.tgid
-            if event.pid == tgid:
-                pid = pids.get(tgid) or remember(pids, tgid, str(tgid).ljust(_PID_W))
-            else:
-                pid = f"{tgid}/{event.pid}".ljust(_PID_W)
-            ppid = pids.get(event.ppid) or remember(pids, event.ppid, str(event.ppid).ljust(_PID_W))
-            comm = comms.get(event.comm)
-            if comm is None:
-                shown = escape_bytes(event.comm)
-                comm = remember(comms, event.comm, shown + " " * (_COMM_W - _cells(shown)))  # cells, not characters
+            pid = (
+                (pids.get(tgid) or self._pid_column(tgid)) if event.pid == tgid else f"{tgid}/{event.pid}".ljust(_PID_W)
+            )
+            ppid = pids.get(event.ppid) or self._pid_column(event.ppid)
+            comm = comms.get(event.comm) or self._comm_column(event.comm)
             kind = _KIND_COLUMN.get(event.kind) or event.kind.ljust(_KIND_W)
             detailer = details.get(type(event))
             role, detail = detailer(event) if detailer else ("other", "")

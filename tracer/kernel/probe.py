@@ -18,9 +18,11 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctrace.kernel import wire
 from proctrace.kernel.errors import KernelError
 from proctrace.kernel.image import ImageError, ProgramImage, image_key, load_image, read_cached, write_cached
 from proctrace.kernel.layout import CACHE_DIR, kernel_offsets
@@ -38,7 +40,7 @@ from proctrace.kernel.program import (
 )
 from proctrace.kernel.ringbuf import RingReader
 from proctrace.kernel.tracepoints import FormatError, TracepointFormat, read_format
-from proctrace.kernel.wire import DecodeError, decode_at, decode_fold, fold_generation
+from proctrace.kernel.wire import DecodeError, decode_fold, fold_generation
 from proctrace.model.events import EVENT_CLASSES, Event, SignalSummaryEvent
 
 # The kernel buffer of each class of event (bpf/proctrace.bpf.c), in EVENT_CLASSES order.
@@ -190,19 +192,23 @@ class Probe:
         pages = (options.buffer_pages, options.signal_buffer_pages)
         self._rings: list[RingReader] = []
         self._perf: list[PerfBuffers] = []
+        # Each buffer's drain with what it decodes by: the ring a walk over its
+        # records, the perf buffer a decoder per sample (wire.py's, compiled
+        # where built; looked up now, so a test may choose the decoder).
+        drains: list[tuple[Callable[..., int], Callable[..., object]]] = []
         if options.ring_buffer:
             for name, page_cnt in zip(BUFFERS, pages, strict=True):
                 self._rings.append(RingReader(maps(name).fd, page_cnt * mmap.PAGESIZE))
-            readers: list[RingReader | PerfBuffers] = list(self._rings)
+            drains = [(ring.drain, wire.walk_ring) for ring in self._rings]
         else:
             for name, page_cnt in zip(BUFFERS, pages, strict=True):
                 self._perf.append(PerfBuffers(maps(name).fd, page_cnt, PERF_WAKEUP_EVENTS))
-            readers = list(self._perf)
+            drains = [(perf.drain, wire.decode_at) for perf in self._perf]
 
         def drain_buffers() -> None:
             batch, errors = self._batch, self._errors
-            for reader in readers:
-                reader.drain(decode_at, batch, errors)
+            for drain, decoder in drains:
+                drain(decoder, batch, errors)
 
         self._consume = drain_buffers
 

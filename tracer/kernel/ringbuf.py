@@ -19,6 +19,7 @@ acquire/release pairs need, for a single consumer thread as here.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 from collections.abc import Callable
@@ -32,6 +33,44 @@ _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
 T = TypeVar("T")
+
+
+# A walk over a copy of ring data: (chunk, out, errors) -> (bytes walked,
+# records, stopped at a busy record).
+Walk = Callable[[bytes, list[T], list[ValueError]], tuple[int, int, bool]]
+
+
+def walk_records(
+    decode: Callable[[bytes, int, int], T], chunk: bytes, out: list[T], errors: list[ValueError]
+) -> tuple[int, int, bool]:
+    """The records of `chunk`, a copy of ring data from the consumer position:
+    each is decoded where it lies (`decode(chunk, offset, size)`) and appended
+    to `out`; one `decode` rejects with a ValueError goes to `errors` and the
+    walk goes on. Returns the bytes walked, the records counted (discarded
+    ones not) and whether the walk stopped at a record still being written.
+    The compiled decoder's walk_ring (tracer/kernel/_fastwire.c) does the same."""
+    u32 = _U32.unpack_from
+    append = out.append
+    count = 0
+    offset, end = 0, len(chunk)
+    while offset < end:
+        length = u32(chunk, offset)[0]
+        if length & BUSY_BIT:
+            return offset, count, True
+        size = length & ~(BUSY_BIT | DISCARD_BIT)
+        if not length & DISCARD_BIT:
+            try:
+                append(decode(chunk, offset + HEADER_SIZE, size))
+            except ValueError as exc:
+                errors.append(exc)
+            count += 1
+        offset += (size + HEADER_SIZE + 7) & ~7
+    return offset, count, False
+
+
+def python_walk(decode: Callable[[bytes, int, int], T]) -> Walk[T]:
+    """walk_records with `decode`, as RingReader.drain takes it."""
+    return functools.partial(walk_records, decode)
 
 
 class RingReader:
@@ -65,42 +104,27 @@ class RingReader:
         finally:
             window.close()
 
-    def drain(self, decode: Callable[[bytes, int, int], T], out: list[T], errors: list[ValueError]) -> int:
+    def drain(self, walk: Walk[T], out: list[T], errors: list[ValueError]) -> int:
         """Append every complete record, decoded, to `out`; returns how many records.
 
         The data between the consumer and producer positions is copied out in
-        one slice and each
-        record is decoded where it lies in that copy: `decode(chunk, offset,
-        size)`. A record `decode` rejects with a ValueError goes to `errors`
-        and the walk goes on. A record found still busy ends the walk; the
-        next drain resumes there.
+        one slice, which `walk` (walk_records with a decoder, or the compiled
+        decoder's walk_ring) decodes record by record. A record found still
+        busy ends the walk; the next drain resumes there.
         """
         producer, consumer = self._producer, self._consumer
-        u32 = _U32.unpack_from
-        append = out.append
         count = 0
         cons = _U64.unpack_from(consumer, 0)[0]
         while True:
             prod = _U64.unpack_from(producer, 0)[0]
             if cons >= prod:
                 return count
-            chunk = self._copy(cons, prod - cons)
-            offset, end = 0, len(chunk)
-            while offset < end:
-                length = u32(chunk, offset)[0]
-                if length & BUSY_BIT:
-                    _U64.pack_into(consumer, 0, cons + offset)
-                    return count
-                size = length & ~(BUSY_BIT | DISCARD_BIT)
-                if not length & DISCARD_BIT:
-                    try:
-                        append(decode(chunk, offset + HEADER_SIZE, size))
-                    except ValueError as exc:
-                        errors.append(exc)
-                    count += 1
-                offset += (size + HEADER_SIZE + 7) & ~7
-            cons += offset
+            consumed, records, busy = walk(self._copy(cons, prod - cons), out, errors)
+            count += records
+            cons += consumed
             _U64.pack_into(consumer, 0, cons)
+            if busy:
+                return count
 
     def close(self) -> None:
         self._producer.close()

@@ -12,6 +12,7 @@ import platform
 import struct
 
 from proctrace.kernel.program import CRED_SYSCALL_NUMBERS
+from proctrace.kernel.ringbuf import python_walk
 from proctrace.model import events as _events
 from proctrace.model.context import UNSET_ID, Credentials, ProcessContext, interned_credentials, tty_name
 from proctrace.model.events import (
@@ -284,6 +285,20 @@ def _credentials(raw: bytes) -> Credentials:
     return remember(_creds, raw, interned_credentials(CRED.unpack(raw))) if creds is None else creds
 
 
+def _cwd_miss(area: bytes, truncated: bool) -> bytes:
+    """The working directory of a cwd area not in the cache; a complete one is remembered."""
+    cwd = join_cwd(area, truncated)
+    return cwd if truncated else remember(_cwds, area, cwd)
+
+
+def _tty_miss(tty_dev: int) -> str:
+    return remember(_ttys, tty_dev, tty_name(tty_dev >> 20, tty_dev & 0xFFFFF))
+
+
+def _dev_miss(exe_dev: int) -> int:
+    return remember(_devs, exe_dev, kernel_dev(exe_dev))
+
+
 def _context(
     data: bytes, offset: int, flags: int, tail: int, cwd_len: int, env_len: int, tty_dev: int
 ) -> ProcessContext:
@@ -302,17 +317,15 @@ def _context(
         area = data[tail + env_len : tail + env_len + cwd_len]
         cwd = _cwds.get(area) if not cwd_truncated else None
         if cwd is None:
-            cwd = join_cwd(area, cwd_truncated)
-            if not cwd_truncated:
-                remember(_cwds, area, cwd)
+            cwd = _cwd_miss(area, cwd_truncated)
     tty = None
     if tty_dev:
-        tty = _ttys.get(tty_dev) or remember(_ttys, tty_dev, tty_name(tty_dev >> 20, tty_dev & 0xFFFFF))
+        tty = _ttys.get(tty_dev) or _tty_miss(tty_dev)
     return ProcessContext(
         cwd,
         cwd_truncated,
         bool(flags & EXEC_CWD_DELETED),
-        (_devs.get(exe_dev) or remember(_devs, exe_dev, kernel_dev(exe_dev))) if has_exe else None,
+        (_devs.get(exe_dev) or _dev_miss(exe_dev)) if has_exe else None,
         exe_ino if has_exe else None,
         bool(flags & EXEC_EXE_MEMFD),
         bool(flags & EXEC_EXE_DELETED),
@@ -335,13 +348,15 @@ def decode(buf: bytes) -> Event:
     return decode_at(buf, 0, len(buf))
 
 
-def decode_at(data: bytes, offset: int, size: int) -> Event:
+def decode_at_python(data: bytes, offset: int, size: int) -> Event:
     """The event in data[offset : offset + size].
 
     Decoding in place spares the ring reader a copy of each record. This is
     the hottest function of a live session, so each kind is one unpack, the
     event is built positionally (keywords cost ~1 us here) and the command
-    name cache is consulted inline.
+    name cache is consulted inline. It is the reference decoder: the compiled
+    one (_fastwire.c, see `decode_at` below) takes the common kinds and hands
+    it every other record, and every error.
     """
     if size < HEADER_SIZE:
         raise DecodeError(f"event of {size} bytes is shorter than its header")
@@ -500,3 +515,75 @@ def decode_fold(key: bytes, value: bytes, read_ns: int) -> SignalSummaryEvent:
     ev = SignalSummaryEvent(*common, reason, stage, signo, target, _comm(tcomm), count, first, last)
     ev.cgroup_id = cg
     return ev
+
+
+# ---------------------------------------------------------------------------
+# The compiled decoder
+
+# Set to 1 to decode with the Python decoder only (to compare, or to rule the
+# compiled one out).
+PURE_PYTHON_ENV = "PROCTRACE_PURE_PYTHON"
+
+
+def _record_slots(cls: type) -> set[str]:
+    """Every slot an instance of `cls` has, its bases' included."""
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())}
+
+
+def _load_compiled() -> tuple[object | None, str]:
+    """The compiled decoder, configured to share this module's classes, caches
+    and functions; or None and why not."""
+    if os.environ.get(PURE_PYTHON_ENV) == "1":
+        return None, f"{PURE_PYTHON_ENV}=1"
+    try:
+        from proctrace.kernel import _fastwire  # type: ignore[attr-defined]
+    except ImportError as exc:
+        return None, f"not built ({exc})"
+    classes = {
+        "ForkEvent": ForkEvent,
+        "ExecEvent": ExecEvent,
+        "ExitEvent": ExitEvent,
+        "ReapEvent": ReapEvent,
+        "SignalEvent": SignalEvent,
+        "ProcessContext": ProcessContext,
+        "ResourceUsage": ResourceUsage,
+    }
+    for key, names in _fastwire.fields().items():
+        # A slot the compiled builder does not fill would be left unset: a
+        # record field added in Python and not in C keeps the Python decoder.
+        missing = _record_slots(classes[key]) - set(names)
+        if missing or hasattr(classes[key], "__post_init__"):
+            return None, f"{key} has fields the compiled decoder does not fill: {', '.join(sorted(missing))}"
+    sizes = {name: struct.calcsize(LAYOUTS[name][0]) + (0 if name in HEADERLESS else HEADER_SIZE)
+             for name in _fastwire.layout()}  # fmt: skip
+    if sizes != _fastwire.layout():
+        return None, "built from another bpf/event.h"
+    _fastwire.configure(
+        {
+            **classes,
+            "decode_at": decode_at_python,
+            "comms": _comms,
+            "comm_miss": _comm,
+            "statuses": _wait_statuses,
+            "status_miss": wait_status,
+            "creds": _creds,
+            "creds_miss": _credentials,
+            "cwds": _cwds,
+            "cwd_miss": _cwd_miss,
+            "ttys": _ttys,
+            "tty_miss": _tty_miss,
+            "devs": _devs,
+            "dev_miss": _dev_miss,
+            "split_env": split_env,
+        }
+    )
+    return _fastwire, "compiled"
+
+
+COMPILED, DECODER = _load_compiled()
+"""The compiled decoder module, or None; DECODER says which decodes, or why not the compiled one."""
+
+# The decoder of every live session, and its walk over ring buffer data
+# (ringbuf.RingReader.drain): the compiled ones where they are built.
+decode_at = COMPILED.decode_at if COMPILED is not None else decode_at_python  # type: ignore[attr-defined]
+walk_ring = COMPILED.walk_ring if COMPILED is not None else python_walk(decode_at_python)  # type: ignore[attr-defined]
