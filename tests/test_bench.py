@@ -22,6 +22,7 @@ from proctrace.bench import (
     stats,
     storm,
     table,
+    top,
     tracers,
 )
 
@@ -342,13 +343,13 @@ def _startup(ready=0.45, bpftrace_ready=0.5, rss_kb=20_000, help_kb=15_000, help
 
 
 def _document(
-    slow_rate=97.0, bpftrace_rate=90.0, cpu=1.5, ready=0.6, lost=0, readback=None, kernel_lost=500, startup=None
+    slow_rate=98.5, bpftrace_rate=90.0, cpu=1.5, ready=0.6, lost=0, readback=None, kernel_lost=500, startup=None
 ):
     runs = {
         "untraced": [{"rate": 100.0}, {"rate": 100.0}],
         "proctrace": [{"rate": slow_rate, "ready_s": ready, "cpu_us_per_event": cpu, "lost": lost}],
         "proctrace -c (filtered)": [{"rate": 99.0, "lost": 0}],
-        "bpftrace": [{"rate": bpftrace_rate, "ready_s": 0.5, "attach_s": 0.5, "lost": 0}],
+        "bpftrace": [{"rate": bpftrace_rate, "ready_s": 0.5, "attach_s": 0.5, "lost": 0, "cpu_us_per_event": 20.0}],
         "forkstat": [{"rate": 95.0}],
         "proctrace -w": [{"rate": None, "error": "proctrace: cannot write FILE"}],
     }
@@ -395,6 +396,11 @@ def _statuses(doc):
     return {t["name"]: t["status"] for t in doc["targets"]}
 
 
+def _judged(doc):
+    """The statuses of `doc` judged again, after a test changed a section."""
+    return {t.name: t.status for t in results.evaluate_targets(doc)}
+
+
 def test_document_shape_survives_json():
     doc = _document()
     assert json.loads(json.dumps(doc)) == doc
@@ -424,6 +430,7 @@ def test_targets_pass_when_every_figure_is_within_them():
     assert statuses["storm slowdown (median)"] == "pass"
     assert statuses["slowdown vs bpftrace"] == "pass"
     assert statuses["CPU per event"] == "pass"
+    assert statuses["CPU per event vs bpftrace"] == "pass"
     assert statuses["ready vs bpftrace (scripts/proctrace)"] == "pass"
     assert statuses["session RSS 2 s after ready"] == "pass"
     assert statuses["proctrace --help: peak RSS, bcc"] == "pass"
@@ -573,3 +580,27 @@ def test_the_wait_for_detached_probes_gives_up_after_its_timeout(monkeypatch):
 def test_a_light_command_that_imports_bcc_fails_its_target_whatever_its_size():
     statuses = _statuses(_document(startup=_startup(help_kb=10_000, help_bcc=True)))
     assert statuses["proctrace --help: peak RSS, bcc"] == "fail"
+
+
+def test_a_slowdown_of_three_percent_misses_issue_15s_target():
+    assert _statuses(_document(slow_rate=97.0))["storm slowdown (median)"] == "fail"  # > 2%
+
+
+def test_cpu_per_event_is_compared_with_bpftraces_in_the_same_run():
+    row = next(t for t in results.evaluate_targets(_document(cpu=25.0)) if t.name == "CPU per event vs bpftrace")
+    assert row.status == "fail" and "25.00 us vs 20.00 us (1.25x)" in row.value
+
+
+def test_the_live_views_section_is_judged_on_its_slowdown_and_losses():
+    doc = _document()
+    top_summary = top.summary({"untraced": [100.0, 100.0, 100.0], "top": [99.0], "stream": [98.8], "lost": [0]})
+    doc["top"] = top_summary
+    statuses = _judged(doc)
+    assert statuses["storm slowdown under --top (median)"] == "pass"
+    assert statuses["lost under --top"] == "pass"
+    doc["top"] = {**top_summary, "slowdown_pct": 4.0, "lost": 2}
+    statuses = _judged(doc)
+    assert statuses["storm slowdown under --top (median)"] == "fail"
+    assert statuses["lost under --top"] == "fail"
+    doc["top"] = {"available": False, "reason": "n/a (no tmux)"}
+    assert _judged(doc)["storm slowdown under --top (median)"] == "n/a"

@@ -18,7 +18,7 @@ SCHEMA = "proctrace-bench/1"
 
 # Targets from issue 6 (and issue 4's reading-back rate), made stricter by
 # issue 15 (CPU per event, ready time) and joined by its footprint targets.
-MAX_SLOWDOWN_PCT = 5.0
+MAX_SLOWDOWN_PCT = 2.0  # issue 15 (5% before it)
 MAX_CPU_US_PER_EVENT = 2.0
 MAX_READY_VS_BPFTRACE = 1.0  # through the README's command, scripts/proctrace
 MAX_SESSION_RSS_MIB = 40.0  # every process of the session, two seconds after ready
@@ -211,6 +211,16 @@ def evaluate_targets(results: dict[str, Any]) -> list[Target]:
             _mark(None if cpu is None else cpu <= MAX_CPU_US_PER_EVENT),
         )
     )
+    bt_cpu = storm.get("bpftrace", {}).get("median_cpu_us_per_event")
+    targets.append(
+        Target(
+            "CPU per event vs bpftrace",
+            "< bpftrace's, same run",
+            f"{_fmt(cpu, '.2f', ' us')} vs {_fmt(bt_cpu, '.2f', ' us')}"
+            + (f" ({cpu / bt_cpu:.2f}x)" if cpu and bt_cpu else ""),
+            _mark(None if cpu is None or bt_cpu is None else cpu < bt_cpu),
+        )
+    )
     targets += startup_targets(results.get("startup", {}))
     readback = results.get("readback", {})
     if readback.get("available"):
@@ -270,7 +280,28 @@ def evaluate_targets(results: dict[str, Any]) -> list[Target]:
             )
         )
     targets.extend(flood_targets(results.get("flood", {})))
+    targets.extend(top_targets(results.get("top", {})))
     return targets
+
+
+def top_targets(top: dict[str, Any]) -> list[Target]:
+    """Section 9 (issue 16): under --top, drawn in a terminal, the storm's
+    slowdown within the storm's own target and nothing lost."""
+    if not top.get("available"):
+        status = _mark(False if top.get("failed") else None)
+        return [
+            Target("storm slowdown under --top (median)", f"<= {MAX_SLOWDOWN_PCT:g}%", top.get("reason", "n/a"), status)
+        ]
+    slow, stream = top.get("slowdown_pct"), top.get("stream_slowdown_pct")
+    return [
+        Target(
+            "storm slowdown under --top (median)",
+            f"<= {MAX_SLOWDOWN_PCT:g}%",
+            f"{_fmt(slow, '.1f', '%')} (the stream {_fmt(stream, '.1f', '%')} in the same run)",
+            _mark(None if slow is None else slow <= MAX_SLOWDOWN_PCT),
+        ),
+        Target("lost under --top", "0", f"{top.get('lost')} in {top.get('runs')} runs", _mark(top.get("lost") == 0)),
+    ]
 
 
 FLOOD_LIFECYCLE_TARGET = "lifecycle lost in the flood"
@@ -321,6 +352,7 @@ def results_document(
     overload: list[dict[str, Any]],
     flood: dict[str, Any] | None = None,
     startup: dict[str, Any] | None = None,
+    top: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON document the bench writes; targets are judged on it."""
     doc: dict[str, Any] = {
@@ -336,6 +368,7 @@ def results_document(
         "overload": overload,
         "flood": flood or {"available": False, "reason": "n/a (not run)"},
         "startup": startup or {"available": False, "reason": "n/a (not run)"},
+        "top": top or {"available": False, "reason": "n/a (not run)"},
     }
     doc["targets"] = [t.as_json() for t in evaluate_targets(doc)]
     return doc

@@ -1,6 +1,7 @@
 """A whole run of the bench, section by section: the interleaved timed storms
-(1-3), the counted runs (2-3), reading back (4), filtering (5), overload (6)
-and the storm in a signal flood (7);
+(1-3), the counted runs (2-3), reading back (4), filtering (5), overload (6),
+the storm in a signal flood (7), start-up and footprint (8) and the storm
+under the live view (9);
 and what it needs around them: the plan, the features proctrace offers, the
 host's facts and a temporary directory."""
 
@@ -30,8 +31,11 @@ from proctrace.bench.results import results_document, source_checkout
 from proctrace.bench.startup import run_startup
 from proctrace.bench.stats import median
 from proctrace.bench.storm import Storm
+from proctrace.bench.top import run as run_top
+from proctrace.bench.top import summary as top_summary
 from proctrace.bench.tracers import Config, proctrace_command, recording_args, stop_all
 
+TOP_REPS_MAX = 4  # each --top run starts a tmux server and a session: ~1 s more than a stream's
 NOMATCH_COMM = "ptbench-nomatch"  # the filtered run's pattern: matches nothing in the storm
 
 
@@ -269,7 +273,18 @@ def run_bench(plan: Plan, workdir: Path) -> dict[str, Any]:
     except BenchError as exc:
         startup = {"available": False, "reason": f"error: {str(exc)[:500]}"}
 
+    # 9: the storm under the live view, drawn in a tmux pane, beside the plain stream.
+    top: dict[str, Any]
+    if not shutil.which("tmux"):
+        top = {"available": False, "reason": "n/a (no tmux: scripts/setup --test-tools installs it)"}
+    else:
+        progress("the live view (--top in tmux)")
+        try:
+            top = top_summary(run_top(min(plan.reps, TOP_REPS_MAX), plan.seconds, workdir))
+        except BenchError as exc:
+            top = {"available": False, "failed": True, "reason": f"error: {str(exc)[:500]}"}
+
     host["loadavg_end"] = list(os.getloadavg())
     return results_document(
-        settings, host, features, runs, tallies, proctrace, readback, filtering, overload, flood, startup
+        settings, host, features, runs, tallies, proctrace, readback, filtering, overload, flood, startup, top
     )

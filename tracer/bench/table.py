@@ -163,6 +163,7 @@ def render(doc: dict[str, Any], console: Console | None = None) -> None:
 
     render_flood(doc.get("flood") or {"available": False, "reason": "n/a (not run)"}, console)
     render_startup(doc.get("startup") or {"available": False, "reason": "n/a (not run)"}, console)
+    render_top(doc.get("top") or {"available": False, "reason": "n/a (not run)"}, console)
 
     t = Table(title="Targets")
     t.add_column("target")
@@ -252,3 +253,14 @@ def render_startup(startup: dict[str, Any], console: Console) -> None:
     for name, figures in startup.get("light", {}).items():
         bcc = "imports bcc" if figures.get("imports_bcc") else "no bcc"
         console.print(f"proctrace {name}: peak RSS {_mib(figures.get('peak_kb'))}, {bcc}")
+
+
+def render_top(top: dict[str, Any], console: Console) -> None:
+    if not top.get("available"):
+        console.print(f"[bold]9. The live view[/bold]: {top['reason']}")
+        return
+    top_slow, stream_slow = _n(top.get("slowdown_pct"), "+.1f"), _n(top.get("stream_slowdown_pct"), "+.1f")
+    console.print(
+        f"[bold]9. The live view[/bold] (--top in a 120x40 tmux pane, {top['runs']} interleaved reps): "
+        f"storm slowdown {top_slow}% (the plain stream {stream_slow}% in the same run), {top.get('lost')} lost"
+    )

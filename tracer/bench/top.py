@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from proctrace.bench import BenchError
 from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
@@ -105,20 +106,33 @@ def run(reps: int, seconds: float, workdir: Path) -> dict[str, list[float | None
     return {"untraced": untraced, "top": top, "stream": stream, "lost": lost}
 
 
-def report(figures: dict[str, list[float | None] | list[int]]) -> list[str]:
-    """The table: median slowdown of --top and of the stream, each against the
-    untraced runs that bracket it, and the events --top lost."""
+def summary(figures: dict[str, list[float | None] | list[int]]) -> dict[str, Any]:
+    """Median slowdown of --top and of the stream, each against the untraced
+    runs that bracket it, and the events --top lost: as the bench's results
+    keep them (section 9)."""
     untraced = list(figures["untraced"])
     # untraced runs: u0 top u1 stream u2 top u3 ...: --top is bracketed by (u0,u1), the stream by (u1,u2)...
     brackets = bracketing_baselines(untraced)
     top_ratio = median(paired_ratios(list(figures["top"]), brackets[0::2]))
     stream_ratio = median(paired_ratios(list(figures["stream"]), brackets[1::2]))
-    lines = [
-        f"storm slowdown under --top in a tmux pane (median): {slowdown_pct(top_ratio):+.1f}%",
-        f"storm slowdown under the plain stream (median):     {slowdown_pct(stream_ratio):+.1f}%",
-        f"events lost by --top: {sum(figures['lost'])} in {len(figures['lost'])} runs",
+    return {
+        "available": True,
+        "runs": len(figures["lost"]),
+        "slowdown_pct": slowdown_pct(top_ratio),
+        "stream_slowdown_pct": slowdown_pct(stream_ratio),
+        "lost": sum(int(n or 0) for n in figures["lost"]),
+        "figures": figures,
+    }
+
+
+def report(figures: dict[str, list[float | None] | list[int]]) -> list[str]:
+    """The table of summary()."""
+    s = summary(figures)
+    return [
+        f"storm slowdown under --top in a tmux pane (median): {s['slowdown_pct']:+.1f}%",
+        f"storm slowdown under the plain stream (median):     {s['stream_slowdown_pct']:+.1f}%",
+        f"events lost by --top: {s['lost']} in {s['runs']} runs",
     ]
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
