@@ -220,3 +220,31 @@ def test_a_redraw_for_a_key_keeps_the_rates_measured_on_the_timer():
     view.key("j")
     view.draw(screen, None)  # as run() redraws after a key, between timer redraws
     assert "4 events/s" in screen.frames[-1][0] and "2 started/s" in screen.frames[-1][0]
+
+
+def test_proc_figures_are_read_once_a_second_not_at_every_redraw() -> None:
+    """/proc/PID/stat of every live process at each of four redraws a second
+    was the view's largest cost under a storm."""
+    from proctrace.top.app import PROC_REFRESH_S, ProcCache
+
+    reads: list[int] = []
+    now = [100.0]
+
+    def read(pid: int) -> tuple[str, int]:
+        reads.append(pid)
+        return "S", len(reads)
+
+    cache = ProcCache(read, lambda: now[0])
+    assert cache(7) == ("S", 1)
+    cache.redrawn()
+    now[0] += 0.25
+    assert cache(7) == ("S", 1) and reads == [7]  # the next redraw: remembered
+    cache.redrawn()
+    now[0] += PROC_REFRESH_S
+    assert cache(7) == ("S", 2)  # a second on: read again
+    cache.redrawn()
+    cache(8)
+    cache.redrawn()  # 7 not shown this time: forgotten
+    now[0] += 0.1
+    cache(7)
+    assert reads == [7, 7, 8, 7]

@@ -42,6 +42,38 @@ def read_proc(pid: int) -> tuple[str, int] | None:
     return fields[0].decode(), ticks * 1_000_000_000 // _CLOCK_TICKS
 
 
+# How long a process's /proc figures stand before they are read again. A redraw
+# comes every 0.25 s and read every live process's /proc/PID/stat, which was
+# the view's largest cost under a storm; its CPU and state columns change at
+# the pace people read them (top(1) refreshes every 3 s).
+PROC_REFRESH_S = 1.0
+
+
+class ProcCache:
+    """read_proc, remembered for PROC_REFRESH_S per pid; entries of pids not
+    asked for at a redraw are dropped with the next one."""
+
+    def __init__(self, read: LiveReader = read_proc, clock: Callable[[], float] = time.monotonic) -> None:
+        self._read, self._clock = read, clock
+        self._known: dict[int, tuple[float, tuple[str, int] | None]] = {}
+        self._asked: set[int] = set()
+
+    def __call__(self, pid: int) -> tuple[str, int] | None:
+        now = self._clock()
+        self._asked.add(pid)
+        known = self._known.get(pid)
+        if known is not None and now - known[0] < PROC_REFRESH_S:
+            return known[1]
+        value = self._read(pid)
+        self._known[pid] = (now, value)
+        return value
+
+    def redrawn(self) -> None:
+        """A redraw is done: forget the pids it did not show (they ended, or a pid is reused later)."""
+        self._known = {pid: v for pid, v in self._known.items() if pid in self._asked}
+        self._asked = set()
+
+
 class TopSink:
     """The view's Sink; `run()` draws it on the terminal until quit."""
 
@@ -64,6 +96,7 @@ class TopSink:
         self._scroll = 0
         self._frozen: list[str] | None = None
         self._rates = (0.0, 0.0, 0.0)  # events, started, ended a second, as last measured
+        self._proc = ProcCache()
 
     # -- the Sink protocol: called on the session's thread ---------------------
 
@@ -92,8 +125,11 @@ class TopSink:
         return self.table.last_ts or 0
 
     def _rows(self) -> list:
-        reader: LiveReader | None = read_proc if self.live else None
-        return build_rows(self.table, self.state, self.now_ns(), reader)
+        if not self.live:
+            return build_rows(self.table, self.state, self.now_ns(), None)
+        rows = build_rows(self.table, self.state, self.now_ns(), self._proc)
+        self._proc.redrawn()
+        return rows
 
     def draw(self, screen: Screen, elapsed: float | None) -> None:
         """Draw the screen; with `elapsed`, the seconds since the rates were last
