@@ -166,6 +166,7 @@ def test_ascii_only_stream_gets_ascii_marks(tmp_path: Path) -> None:
 
 
 def test_the_compiled_decoder_and_renderer_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proctrace import PURE_PYTHON_ENV
     from proctrace.formats import stream
     from proctrace.kernel import wire
 
@@ -174,9 +175,9 @@ def test_the_compiled_decoder_and_renderer_are_reported(monkeypatch: pytest.Monk
     assert doctor_module.check_compiled().status is Status.OK
     monkeypatch.setattr(wire, "COMPILED", None)
     monkeypatch.setattr(wire, "DECODER", "not built (No module named '_fastwire')")
-    monkeypatch.delenv(wire.PURE_PYTHON_ENV, raising=False)
+    monkeypatch.delenv(PURE_PYTHON_ENV, raising=False)
     check = doctor_module.check_compiled()
     assert check.status is Status.WARN and check.ok  # slower, not broken
     assert "decoder run in Python" in check.detail and "python3-dev" in check.fix
-    monkeypatch.setenv(wire.PURE_PYTHON_ENV, "1")
-    assert doctor_module.check_compiled().fix == f"unset {wire.PURE_PYTHON_ENV}"
+    monkeypatch.setenv(PURE_PYTHON_ENV, "1")
+    assert doctor_module.check_compiled().fix == f"unset {PURE_PYTHON_ENV}"

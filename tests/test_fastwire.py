@@ -16,6 +16,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from proctrace import PURE_PYTHON_ENV
 from proctrace.kernel import wire
 from proctrace.kernel.ringbuf import BUSY_BIT, DISCARD_BIT, HEADER_SIZE, walk_records
 from proctrace.model.events import Event
@@ -236,9 +237,9 @@ def test_the_session_decodes_with_the_compiled_decoder(compiled) -> None:
 
 
 def test_the_python_decoder_can_be_chosen(monkeypatch) -> None:
-    monkeypatch.setenv(wire.PURE_PYTHON_ENV, "1")
+    monkeypatch.setenv(PURE_PYTHON_ENV, "1")
     module, why = wire._load_compiled()
-    assert module is None and wire.PURE_PYTHON_ENV in why
+    assert module is None and PURE_PYTHON_ENV in why
 
 
 def test_a_record_class_with_a_field_the_compiled_decoder_does_not_fill_keeps_python(compiled, monkeypatch) -> None:

@@ -110,7 +110,7 @@ def source_files(folder: Path) -> set[str]:
 
 
 # The compiled modules' C sources: the wheel ships what they compile to.
-EXTENSION_SOURCES = {"kernel/_fastwire.c", "formats/_faststream.c"}
+EXTENSION_SOURCES = {"kernel/_fastwire.c", "formats/_faststream.c", "_slots.h"}
 
 
 def test_the_wheel_holds_every_file_of_tracer_and_bpf_under_proctrace_and_nothing_else(installed: Installed) -> None:

@@ -87,7 +87,7 @@ def test_a_new_source_file_makes_the_next_run_set_up_again(checkout: Path) -> No
     assert not ready(checkout)
 
 
-@pytest.mark.parametrize("edited", ["tracer/kernel/_fastwire.c", "bpf/event.h"])
+@pytest.mark.parametrize("edited", ["tracer/kernel/_fastwire.c", "tracer/_slots.h", "bpf/event.h"])
 def test_an_edited_compiled_module_source_makes_the_next_run_set_up_again(checkout: Path, edited: str) -> None:
     """Its compiled module, built in place by pip, would be stale: the set-up installs again."""
     _run(checkout, "proctrace_mark_ready")

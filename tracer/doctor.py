@@ -7,10 +7,10 @@ nothing: gaps that proctrace closes by itself are reported as such.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TextIO
 
+from proctrace import PURE_PYTHON_ENV, pure_python
 from proctrace.kernel.prereqs import Check, Host, Status, all_checks
 
 MARKS = {Status.OK: "✓", Status.AUTO: "✓", Status.WARN: "!", Status.FAIL: "✗"}
@@ -58,8 +58,8 @@ def check_compiled() -> Check:
         return Check("compiled decoder", Status.OK, "the wire decoder and the stream renderer are compiled")
     why = "" if wire.COMPILED is not None else f" (decoder: {wire.DECODER})"
     detail = f"the {' and '.join(missing)} run in Python{why}: the same output, about twice the CPU per event"
-    chosen = os.environ.get(wire.PURE_PYTHON_ENV) == "1"
-    return Check("compiled decoder", Status.WARN, detail, f"unset {wire.PURE_PYTHON_ENV}" if chosen else COMPILED_FIX)
+    fix = f"unset {PURE_PYTHON_ENV}" if pure_python() else COMPILED_FIX
+    return Check("compiled decoder", Status.WARN, detail, fix)
 
 
 def run_doctor(

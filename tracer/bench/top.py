@@ -10,20 +10,18 @@ closing count. Prints one table; modifies no file of the checkout.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from proctrace.bench import BenchError
+from proctrace.bench import BenchError, interleaved_main
 from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
 from proctrace.bench.storm import Storm
 from proctrace.bench.tracers import PROCTRACE_READY, TracerProcess, proctrace_argv, proctrace_command
@@ -136,24 +134,10 @@ def report(figures: dict[str, list[float | None] | list[int]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m proctrace.bench.top", description=__doc__.splitlines()[0])
-    p.add_argument("--reps", type=int, default=4, help="interleaved repetitions (default 4)")
-    p.add_argument("--seconds", type=float, default=3.0, help="storm length per run (default 3)")
-    args = p.parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench: run as root (it loads BPF programs)", file=sys.stderr)
-        return 1
-    if shutil.which("tmux") is None:
-        print("bench: needs tmux (scripts/setup --test-tools installs it)", file=sys.stderr)
-        return 1
-    try:
-        with tempfile.TemporaryDirectory(prefix="proctrace-bench-top-") as workdir:
-            figures = run(args.reps, args.seconds, Path(workdir))
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(report(figures)))
-    return 0
+    def needs() -> str | None:
+        return None if shutil.which("tmux") else "needs tmux (scripts/setup --test-tools installs it)"
+
+    return interleaved_main(argv, "python -m proctrace.bench.top", __doc__ or "", 4, run, report, needs)
 
 
 if __name__ == "__main__":

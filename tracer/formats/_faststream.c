@@ -17,7 +17,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
+#include "../_slots.h"
 
 #include <sched.h> /* CLONE_THREAD, CLONE_VFORK: the clone flags the kernel reports */
 #include <stdint.h>
@@ -652,24 +652,6 @@ renderer_lines(Renderer *r, PyObject *events)
 /* ---------------------------------------------------------------- construction */
 
 static int
-member_offset(PyObject *type, const char *name, Py_ssize_t *offset)
-{
-    PyObject *descr = PyObject_GetAttrString(type, name);
-    if (descr == NULL)
-        return -1;
-    int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-             ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-    if (ok)
-        *offset = ((PyMemberDescrObject *)descr)->d_member->offset;
-    Py_DECREF(descr);
-    if (!ok || *offset < (Py_ssize_t)sizeof(PyObject) || *offset >= ((PyTypeObject *)type)->tp_basicsize) {
-        PyErr_Format(PyExc_ValueError, "%s is not an object slot", name);
-        return -1;
-    }
-    return 0;
-}
-
-static int
 get(PyObject *config, const char *key, PyObject **slot_out, PyTypeObject *want)
 {
     PyObject *value = PyDict_GetItemString(config, key);
@@ -758,7 +740,7 @@ renderer_init(Renderer *r, PyObject *args, PyObject *kwargs)
         for (int f = 0; f < F_FIELDS && !failed; f++) {
             r->offsets[c][f] = 0;
             if (FIELD_CLASS[f] == -1 || FIELD_CLASS[f] == c || (FIELD_CLASS[f] == -2 && (c == C_EXIT || c == C_REAP)))
-                failed = member_offset(type, FIELD_NAMES[f], &r->offsets[c][f]) < 0;
+                failed = slot_offset(type, FIELD_NAMES[f], &r->offsets[c][f]) < 0;
         }
     }
     Py_DECREF(classes);
@@ -767,10 +749,10 @@ renderer_init(Renderer *r, PyObject *args, PyObject *kwargs)
         return -1;
     if (get(config, "ProcessContext", (PyObject **)&r->context_type, &PyType_Type) < 0 ||
         get(config, "WaitStatus", (PyObject **)&r->status_type, &PyType_Type) < 0 ||
-        member_offset((PyObject *)r->context_type, "creds", &r->ctx_creds) < 0 ||
-        member_offset((PyObject *)r->context_type, "creds_before", &r->ctx_creds_before) < 0 ||
-        member_offset((PyObject *)r->context_type, "cgroup", &r->ctx_cgroup) < 0 ||
-        member_offset((PyObject *)r->status_type, "raw", &r->status_raw) < 0)
+        slot_offset((PyObject *)r->context_type, "creds", &r->ctx_creds) < 0 ||
+        slot_offset((PyObject *)r->context_type, "creds_before", &r->ctx_creds_before) < 0 ||
+        slot_offset((PyObject *)r->context_type, "cgroup", &r->ctx_cgroup) < 0 ||
+        slot_offset((PyObject *)r->status_type, "raw", &r->status_raw) < 0)
         return -1;
     if (get(config, "pids", &r->pids, &PyDict_Type) < 0 || get(config, "comms", &r->comms, &PyDict_Type) < 0 ||
         get(config, "outcomes", &r->outcomes, &PyDict_Type) < 0 ||

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from proctrace import pure_python
 from proctrace.formats.text import (
     DETAIL_MAX,
     TRUNCATED,
@@ -84,7 +85,7 @@ _cells, _crop = cell_width, crop_cells
 # The compiled renderer (_faststream.c): optional, and not used with
 # PROCTRACE_PURE_PYTHON=1, as the compiled wire decoder is not.
 _faststream: Any = None
-if os.environ.get("PROCTRACE_PURE_PYTHON") != "1":
+if not pure_python():
     try:
         from proctrace.formats import _faststream  # type: ignore[attr-defined,no-redef]
     except ImportError:

@@ -29,7 +29,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -37,6 +36,7 @@
 #include <linux/types.h>
 
 #include "../../bpf/event.h"
+#include "../_slots.h"
 
 #define RING_BUSY_BIT (1u << 31)
 #define RING_DISCARD_BIT (1u << 30)
@@ -607,34 +607,15 @@ static int
 slot_offsets(enum record_class which, PyObject *type_obj)
 {
     struct record_type *rt = &S.records[which];
-    if (!PyType_Check(type_obj)) {
-        PyErr_Format(PyExc_TypeError, "%s is not a class", CLASS_KEYS[which]);
-        return -1;
-    }
-    PyTypeObject *type = (PyTypeObject *)type_obj;
     rt->nfields = 0;
     for (const char *const *name = FIELDS[which]; *name != NULL; name++) {
         if (rt->nfields == MAX_FIELDS) {
             PyErr_SetString(PyExc_ValueError, "too many fields");
             return -1;
         }
-        PyObject *descr = PyObject_GetAttrString(type_obj, *name);
-        if (descr == NULL)
+        if (slot_offset(type_obj, *name, &rt->offsets[rt->nfields]) < 0)
             return -1;
-        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            Py_DECREF(descr);
-            PyErr_Format(PyExc_ValueError, "%s.%s is not a slot", CLASS_KEYS[which], *name);
-            return -1;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        int object_slot = member->type == T_OBJECT_EX && !(member->flags & READONLY);
-        Py_ssize_t offset = member->offset;
-        Py_DECREF(descr);
-        if (!object_slot || offset < (Py_ssize_t)sizeof(PyObject) || offset >= type->tp_basicsize) {
-            PyErr_Format(PyExc_ValueError, "%s.%s is not a writable object slot", CLASS_KEYS[which], *name);
-            return -1;
-        }
-        rt->offsets[rt->nfields++] = offset;
+        rt->nfields++;
     }
     rt->type = (PyTypeObject *)Py_NewRef(type_obj);
     return 0;

@@ -195,7 +195,7 @@ class Probe:
         # Each buffer's drain with what it decodes by: the ring a walk over its
         # records, the perf buffer a decoder per sample (wire.py's, compiled
         # where built; looked up now, so a test may choose the decoder).
-        drains: list[tuple[Callable[..., int], Callable[..., object]]] = []
+        drains: list[tuple[Callable[..., int], Callable[..., object]]]
         if options.ring_buffer:
             for name, page_cnt in zip(BUFFERS, pages, strict=True):
                 self._rings.append(RingReader(maps(name).fd, page_cnt * mmap.PAGESIZE))

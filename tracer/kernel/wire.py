@@ -11,6 +11,7 @@ import os
 import platform
 import struct
 
+from proctrace import PURE_PYTHON_ENV, pure_python
 from proctrace.kernel.program import CRED_SYSCALL_NUMBERS
 from proctrace.kernel.ringbuf import python_walk
 from proctrace.model import events as _events
@@ -520,10 +521,6 @@ def decode_fold(key: bytes, value: bytes, read_ns: int) -> SignalSummaryEvent:
 # ---------------------------------------------------------------------------
 # The compiled decoder
 
-# Set to 1 to decode with the Python decoder only (to compare, or to rule the
-# compiled one out).
-PURE_PYTHON_ENV = "PROCTRACE_PURE_PYTHON"
-
 
 def _record_slots(cls: type) -> set[str]:
     """Every slot an instance of `cls` has, its bases' included."""
@@ -533,7 +530,7 @@ def _record_slots(cls: type) -> set[str]:
 def _load_compiled() -> tuple[object | None, str]:
     """The compiled decoder, configured to share this module's classes, caches
     and functions; or None and why not."""
-    if os.environ.get(PURE_PYTHON_ENV) == "1":
+    if pure_python():
         return None, f"{PURE_PYTHON_ENV}=1"
     try:
         from proctrace.kernel import _fastwire  # type: ignore[attr-defined]
