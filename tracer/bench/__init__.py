@@ -26,20 +26,16 @@ a measurement, the progress line, and the files shipped with the bench. The part
 - ``soak``: a long soak of proctrace's memory (``python -m proctrace.bench.soak``);
 - ``table_soak``: a soak of the process table alone, without BPF
   (``python -m proctrace.bench.table_soak``);
+- ``workspace``: the temporary directory a bench works in, and the command
+  line of the small interleaved benches (``interleaved_main``);
 - ``top`` and ``compiled``: the storm under the live view, and the compiled
-  decoder and renderer against Python (each also ``python -m`` on its own,
-  through ``interleaved_main``).
+  decoder and renderer against Python (each ``python -m`` on its own).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -52,41 +48,6 @@ _STARTED = time.monotonic()
 def progress(text: str) -> None:
     """One line on stderr, stamped with the seconds since the bench started."""
     print(f"bench: {time.monotonic() - _STARTED:5.1f}s {text}", file=sys.stderr, flush=True)
-
-
-def interleaved_main(
-    argv: list[str] | None,
-    prog: str,
-    doc: str,
-    default_reps: int,
-    run: Callable[[int, float, Path], T],
-    report: Callable[[T], list[str]],
-    needs: Callable[[], str | None] = lambda: None,
-) -> int:
-    """The command line of a bench of interleaved storms (top, compiled):
-    --reps and --seconds, as root, `run(reps, seconds, workdir)` in a
-    temporary directory, then its report. `needs` says what is missing, if anything."""
-    import argparse
-    import os
-
-    from proctrace.bench.run import workspace
-
-    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
-    p.add_argument("--reps", type=int, default=default_reps, help=f"interleaved repetitions (default {default_reps})")
-    p.add_argument("--seconds", type=float, default=3.0, help="storm length per run (default 3)")
-    args = p.parse_args(argv)
-    missing = "run as root (it loads BPF programs)" if os.geteuid() != 0 else needs()
-    if missing:
-        print(f"bench: {missing}", file=sys.stderr)
-        return 1
-    try:
-        with workspace() as workdir:
-            figures = run(args.reps, args.seconds, workdir)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(report(figures)))
-    return 0
 
 
 def package_file(name: str) -> bytes:

@@ -28,8 +28,9 @@ from pathlib import Path
 
 from proctrace.bench import BenchError
 from proctrace.bench.results import default_results_path, write_results
-from proctrace.bench.run import Plan, run_bench, workspace
+from proctrace.bench.run import Plan, run_bench
 from proctrace.bench.table import render
+from proctrace.bench.workspace import workspace
 
 # Shared machines: everything measured runs at this niceness (see main()).
 DEFAULT_NICE = -10

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from proctrace import PURE_PYTHON_ENV
-from proctrace.bench import interleaved_main, progress
+from proctrace.bench import progress
 from proctrace.bench.measure import measure
 from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
 from proctrace.bench.storm import Storm
 from proctrace.bench.tracers import Config
+from proctrace.bench.workspace import interleaved_main
 
 MODES = ("compiled", "python")
 

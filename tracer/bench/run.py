@@ -3,19 +3,16 @@
 the storm in a signal flood (7), start-up and footprint (8) and the storm
 under the live view (9);
 and what it needs around them: the plan, the features proctrace offers, the
-host's facts and a temporary directory."""
+host's facts (its temporary directory is bench.workspace's)."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import platform
 import re
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from proctrace.bench.stats import median
 from proctrace.bench.storm import Storm
 from proctrace.bench.top import run as run_top
 from proctrace.bench.top import summary as top_summary
-from proctrace.bench.tracers import Config, proctrace_command, recording_args, stop_all
+from proctrace.bench.tracers import Config, proctrace_command, recording_args
 
 TOP_REPS_MAX = 4  # each --top run starts a tmux server and a session: ~1 s more than a stream's
 NOMATCH_COMM = "ptbench-nomatch"  # the filtered run's pattern: matches nothing in the storm
@@ -129,20 +126,6 @@ def host_facts() -> dict[str, Any]:
         facts["commit"] = commit.stdout.strip() or None
         facts["tracer_tree_dirty"] = bool(dirty.stdout.strip())
     return facts
-
-
-@contextlib.contextmanager
-def workspace() -> Iterator[Path]:
-    """A temporary directory in tmpfs where there is one: tracer outputs written
-    there cost no disk writeback during the storm. On the way out, tracers this
-    bench left running (an error, a Ctrl-C) are stopped."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    path = Path(tempfile.mkdtemp(prefix="ptbench-", dir=base))
-    try:
-        yield path
-    finally:
-        stop_all()
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_bench(plan: Plan, workdir: Path) -> dict[str, Any]:

@@ -21,10 +21,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from proctrace.bench import BenchError, interleaved_main
+from proctrace.bench import BenchError
 from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
 from proctrace.bench.storm import Storm
 from proctrace.bench.tracers import PROCTRACE_READY, TracerProcess, proctrace_argv, proctrace_command
+from proctrace.bench.workspace import interleaved_main
 
 SUMMARY = re.compile(r"proctrace: (\d+) events, (\d+) lost")
 READY_TIMEOUT_S = 120.0
