@@ -52,6 +52,27 @@ static long (*pt_read_user_str)(void *dst, u32 size, const void *src) = (void *)
 #define pt_read_user_str bpf_probe_read_str
 #endif
 
+#if KHAS_BPF_FUNC_get_current_task_btf
+static void *(*pt_current_task_btf)(void) = (void *)BPF_FUNC_get_current_task_btf;
+#define CURRENT_TASK() pt_current_task_btf()
+#define BREAD(dst, base, off)                                                            \
+    do {                                                                                 \
+        u64 _v;                                                                          \
+        if (sizeof(dst) == 8)                                                            \
+            asm volatile("%0 = *(u64 *)(%1 + %2)" : "=r"(_v) : "r"(base), "i"(off));     \
+        else if (sizeof(dst) == 4)                                                       \
+            asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(_v) : "r"(base), "i"(off));     \
+        else if (sizeof(dst) == 2)                                                       \
+            asm volatile("%0 = *(u16 *)(%1 + %2)" : "=r"(_v) : "r"(base), "i"(off));     \
+        else                                                                             \
+            asm volatile("%0 = *(u8 *)(%1 + %2)" : "=r"(_v) : "r"(base), "i"(off));      \
+        (dst) = (typeof(dst))_v;                                                         \
+    } while (0)
+#else
+#define CURRENT_TASK() ((void *)bpf_get_current_task())
+#define BREAD(dst, base, off) KREAD(dst, base, off)
+#endif
+
 /* Lifecycle events (fork, exec, exit, reap) in `events`, signals in
  * `signal_events`: a flood of signals cannot cost a lifecycle event. */
 #ifdef PT_RINGBUF
@@ -240,12 +261,12 @@ static __always_inline void fill_header(struct pt_header *h, u32 kind, void *tas
     h->cpu = bpf_get_smp_processor_id();
     h->ppid = 0;
     h->start_ns = 0;
-    KREAD(parent, task, KOFF_task_struct_real_parent);
+    BREAD(parent, task, KOFF_task_struct_real_parent);
     if (parent)
-        KREAD(h->ppid, parent, KOFF_task_struct_tgid);
-    KREAD(leader, task, KOFF_task_struct_group_leader);
+        BREAD(h->ppid, parent, KOFF_task_struct_tgid);
+    BREAD(leader, task, KOFF_task_struct_group_leader);
     if (leader)
-        KREAD(h->start_ns, leader, KOFF_task_struct_start_time);
+        BREAD(h->start_ns, leader, KOFF_task_struct_start_time);
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
     h->cgroup_id = bpf_get_current_cgroup_id();
 }
@@ -263,7 +284,7 @@ TRACEPOINT_PROBE(task, task_newtask)
 
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-    void *task = (void *)bpf_get_current_task();
+    void *task = CURRENT_TASK();
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     u32 child = TP_FIELD(args, u32, sched_process_fork, child_pid);
@@ -374,22 +395,22 @@ static __always_inline int dentry_is_root(void *dentry)
 
 static __always_inline void read_cred(struct pt_cred *c, void *cred)
 {
-    KREAD(c->uid, cred, KOFF_cred_uid);
-    KREAD(c->euid, cred, KOFF_cred_euid);
-    KREAD(c->suid, cred, KOFF_cred_suid);
-    KREAD(c->fsuid, cred, KOFF_cred_fsuid);
-    KREAD(c->gid, cred, KOFF_cred_gid);
-    KREAD(c->egid, cred, KOFF_cred_egid);
-    KREAD(c->sgid, cred, KOFF_cred_sgid);
-    KREAD(c->fsgid, cred, KOFF_cred_fsgid);
-    KREAD(c->cap_effective, cred, KOFF_cred_cap_effective);
+    BREAD(c->uid, cred, KOFF_cred_uid);
+    BREAD(c->euid, cred, KOFF_cred_euid);
+    BREAD(c->suid, cred, KOFF_cred_suid);
+    BREAD(c->fsuid, cred, KOFF_cred_fsuid);
+    BREAD(c->gid, cred, KOFF_cred_gid);
+    BREAD(c->egid, cred, KOFF_cred_egid);
+    BREAD(c->sgid, cred, KOFF_cred_sgid);
+    BREAD(c->fsgid, cred, KOFF_cred_fsgid);
+    BREAD(c->cap_effective, cred, KOFF_cred_cap_effective);
 }
 
 /* The task's objective credentials (what /proc/PID/status shows). */
 static __always_inline void *task_cred(void *task)
 {
     void *cred = 0;
-    KREAD(cred, task, KOFF_task_struct_real_cred);
+    BREAD(cred, task, KOFF_task_struct_real_cred);
     return cred;
 }
 
@@ -406,7 +427,7 @@ static __always_inline u32 read_cwd(struct pt_exec *ev, u8 *tail, u32 start, voi
     int complete = 0;
     int n;
 
-    KREAD(fs, task, KOFF_task_struct_fs);
+    BREAD(fs, task, KOFF_task_struct_fs);
     if (!fs)
         return 0;
     KREAD(dentry, fs, KOFF_fs_struct_pwd + KOFF_path_dentry);
@@ -470,15 +491,15 @@ static __always_inline void read_exe(struct pt_exec *ev, void *mm)
     unsigned long magic = 0;
     char prefix[6] = {};
 
-    KREAD(file, mm, KOFF_mm_struct_exe_file);
+    BREAD(file, mm, KOFF_mm_struct_exe_file);
     if (!file)
         return;
-    KREAD(inode, file, KOFF_file_f_inode);
-    KREAD(sb, inode, KOFF_inode_i_sb);
-    KREAD(ev->exe_ino, inode, KOFF_inode_i_ino);
-    KREAD(ev->exe_dev, sb, KOFF_super_block_s_dev);
+    BREAD(inode, file, KOFF_file_f_inode);
+    BREAD(sb, inode, KOFF_inode_i_sb);
+    BREAD(ev->exe_ino, inode, KOFF_inode_i_ino);
+    BREAD(ev->exe_dev, sb, KOFF_super_block_s_dev);
     ev->flags |= PT_EXEC_EXE;
-    KREAD(dentry, file, KOFF_file_f_path_dentry);
+    BREAD(dentry, file, KOFF_file_f_path_dentry);
     if (!dentry_unhashed(dentry))
         return;
     if (!dentry_is_root(dentry)) {
@@ -487,8 +508,8 @@ static __always_inline void read_exe(struct pt_exec *ev, void *mm)
     }
     /* A file that never had a name in any directory: memfd_create() makes
      * them on the internal tmpfs (or hugetlbfs) mount, named "memfd:NAME". */
-    KREAD(magic, sb, KOFF_super_block_s_magic);
-    KREAD(name, dentry, KOFF_dentry_d_name_name);
+    BREAD(magic, sb, KOFF_super_block_s_magic);
+    BREAD(name, dentry, KOFF_dentry_d_name_name);
     bpf_probe_read_kernel(prefix, sizeof(prefix), name);
     if ((magic == TMPFS_MAGIC_NR || magic == HUGETLBFS_MAGIC_NR) && prefix[0] == 'm' && prefix[1] == 'e' &&
         prefix[2] == 'm' && prefix[3] == 'f' && prefix[4] == 'd' && prefix[5] == ':')
@@ -511,31 +532,31 @@ static __always_inline void read_session(struct pt_exec *ev, void *task)
     int index = 0, major = 0, minor_start = 0;
     u32 level = 0;
 
-    KREAD(signal, task, KOFF_task_struct_signal);
+    BREAD(signal, task, KOFF_task_struct_signal);
     if (signal) {
-        KREAD(tty, signal, KOFF_signal_struct_tty);
+        BREAD(tty, signal, KOFF_signal_struct_tty);
         if (tty) {
-            KREAD(index, tty, KOFF_tty_struct_index);
-            KREAD(driver, tty, KOFF_tty_struct_driver);
+            BREAD(index, tty, KOFF_tty_struct_index);
+            BREAD(driver, tty, KOFF_tty_struct_driver);
             if (driver) {
-                KREAD(major, driver, KOFF_tty_driver_major);
-                KREAD(minor_start, driver, KOFF_tty_driver_minor_start);
+                BREAD(major, driver, KOFF_tty_driver_major);
+                BREAD(minor_start, driver, KOFF_tty_driver_minor_start);
             }
             ev->tty_dev = ((u32)major << 20) | (u32)(minor_start + index);
         }
-        KREAD(sid_pid, signal, KOFF_signal_struct_pids + KENUM_PIDTYPE_SID * sizeof(void *));
+        BREAD(sid_pid, signal, KOFF_signal_struct_pids + KENUM_PIDTYPE_SID * sizeof(void *));
         if (sid_pid)
-            KREAD(ev->sid, sid_pid, KOFF_pid_numbers + KOFF_upid_nr); /* numbers[0]: the initial namespace */
+            BREAD(ev->sid, sid_pid, KOFF_pid_numbers + KOFF_upid_nr); /* numbers[0]: the initial namespace */
     }
 #if KOFF_task_struct_loginuid >= 0 && KOFF_task_struct_sessionid >= 0
-    KREAD(ev->login_uid, task, KOFF_task_struct_loginuid);
-    KREAD(ev->login_session, task, KOFF_task_struct_sessionid);
+    BREAD(ev->login_uid, task, KOFF_task_struct_loginuid);
+    BREAD(ev->login_session, task, KOFF_task_struct_sessionid);
     ev->flags |= PT_EXEC_LOGIN;
 #endif
     /* The pid as the process's own namespace numbers it: numbers[level]. */
-    KREAD(pid, task, KOFF_task_struct_thread_pid);
+    BREAD(pid, task, KOFF_task_struct_thread_pid);
     if (pid) {
-        KREAD(level, pid, KOFF_pid_level);
+        BREAD(level, pid, KOFF_pid_level);
         if (level < PT_PIDNS_LEVEL_MAX) {
             u64 at = KOFF_pid_numbers + (u64)level * KSIZE_upid;
             KREAD(ev->ns_pid, pid, at + KOFF_upid_nr);
@@ -543,9 +564,9 @@ static __always_inline void read_session(struct pt_exec *ev, void *task)
             ev->pidns = ns_inum(ns, KOFF_pid_namespace_ns_inum);
         }
     }
-    KREAD(nsproxy, task, KOFF_task_struct_nsproxy);
+    BREAD(nsproxy, task, KOFF_task_struct_nsproxy);
     if (nsproxy) {
-        KREAD(mnt_ns, nsproxy, KOFF_nsproxy_mnt_ns);
+        BREAD(mnt_ns, nsproxy, KOFF_nsproxy_mnt_ns);
         ev->mntns = ns_inum(mnt_ns, KOFF_mnt_namespace_ns_inum);
     }
 }
@@ -557,8 +578,8 @@ static __always_inline u32 read_env(struct pt_exec *ev, u8 *tail, u64 start, voi
     u64 env_start = 0, env_end = 0, len;
 
     ev->flags |= PT_EXEC_ENV;
-    KREAD(env_start, mm, KOFF_mm_struct_env_start);
-    KREAD(env_end, mm, KOFF_mm_struct_env_end);
+    BREAD(env_start, mm, KOFF_mm_struct_env_start);
+    BREAD(env_end, mm, KOFF_mm_struct_env_end);
     len = env_end > env_start ? env_end - env_start : 0;
     if (len > PT_ENV_MAX) {
         len = PT_ENV_MAX;
@@ -612,7 +633,7 @@ static __always_inline void read_context(struct pt_exec *ev, u8 *tail, void *tas
 
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
-    void *task = (void *)bpf_get_current_task();
+    void *task = CURRENT_TASK();
     u64 id = bpf_get_current_pid_tgid();
     int zero = 0;
     struct pt_exec *ev;
@@ -647,10 +668,10 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         ev->flags |= PT_EXEC_FILENAME_TRUNCATED;
     /* argv lives in the new image between mm->arg_start and arg_end; the kernel
      * has just written it there, so the pages are resident. */
-    KREAD(mm, task, KOFF_task_struct_mm);
+    BREAD(mm, task, KOFF_task_struct_mm);
     if (mm) {
-        KREAD(arg_start, mm, KOFF_mm_struct_arg_start);
-        KREAD(arg_end, mm, KOFF_mm_struct_arg_end);
+        BREAD(arg_start, mm, KOFF_mm_struct_arg_start);
+        BREAD(arg_end, mm, KOFF_mm_struct_arg_end);
         read_argv(ev, tail, arg_start, arg_end);
     }
     read_context(ev, tail, task, mm, ev->old_pid);
@@ -663,7 +684,7 @@ static __always_inline int save_exec_args(u64 filename, u64 argv)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct saved_args a = {.ptr = filename, .argv = argv};
-    void *cred = task_cred((void *)bpf_get_current_task());
+    void *cred = task_cred(CURRENT_TASK());
     if (cred) {
         read_cred(&a.cred, cred);
         a.has_cred = 1;
@@ -711,7 +732,7 @@ static __always_inline int exec_failed(void *ctx, long ret)
     if (!ev)
         return 0;
     tail = (u8 *)(ev + 1);
-    fill_header(&ev->h, PT_EXEC, (void *)bpf_get_current_task());
+    fill_header(&ev->h, PT_EXEC, CURRENT_TASK());
     clear_exec_fixed(ev);
     ev->err = -ret;
     ev->old_pid = tid;
@@ -817,7 +838,7 @@ static __always_inline void add_task_usage(struct pt_exit *ev, void *task)
     u64 v;
 #define PT_ADD(field, off) \
     v = 0;                 \
-    KREAD(v, task, off);   \
+    BREAD(v, task, off);   \
     ev->field += v
     PT_ADD(utime_ns, KOFF_task_struct_utime);
     PT_ADD(stime_ns, KOFF_task_struct_stime);
@@ -843,38 +864,38 @@ static __always_inline void read_usage(struct pt_exit *ev, void *task, void *sig
 
     ev->has_usage = PT_USAGE;
     if (signal) {
-        KREAD(ev->utime_ns, signal, KOFF_signal_struct_utime);
-        KREAD(ev->stime_ns, signal, KOFF_signal_struct_stime);
-        KREAD(ev->runtime_ns, signal, KOFF_signal_struct_sum_sched_runtime);
-        KREAD(ev->min_flt, signal, KOFF_signal_struct_min_flt);
-        KREAD(ev->maj_flt, signal, KOFF_signal_struct_maj_flt);
-        KREAD(ev->nvcsw, signal, KOFF_signal_struct_nvcsw);
-        KREAD(ev->nivcsw, signal, KOFF_signal_struct_nivcsw);
-        KREAD(maxrss, signal, KOFF_signal_struct_maxrss);
+        BREAD(ev->utime_ns, signal, KOFF_signal_struct_utime);
+        BREAD(ev->stime_ns, signal, KOFF_signal_struct_stime);
+        BREAD(ev->runtime_ns, signal, KOFF_signal_struct_sum_sched_runtime);
+        BREAD(ev->min_flt, signal, KOFF_signal_struct_min_flt);
+        BREAD(ev->maj_flt, signal, KOFF_signal_struct_maj_flt);
+        BREAD(ev->nvcsw, signal, KOFF_signal_struct_nvcsw);
+        BREAD(ev->nivcsw, signal, KOFF_signal_struct_nivcsw);
+        BREAD(maxrss, signal, KOFF_signal_struct_maxrss);
         ev->maxrss_kb = maxrss > 0 ? maxrss : 0;
 #if KOFF_signal_struct_ioac_read_bytes >= 0 && KOFF_signal_struct_ioac_write_bytes >= 0
-        KREAD(ev->read_bytes, signal, KOFF_signal_struct_ioac_read_bytes);
-        KREAD(ev->write_bytes, signal, KOFF_signal_struct_ioac_write_bytes);
+        BREAD(ev->read_bytes, signal, KOFF_signal_struct_ioac_read_bytes);
+        BREAD(ev->write_bytes, signal, KOFF_signal_struct_ioac_write_bytes);
         ev->has_usage |= PT_USAGE_IO;
 #endif
     }
     add_task_usage(ev, task);
     /* A leader that exited before the last thread waits as a zombie: its
      * counters are still its own, not yet in signal_struct. */
-    KREAD(leader, task, KOFF_task_struct_group_leader);
+    BREAD(leader, task, KOFF_task_struct_group_leader);
     if (leader && leader != task)
         add_task_usage(ev, leader);
     /* The image's peak: exit_mm() folds it into signal->maxrss only after
      * this tracepoint, so it is read here. */
-    KREAD(mm, task, KOFF_task_struct_mm);
+    BREAD(mm, task, KOFF_task_struct_mm);
     if (mm) {
         long pages = 0, count = 0;
-        KREAD(ev->hiwater_rss, mm, KOFF_mm_struct_hiwater_rss);
-        KREAD(count, mm, KOFF_mm_struct_rss_stat + MM_FILEPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
+        BREAD(ev->hiwater_rss, mm, KOFF_mm_struct_hiwater_rss);
+        BREAD(count, mm, KOFF_mm_struct_rss_stat + MM_FILEPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
         pages += count;
-        KREAD(count, mm, KOFF_mm_struct_rss_stat + MM_ANONPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
+        BREAD(count, mm, KOFF_mm_struct_rss_stat + MM_ANONPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
         pages += count;
-        KREAD(count, mm, KOFF_mm_struct_rss_stat + MM_SHMEMPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
+        BREAD(count, mm, KOFF_mm_struct_rss_stat + MM_SHMEMPAGES_NR * KSIZE_percpu_counter + KOFF_percpu_counter_count);
         pages += count;
         ev->rss = pages > 0 ? pages : 0;
     }
@@ -882,7 +903,7 @@ static __always_inline void read_usage(struct pt_exit *ev, void *task, void *sig
 
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
-    void *task = (void *)bpf_get_current_task();
+    void *task = CURRENT_TASK();
     u64 id = bpf_get_current_pid_tgid();
     void *signal = 0;
     void *leader = 0;
@@ -894,9 +915,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if ((!is_followed(id >> 32) && !is_followed((u32)id)) || !current_in_cgroups())
         return 0;
     fill_header(&ev.h, PT_EXIT, task);
-    KREAD(ev.task_start_ns, task, KOFF_task_struct_start_time);
-    KREAD(ev.task_exit_code, task, KOFF_task_struct_exit_code);
-    KREAD(signal, task, KOFF_task_struct_signal);
+    BREAD(ev.task_start_ns, task, KOFF_task_struct_start_time);
+    BREAD(ev.task_exit_code, task, KOFF_task_struct_exit_code);
+    BREAD(signal, task, KOFF_task_struct_signal);
 #ifdef TP_sched_process_exit__group_dead
     ev.group_dead = TP_FIELD(args, u8, sched_process_exit, group_dead);
 #else
@@ -904,7 +925,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         /* Older kernels: do_exit decremented signal->live before this point. */
         int live = 1;
         if (signal)
-            KREAD(live, signal, KOFF_signal_struct_live);
+            BREAD(live, signal, KOFF_signal_struct_live);
         ev.group_dead = live == 0;
     }
 #endif
@@ -913,12 +934,12 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         /* What the parent's wait() will see (wait_task_zombie): the group's
          * code after a group exit, else the leader's own exit code. */
         if (signal) {
-            KREAD(sig_flags, signal, KOFF_signal_struct_flags);
-            KREAD(group_exit_code, signal, KOFF_signal_struct_group_exit_code);
+            BREAD(sig_flags, signal, KOFF_signal_struct_flags);
+            BREAD(group_exit_code, signal, KOFF_signal_struct_group_exit_code);
         }
-        KREAD(leader, task, KOFF_task_struct_group_leader);
+        BREAD(leader, task, KOFF_task_struct_group_leader);
         if (leader)
-            KREAD(leader_code, leader, KOFF_task_struct_exit_code);
+            BREAD(leader_code, leader, KOFF_task_struct_exit_code);
         ev.status = (sig_flags & SIGNAL_GROUP_EXIT) ? group_exit_code : leader_code;
         read_usage(&ev, task, signal);
         read_death(&ev, ev.h.tgid);
@@ -1089,12 +1110,12 @@ static __always_inline int is_my_tracer(void *task, u32 target)
     u32 tracer = 0;
     void *parent = 0;
 
-    KREAD(ptrace, task, KOFF_task_struct_ptrace);
+    BREAD(ptrace, task, KOFF_task_struct_ptrace);
     if (!ptrace)
         return 0;
-    KREAD(parent, task, KOFF_task_struct_parent); /* the tracer while traced; real_parent is the parent */
+    BREAD(parent, task, KOFF_task_struct_parent); /* the tracer while traced; real_parent is the parent */
     if (parent)
-        KREAD(tracer, parent, KOFF_task_struct_pid);
+        BREAD(tracer, parent, KOFF_task_struct_pid);
     return tracer == target;
 }
 
@@ -1118,7 +1139,7 @@ static __always_inline int si_code(void *info)
  * struct task_struct *task, int group, int result), stable since 3.x. */
 RAW_TRACEPOINT_PROBE(signal_generate)
 {
-    void *task = (void *)bpf_get_current_task();
+    void *task = CURRENT_TASK();
     u64 id = bpf_get_current_pid_tgid();
     int sig = (int)ctx->args[0];
     void *target = (void *)ctx->args[2];
@@ -1130,7 +1151,7 @@ RAW_TRACEPOINT_PROBE(signal_generate)
 
     /* The SIGCHLD an exiting child sends its parent is implied by its exit event. */
     if (sig == SIGCHLD_NR) {
-        KREAD(task_flags, task, KOFF_task_struct_flags);
+        BREAD(task_flags, task, KOFF_task_struct_flags);
         if (task_flags & PF_EXITING)
             return 0;
     }
@@ -1175,7 +1196,7 @@ RAW_TRACEPOINT_PROBE(signal_generate)
 
 TRACEPOINT_PROBE(signal, signal_deliver)
 {
-    void *task = (void *)bpf_get_current_task();
+    void *task = CURRENT_TASK();
     u64 id = bpf_get_current_pid_tgid();
     void *signal = 0;
     u32 sig_flags = 0;
@@ -1193,11 +1214,11 @@ TRACEPOINT_PROBE(signal, signal_deliver)
     ev.target_pid = (u32)id;
     /* A fatal signal turns into a group exit and the kernel then delivers
      * SIGKILL to every thread; keep the signal that really caused it. */
-    KREAD(signal, task, KOFF_task_struct_signal);
+    BREAD(signal, task, KOFF_task_struct_signal);
     if (signal) {
-        KREAD(sig_flags, signal, KOFF_signal_struct_flags);
+        BREAD(sig_flags, signal, KOFF_signal_struct_flags);
         if (sig_flags & SIGNAL_GROUP_EXIT) {
-            KREAD(group_exit_code, signal, KOFF_signal_struct_group_exit_code);
+            BREAD(group_exit_code, signal, KOFF_signal_struct_group_exit_code);
             ev.group_exit_signo = group_exit_code & 0x7f;
         }
     }
@@ -1315,7 +1336,7 @@ int wait_syscall_exit(void *args)
         u8 one = 1;
         waited_for.update(&reaped, &one);
     }
-    fill_header(&ev.h, PT_REAP, (void *)bpf_get_current_task());
+    fill_header(&ev.h, PT_REAP, CURRENT_TASK());
     ev.reaped_pid = reaped;
     ev.status = status;
     submit(args, &ev, sizeof(ev));
@@ -1347,17 +1368,17 @@ BPF_PERCPU_ARRAY(cred_buf, struct pt_cred_change, 1);
 
 static __always_inline void snapshot_cred(struct cred_snapshot *snap, u32 *ngroups, u32 *groups)
 {
-    void *cred = task_cred((void *)bpf_get_current_task());
+    void *cred = task_cred(CURRENT_TASK());
     void *gi = 0;
     u32 n = 0;
 
     if (!cred)
         return;
     read_cred(&snap->cred, cred);
-    KREAD(gi, cred, KOFF_cred_group_info);
+    BREAD(gi, cred, KOFF_cred_group_info);
     snap->group_info = (u64)gi;
     if (gi) {
-        KREAD(n, gi, KOFF_group_info_ngroups);
+        BREAD(n, gi, KOFF_group_info_ngroups);
         bpf_probe_read_kernel(groups, PT_GROUPS_MAX * sizeof(u32), (char *)gi + KOFF_group_info_gid);
     }
     *ngroups = n;
@@ -1400,7 +1421,7 @@ static __always_inline void cred_changed(void *args, const struct cred_snapshot 
     ev = cred_buf.lookup(&zero);
     if (!ev)
         return;
-    fill_header(&ev->h, PT_CRED, (void *)bpf_get_current_task());
+    fill_header(&ev->h, PT_CRED, CURRENT_TASK());
     ev->syscall_nr = TP_FIELD(args, int, sys_exit_setuid, __syscall_nr);
     ev->ret = ret;
     ev->before = before->cred;
@@ -1451,7 +1472,7 @@ static __always_inline int cgroup_event(void *args, u32 action)
     if (!ev)
         return 0;
     path = (char *)(ev + 1);
-    fill_header(&ev->h, PT_CGROUP, (void *)bpf_get_current_task());
+    fill_header(&ev->h, PT_CGROUP, CURRENT_TASK());
     ev->id = TP_FIELD(args, u64, cgroup_mkdir, id);
     ev->action = action;
     n = bpf_probe_read_kernel_str(path, PT_CGROUP_PATH_MAX, TP_STR(args, cgroup_mkdir, path));

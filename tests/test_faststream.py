@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from proctrace.formats import stream
 from proctrace.formats.stream import StreamRenderer
-from proctrace.formats.text import DETAIL_MAX
+from proctrace.formats.text import DETAIL_MAX, format_duration
 from proctrace.model.clock import Clock
 from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
@@ -155,6 +155,28 @@ def test_every_batch_renders_as_the_python_renderer_renders_it(batches: list[lis
     compiled, reference = both(color)
     for batch in [*batches, *batches]:  # the second time round, every word is in the caches
         assert compiled.lines(batch) == reference.lines(batch)
+
+
+# Each unit's first value and the rounding edges around it (text.format_duration's rules).
+DURATION_EDGES = [
+    0, 999, 1_000, 999_949, 999_950, 1_000_000, 999_949_999, 999_950_000, 59_994_999_999, 59_995_000_000,
+    3_599_499_999_999, 3_599_500_000_000, 86_369_999_999_999, 86_370_000_000_000, 2**63 - 1,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("edge", DURATION_EDGES)
+def test_the_compiled_durations_are_text_format_durations_at_every_units_edges(compiled, edge: int) -> None:
+    for ns in (edge - 1, edge, edge + 1):
+        if ns < 2**63:
+            assert compiled.format_duration(ns) == format_duration(ns), ns
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.integers(-(10**6), 10**6), st.integers(0, 2**63 - 1)))
+def test_the_compiled_durations_are_text_format_durations(ns: int) -> None:
+    from proctrace.formats import _faststream
+
+    assert _faststream.format_duration(ns) == format_duration(ns)
 
 
 def test_a_storm_renders_as_the_python_renderer_renders_it() -> None:

@@ -115,3 +115,24 @@ def test_the_session_maps_neither_bcc_nor_llvm(tmp_path: Path) -> None:
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "perf"])
+def test_the_program_without_btf_task_pointers_loads_on_this_kernel(ring: bool) -> None:
+    """Kernels before 5.11 lack bpf_get_current_task_btf: the program then reads
+    every field through bpf_probe_read_kernel (KREAD), the path this kernel
+    never takes by itself. Here it must still compile, pass the verifier and
+    attach, with every option that adds code."""
+    _requirements()
+    formats = read_formats()
+    offsets = {**kernel_offsets(), "KHAS_BPF_FUNC_get_current_task_btf": 0}
+    options = ProgramOptions(
+        ring_buffer=ring, follow=True, follow_children=True, match_comms=True, env=True, cgroup_filter=True
+    )
+    source = build_source(offsets, formats, options)
+    assert "#define KHAS_BPF_FUNC_get_current_task_btf 0" in source
+    loaded = start_loader().load(source, shared_attachments(formats), SESSION_MAPS)
+    try:
+        assert len(loaded.attachment_fds) >= 10  # every tracepoint attached
+    finally:
+        loaded.close()

@@ -9,7 +9,8 @@
  *   - what a column holds and how it is padded: the renderer's caches (pid
  *     columns, comm columns, quoted arguments, outcome words, cgroup tags),
  *     filled by stream.py's own functions on a miss;
- *   - durations: text.format_duration, called for each exit;
+ *   - durations: text.format_duration's rules, rewritten here as line_duration
+ *     (tests/test_faststream.py compares the two over every unit's edges);
  *   - the few literal words below ("process", "thread", "after", "reaped")
  *     and the layout of a line, which tests/test_faststream.py checks line for
  *     line against the Python renderer, with and without colour, on every
@@ -68,7 +69,7 @@ typedef struct {
     Py_ssize_t detail_max;
     PyObject *kind_columns[C_CLASSES];
     PyObject *pids, *comms, *outcomes, *quoted, *tags, *path_misses; /* the Python renderer's caches */
-    PyObject *pid_miss, *comm_miss, *quote, *format_duration, *hms_of, *python_lines;
+    PyObject *pid_miss, *comm_miss, *quote, *hms_of, *python_lines;
     PyObject *time_on, *time_off, *comm_on, *comm_off;
     PyObject *roles; /* role name -> (on, off) */
     PyObject *role_names[R_ROLES];
@@ -138,6 +139,65 @@ line_u64(Line *l, unsigned long long value)
         value /= 10;
     } while (value);
     line_ascii(l, digits + i, (Py_ssize_t)sizeof digits - i);
+}
+
+/* Two digits, zero-padded: the "05" of "2m05s". */
+static void
+line_2digits(Line *l, unsigned long long value)
+{
+    char two[2] = {(char)('0' + value / 10 % 10), (char)('0' + value % 10)};
+    line_ascii(l, two, 2);
+}
+
+/* `scaled` with its last `decimals` (1 or 2) digits after the point: 123 -> "12.3". */
+static void
+line_decimal(Line *l, unsigned long long scaled, int decimals)
+{
+    unsigned long long unit = decimals == 1 ? 10 : 100;
+    line_u64(l, scaled / unit);
+    line_ascii(l, ".", 1);
+    if (decimals == 1)
+        line_u64(l, scaled % unit);
+    else
+        line_2digits(l, scaled % unit);
+}
+
+/* Two units in one: "2m05s", "4h07m", "3d02h". */
+static void
+line_pair(Line *l, unsigned long long major, unsigned long long per, const char *units)
+{
+    line_u64(l, major / per);
+    line_ascii(l, units, 1);
+    line_2digits(l, major % per);
+    line_ascii(l, units + 1, 1);
+}
+
+static PyObject *MICRO_SECONDS; /* "µs": the one unit that is not ASCII */
+
+/* text.format_duration(ns), rule for rule: 850ns, 12.3µs, 1.2ms, 3.40s, 2m05s, 4h07m, 3d02h. */
+static void
+line_duration(Line *l, long long signed_ns)
+{
+    unsigned long long ns = signed_ns < 0 ? 0 : (unsigned long long)signed_ns;
+    if (ns < 1000ULL) {
+        line_u64(l, ns);
+        line_ascii(l, "ns", 2);
+    } else if (ns < 999950ULL) {
+        line_decimal(l, (ns + 50) / 100, 1);
+        line_str(l, MICRO_SECONDS);
+    } else if (ns < 999950000ULL) {
+        line_decimal(l, (ns + 50000) / 100000, 1);
+        line_ascii(l, "ms", 2);
+    } else if (ns < 59995000000ULL) {
+        line_decimal(l, (ns + 5000000) / 10000000, 2);
+        line_ascii(l, "s", 1);
+    } else if ((ns + 500000000ULL) / 1000000000ULL < 3600) {
+        line_pair(l, (ns + 500000000ULL) / 1000000000ULL, 60, "ms");
+    } else if ((ns + 30000000000ULL) / 60000000000ULL < 24 * 60) {
+        line_pair(l, (ns + 30000000000ULL) / 60000000000ULL, 60, "hm");
+    } else {
+        line_pair(l, (ns + 1800000000000ULL) / 3600000000000ULL, 24, "dh");
+    }
 }
 
 static PyObject *
@@ -386,15 +446,8 @@ exit_detail(Renderer *r, PyObject *ev, Line *l, PyObject **role_name, Keep *k)
     if (start) {
         if (ts > INT64_MAX || start > INT64_MAX)
             return 0;
-        PyObject *ns = PyLong_FromLongLong((long long)ts - (long long)start);
-        PyObject *duration = ns == NULL ? NULL : PyObject_CallOneArg(r->format_duration, ns);
-        Py_XDECREF(ns);
-        if (keep(k, duration) < 0)
-            return -1;
-        if (!PyUnicode_Check(duration))
-            return 0;
         line_ascii(l, " after ", 7);
-        line_str(l, duration);
+        line_duration(l, (long long)ts - (long long)start);
     }
     return 1;
 }
@@ -677,7 +730,7 @@ renderer_dealloc(Renderer *r)
 
 #define REFS(X)                                                                                          \
     X(context_type) X(status_type) X(pids) X(comms) X(outcomes) X(quoted) X(tags) X(path_misses)            \
-    X(pid_miss) X(comm_miss) X(quote) X(format_duration) X(hms_of) X(python_lines) X(time_on) X(time_off) \
+    X(pid_miss) X(comm_miss) X(quote) X(hms_of) X(python_lines) X(time_on) X(time_off) \
     X(comm_on) X(comm_off) X(roles) X(hms)
 
 static int
@@ -759,7 +812,7 @@ renderer_init(Renderer *r, PyObject *args, PyObject *kwargs)
         get(config, "quoted", &r->quoted, &PyDict_Type) < 0 || get(config, "tags", &r->tags, &PyDict_Type) < 0 ||
         get(config, "path_misses", &r->path_misses, &PyDict_Type) < 0 ||
         get(config, "pid_miss", &r->pid_miss, NULL) < 0 || get(config, "comm_miss", &r->comm_miss, NULL) < 0 ||
-        get(config, "quote", &r->quote, NULL) < 0 || get(config, "format_duration", &r->format_duration, NULL) < 0 ||
+        get(config, "quote", &r->quote, NULL) < 0 ||
         get(config, "hms", &r->hms_of, NULL) < 0 || get(config, "python_lines", &r->python_lines, NULL) < 0 ||
         get(config, "time_on", &r->time_on, &PyUnicode_Type) < 0 ||
         get(config, "time_off", &r->time_off, &PyUnicode_Type) < 0 ||
@@ -792,6 +845,25 @@ renderer_init(Renderer *r, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
+/* format_duration(ns) -> str: line_duration alone, for the test that holds it to text.format_duration. */
+static PyObject *
+module_format_duration(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    long long ns = PyLong_AsLongLong(arg);
+    if (ns == -1 && PyErr_Occurred())
+        return NULL;
+    Line l;
+    line_init(&l);
+    line_duration(&l, ns);
+    return line_finish(&l);
+}
+
+static PyMethodDef module_methods[] = {
+    {"format_duration", (PyCFunction)module_format_duration, METH_O, "text.format_duration, as the lines write it."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyMethodDef renderer_methods[] = {
     {"lines", (PyCFunction)renderer_lines, METH_O, "StreamRenderer.lines, compiled."},
     {NULL, NULL, 0, NULL},
@@ -812,13 +884,15 @@ static PyTypeObject RendererType = {
 
 static struct PyModuleDef faststream_module = {
     PyModuleDef_HEAD_INIT, "proctrace.formats._faststream",
-    "The pretty stream's lines, compiled (optional: stream.py renders them itself without it).", -1, NULL,
+    "The pretty stream's lines, compiled (optional: stream.py renders them itself without it).", -1, module_methods,
 };
 
 PyMODINIT_FUNC
 PyInit__faststream(void)
 {
     if (PyType_Ready(&RendererType) < 0)
+        return NULL;
+    if (MICRO_SECONDS == NULL && (MICRO_SECONDS = PyUnicode_FromString("\xc2\xb5s")) == NULL)
         return NULL;
     PyObject *module = PyModule_Create(&faststream_module);
     if (module == NULL)

@@ -182,7 +182,6 @@ class StreamRenderer:
                 "pid_miss": self._pid_column,
                 "comm_miss": self._comm_column,
                 "quote": self._quote,
-                "format_duration": format_duration,
                 "hms": _hms,
                 "python_lines": self.python_lines,
                 "time_on": _ANSI["time"][0],

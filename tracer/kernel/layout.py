@@ -136,7 +136,11 @@ SIZES: tuple[str, ...] = ("k_sigaction", "upid", "percpu_counter")
 
 # BPF helpers the program calls under its own name where the kernel has them
 # (bpf/proctrace.bpf.c says why): KHAS_<helper> is 1 or 0.
-HELPERS: tuple[str, ...] = ("BPF_FUNC_probe_read_user", "BPF_FUNC_probe_read_user_str")
+HELPERS: tuple[str, ...] = (
+    "BPF_FUNC_probe_read_user",
+    "BPF_FUNC_probe_read_user_str",
+    "BPF_FUNC_get_current_task_btf",
+)
 
 
 def macro_name(struct: str, member: str) -> str:

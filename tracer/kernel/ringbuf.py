@@ -73,14 +73,21 @@ def python_walk(decode: Callable[[bytes, int, int], T]) -> Walk[T]:
     return functools.partial(walk_records, decode)
 
 
+# The data window kept mapped from one drain to the next: a storm's drain
+# reads ~200 KB, so a window of this size serves several drains in a row
+# before the next mmap (each costs the kernel a mapping of all its pages).
+WINDOW_BYTES = 1 << 20
+
+
 class RingReader:
     """Drains one BPF_MAP_TYPE_RINGBUF map of `size` data bytes (a power of two).
 
-    Only the two position pages stay mapped. The data is mapped for each drain,
-    just the pages holding what is to be read: the kernel maps every page of a
-    ring's mapping at once, and a 4 MiB ring mapped twice over would otherwise
-    stand in the session's RSS as 8 MiB it never allocated (the ring is kernel
-    memory, there whether mapped or not; README, Performance, counts it apart).
+    Only the two position pages and a window of the data (WINDOW_BYTES, or
+    what one drain needs if more) stay mapped, moved on when a drain reads
+    past it. The kernel maps every page of a ring's mapping at once, and a
+    4 MiB ring mapped twice over would otherwise stand in the session's RSS
+    as 8 MiB it never allocated (the ring is kernel memory, there whether
+    mapped or not; README, Performance, counts it apart).
     """
 
     def __init__(self, map_fd: int, size: int) -> None:
@@ -90,19 +97,31 @@ class RingReader:
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._producer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
         self._data_start = 2 * page
+        self._window: mmap.mmap | None = None
+        self._window_start = 0
 
     def _copy(self, cons: int, length: int) -> bytes:
         """`length` bytes of data from position `cons`: contiguous, since the
         kernel maps the data area twice in a row."""
-        page = mmap.PAGESIZE
         at = cons & self._mask
+        start = self._window_start
+        if self._window is None or at < start or at + length > start + len(self._window):
+            self._map_window(at, length)
+            start = self._window_start
+        assert self._window is not None
+        return self._window[at - start : at - start + length]
+
+    def _map_window(self, at: int, length: int) -> None:
+        page = mmap.PAGESIZE
         first = at & ~(page - 1)
-        span = (at - first + length + page - 1) & ~(page - 1)
-        window = mmap.mmap(self._fd, span, mmap.MAP_SHARED, mmap.PROT_READ, offset=self._data_start + first)
-        try:
-            return window[at - first : at - first + length]
-        finally:
-            window.close()
+        needed = (at - first + length + page - 1) & ~(page - 1)
+        # The data area is mapped twice in a row: nothing can be mapped past 2 x size.
+        span = min(max(WINDOW_BYTES, needed), 2 * (self._mask + 1) - first)
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        self._window = mmap.mmap(self._fd, span, mmap.MAP_SHARED, mmap.PROT_READ, offset=self._data_start + first)
+        self._window_start = first
 
     def drain(self, walk: Walk[T], out: list[T], errors: list[ValueError]) -> int:
         """Append every complete record, decoded, to `out`; returns how many records.
@@ -127,5 +146,8 @@ class RingReader:
                 return count
 
     def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         self._producer.close()
         self._consumer.close()

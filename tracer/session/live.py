@@ -2,9 +2,11 @@
 
 Batching is the main lever on overhead: waking Python for every event cost
 ~15 us/event and slowed a fork storm by ~20%; draining every 20 ms costs a few
-us/event. Under load the timer stretches to 50 ms: at the storm's ~10k
-events/s that cut the CPU per event by another ~15% (fewer wake-ups, each
-finding its caches cold after the storm ran), and a line 50 ms late is
+us/event. Under load the timer stretches to 100 ms: each wake-up finds its
+caches cold after the storm ran, so fewer and larger batches cost less per
+event. At the storm's ~13k events/s, 50 ms cut the CPU per event by ~15%
+against 20 ms, and 100 ms by another ~20% against 50 (2.60 -> 2.01 us, five
+runs each; 200 ms gave 1.97, no further gain). A line 100 ms late is
 invisible in a stream scrolling that fast. Events are released in timestamp
 order (tracer/model/ordering.py).
 """
@@ -40,11 +42,11 @@ from proctrace.session.outputs import SessionOutputs, refuse_existing_outputs
 from proctrace.session.rotation import RotatingRecorder
 
 DRAIN_INTERVAL_S = 0.02
-BUSY_DRAIN_INTERVAL_S = 0.05
+BUSY_DRAIN_INTERVAL_S = 0.1
 BUSY_BATCH = 64  # events in one drain (~3k events/s) from which the next drain waits longer
-# The longer wait needs room: at a storm's ~4 MB/s of events, 50 ms is ~200 KB.
+# The longer wait needs room: at a storm's ~4 MB/s of events, 100 ms is ~400 KB.
 # A buffer chosen smaller than this keeps the short interval.
-BUSY_MIN_BUFFER = 1 << 20
+BUSY_MIN_BUFFER = 2 << 20
 STATUS_INTERVAL_S = 0.5
 # How often the counts of signals folded in the kernel are read and reported.
 FOLD_INTERVAL_S = 1.0
