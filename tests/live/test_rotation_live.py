@@ -169,9 +169,12 @@ def test_sigusr1_starts_a_new_part(tmp_path: Path) -> None:
 def test_keep_leaves_the_latest_files_of_the_session(tmp_path: Path) -> None:
     (tmp_path / "other.txt").write_text("not proctrace's\n")
     marker = f"proctrace-keep-{uuid.uuid4().hex}"
+    # A part ends only between batches, and a busy session drains every 100 ms:
+    # enough processes for a second and more of batches, so that more parts
+    # were made than were kept.
     live = proctrace(
         "-q", "-w", str(tmp_path / "s.rec"), "--rotate-size", "16K", "--keep", "3",
-        "--", *workload("spawn_many.py"), "600", marker, str(tmp_path / "pids.json"),
+        "--", *workload("spawn_many.py"), "2400", marker, str(tmp_path / "pids.json"),
     )  # fmt: skip
     assert live.returncode == 0, live.stderr
     left = sorted(p for p in tmp_path.iterdir() if p.name.startswith("s.rec"))
