@@ -29,7 +29,9 @@ a measurement, the progress line, and the files shipped with the bench. The part
 - ``workspace``: the temporary directory a bench works in, and the command
   line of the small interleaved benches (``interleaved_main``);
 - ``top`` and ``compiled``: the storm under the live view, and the compiled
-  decoder and renderer against Python (each ``python -m`` on its own).
+  decoder and renderer against Python (each ``python -m`` on its own);
+- ``bpftime``: the BPF programs' own time per storm process, from the
+  kernel's run-time statistics (``python -m proctrace.bench.bpftime``).
 """
 
 from __future__ import annotations
