@@ -149,7 +149,8 @@ def report(figures: dict[str, Any]) -> list[str]:
         lines.append(f"{name:44} {per_run:>8} {row['ns_per_process']:>11.0f}")
     total = s["total_ns_per_process"]
     reps = len(figures["reps"])
-    lines.append(f"BPF time per storm process: {'n/a' if total is None else f'{total / 1000:.2f} us'} (median of {reps})")
+    words = "n/a" if total is None else f"{total / 1000:.2f} us"
+    lines.append(f"BPF time per storm process: {words} (median of {reps})")
     return lines
 
 
