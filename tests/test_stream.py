@@ -504,14 +504,15 @@ class RecordingStream:
         raise OSError("not a real terminal")
 
 
-def test_sink_off_a_tty_writes_each_batch_plainly_in_one_write():
+def test_sink_off_a_tty_writes_each_batch_plainly_with_one_flush():
     stream = RecordingStream()
     sink = Terminal(stream, tty=False)  # type: ignore[arg-type]
     sink.set_status("10 events/s")
     sink.write_lines(["a", "b"])
+    assert "".join(stream.writes) == "a\nb\n" and stream.flushes == 1
     sink.write_lines([])
     sink.close()
-    assert stream.writes == ["a\nb\n"]
+    assert "".join(stream.writes) == "a\nb\n" and stream.flushes == 1
 
 
 def test_sink_on_a_tty_keeps_the_status_line_at_the_bottom():
