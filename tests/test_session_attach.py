@@ -113,6 +113,7 @@ class FakeProbe:
 
     instances: ClassVar[list[FakeProbe]] = []
     fail_to_load: ClassVar[bool] = False
+    fallback_error: ClassVar[str | None] = None  # as Probe says when it fell back to probe reads
 
     def __init__(self, options: ProgramOptions, loader: FakeLoader | None, plan: FakePlan) -> None:
         # A cache miss hands the probe a loader still waiting; a hit, none
@@ -306,6 +307,20 @@ def test_a_failure_after_the_release_detaches_now_and_leaves_the_command_be(
     assert probes[0].closed and not probes[0].closed_in_background
     assert held is not None and held.wait() == 0
     assert marker.exists()
+
+
+def test_a_kernel_that_refused_the_btf_reads_is_told_once_on_stderr(
+    probes: list[FakeProbe], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with attach(session()):
+        pass
+    assert "BTF" not in capsys.readouterr().err
+    monkeypatch.setattr(FakeProbe, "fallback_error", "the BPF program did not load: R1 invalid mem access")
+    with attach(session()):
+        pass
+    err = capsys.readouterr().err
+    assert err.count("refused the program's reads through BTF pointers") == 1
+    assert "bpf_probe_read_kernel" in err
 
 
 def test_a_session_that_ends_normally_detaches_in_the_background(probes: list[FakeProbe]) -> None:

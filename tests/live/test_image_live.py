@@ -164,3 +164,50 @@ def test_an_image_without_a_map_the_session_needs_is_compiled_again(tmp_path: Pa
         probe.close()
     assert _attached_by(os.getpid()) == before
     assert read_cached(plan.key, tmp_path) == good
+
+
+# A load the verifier refuses: BREAD through bpf_get_current_task()'s result,
+# a plain number to it, where only a BTF pointer may be read through.
+REFUSED_BTF_READ = r"""
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid)
+{
+    u64 v = 0;
+    void *task = (void *)bpf_get_current_task();
+    BREAD(v, task, KOFF_task_struct_pid);
+    return v == 12345;
+}
+"""
+
+
+def test_a_kernel_that_refuses_the_btf_reads_gets_the_same_program_with_probe_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older kernel's verifier may refuse a read through a BTF pointer that
+    this one takes: the session then loads the program whose reads are all
+    bpf_probe_read_kernel, sees the same events, and the next session loads
+    that one from the cache without trying again."""
+    _requirements()
+    from proctrace.kernel import probe as probe_module
+
+    real_build = probe_module.build_source
+
+    def refused_with_btf_reads(offsets, formats, options):  # type: ignore[no-untyped-def]
+        source = real_build(offsets, formats, options)
+        return source + REFUSED_BTF_READ if offsets[probe_module.BTF_TASK_HELPER] == 1 else source
+
+    monkeypatch.setattr(probe_module, "build_source", refused_with_btf_reads)
+    options = ProgramOptions()
+    probe = Probe(options, cache_dir=tmp_path)
+    try:
+        assert probe.fallback_error is not None and "did not load" in probe.fallback_error
+        assert not probe.btf_reads
+        _sees_a_command(probe)
+    finally:
+        probe.close()
+    assert _attached_by(os.getpid()) == 0
+    again = Probe(options, cache_dir=tmp_path)
+    try:
+        assert again.from_cache and not again.btf_reads and again.fallback_error is None
+        _sees_a_command(again)
+    finally:
+        again.close()

@@ -100,22 +100,55 @@ def read_formats() -> dict[tuple[str, str], TracepointFormat]:
     return formats
 
 
+# The helper whose presence makes the program read kernel structs through BTF
+# pointers (bpf/proctrace.bpf.c, "Reading the kernel's structs").
+BTF_TASK_HELPER = "KHAS_BPF_FUNC_get_current_task_btf"
+
+
 @dataclass
 class ProgramPlan:
     """The program a session will load: its source for this kernel and, when a
-    session with the same options compiled it before, its image from the cache."""
+    session with the same options compiled it before, its image from the cache.
+    `btf_reads`: whether the source reads through BTF pointers."""
 
     formats: dict[tuple[str, str], TracepointFormat]
     source: str
     key: str
     image: ProgramImage | None
+    btf_reads: bool = False
 
 
 def plan_program(options: ProgramOptions, cache_dir: Path | None = CACHE_DIR) -> ProgramPlan:
     formats = read_formats()
-    source = build_source(kernel_offsets(), formats, options)
+    offsets = kernel_offsets()
+    plan = _plan(formats, offsets, options, cache_dir)
+    if plan.image is None and plan.btf_reads:
+        # Where a session had to fall back (Probe), its program is the one cached.
+        fallback = _plan(formats, _probe_reads_only(offsets), options, cache_dir)
+        if fallback.image is not None:
+            return fallback
+    return plan
+
+
+def probe_reads_plan(plan: ProgramPlan, options: ProgramOptions, cache_dir: Path | None = CACHE_DIR) -> ProgramPlan:
+    """`plan`'s program with every field read by bpf_probe_read_kernel, even
+    where the kernel could read through BTF pointers."""
+    return _plan(plan.formats, _probe_reads_only(kernel_offsets()), options, cache_dir)
+
+
+def _probe_reads_only(offsets: dict[str, int]) -> dict[str, int]:
+    return {**offsets, BTF_TASK_HELPER: 0}
+
+
+def _plan(
+    formats: dict[tuple[str, str], TracepointFormat],
+    offsets: dict[str, int],
+    options: ProgramOptions,
+    cache_dir: Path | None,
+) -> ProgramPlan:
+    source = build_source(offsets, formats, options)
     key = image_key(source)
-    return ProgramPlan(formats, source, key, read_cached(key, cache_dir))
+    return ProgramPlan(formats, source, key, read_cached(key, cache_dir), offsets.get(BTF_TASK_HELPER) == 1)
 
 
 class Probe:
@@ -147,6 +180,7 @@ class Probe:
                 loader.abandon()
             raise
         self.from_cache = False
+        self.fallback_error: str | None = None  # why the program with BTF reads did not load
         loaded = None
         if plan.image is not None:
             try:
@@ -165,12 +199,20 @@ class Probe:
         else:
             loader = loader or start_loader()
             try:
-                loaded = loader.load(plan.source, shared_attachments(plan.formats), SESSION_MAPS, plan.key)
+                loaded = self._compile_and_load(plan, loader, cache_dir)
             except LoaderError as exc:
-                raise ProbeError(str(exc)) from None
-            if loaded.image is not None:
-                with contextlib.suppress(ImageError):
-                    write_cached(ProgramImage.from_json(loaded.image), cache_dir)
+                if not plan.btf_reads:
+                    raise ProbeError(str(exc)) from None
+                # Reads through BTF pointers are checked by the verifier against
+                # the kernel's BTF, and a kernel's verifier may refuse one that
+                # 6.18's takes: the same program with probe reads only, once.
+                self.fallback_error = str(exc)
+                plan = probe_reads_plan(plan, options, cache_dir)
+                try:
+                    loaded = self._compile_and_load(plan, start_loader(), cache_dir)
+                except LoaderError:
+                    raise ProbeError(str(exc)) from None
+        self.btf_reads = plan.btf_reads
         self._loaded = loaded
         try:
             self._open_buffers()
@@ -186,6 +228,15 @@ class Probe:
         # that gap may have failed. They precede the session, so they are not
         # the session's losses.
         self._lost_before_start = self._lost_counts()
+
+    @staticmethod
+    def _compile_and_load(plan: ProgramPlan, loader: Loader, cache_dir: Path | None) -> LoadedPrograms:
+        """`plan`'s program through the helper, its image kept for next time."""
+        loaded = loader.load(plan.source, shared_attachments(plan.formats), SESSION_MAPS, plan.key)
+        if loaded.image is not None:
+            with contextlib.suppress(ImageError):
+                write_cached(ProgramImage.from_json(loaded.image), cache_dir)
+        return loaded
 
     def _open_buffers(self) -> None:
         options, maps = self.options, self._loaded.map

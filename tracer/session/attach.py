@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -158,6 +159,12 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         stop.catch_signals()
         probe = Probe(program, loader, plan=plan)
         undo.callback(probe.close)
+        if probe.fallback_error is not None:
+            print(
+                "proctrace: note: this kernel refused the program's reads through BTF pointers; "
+                "every field is read with bpf_probe_read_kernel instead (the same data, more BPF time per event)",
+                file=sys.stderr,
+            )
         if program.match_comms:
             for name in spec.kernel_names():
                 probe.match_comm(name)
