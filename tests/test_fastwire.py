@@ -142,6 +142,24 @@ def test_shared_objects_come_from_the_same_caches(compiled) -> None:
     assert wire.decode_at_python(raw, 0, len(raw)).status is compiled.decode_at(raw, 0, len(raw)).status
 
 
+def test_recurring_numbers_shared_between_records_keep_their_values(compiled) -> None:
+    """The compiled decoder hands out one int for a pid that recurs (its
+    table of recurring numbers); pids that meet in the table push each other
+    out and never stand in for each other."""
+    from tests.test_wire_decode import fork_event, reap_event
+
+    pids = [*range(300, 300 + 3 * 4096, 3), 2**32 - 1]
+    for _ in range(2):
+        for pid in pids:
+            raw = fork_event(0x11, child_pid=pid, child_tgid=pid ^ 1, child_ppid=(pid + 7) & 0xFFFFFFFF)
+            ev = compiled.decode_at(raw, 0, len(raw))
+            assert (ev.child_pid, ev.child_tgid, ev.child_ppid) == (pid, pid ^ 1, (pid + 7) & 0xFFFFFFFF)
+            raw = reap_event(pid, 0)
+            assert compiled.decode_at(raw, 0, len(raw)).reaped_pid == pid
+    first, second = (compiled.decode_at(r, 0, len(r)) for r in (reap_event(43210, 0), reap_event(43210, 0)))
+    assert first.reaped_pid is second.reaped_pid == 43210
+
+
 def test_every_slot_of_a_compiled_record_is_set(compiled) -> None:
     """No slot is left empty (reading it would raise AttributeError)."""
     from tests.test_wire_decode import exec_event, exit_event, fork_event, reap_event, signal_event

@@ -23,7 +23,6 @@
 #include <sched.h> /* CLONE_THREAD, CLONE_VFORK: the clone flags the kernel reports */
 #include <stdint.h>
 #include <string.h>
-#define PID_W 7
 
 enum cls { C_FORK, C_EXEC, C_EXIT, C_REAP, C_CLASSES };
 static const char *const CLASS_KEYS[C_CLASSES] = {"ForkEvent", "ExecEvent", "ExitEvent", "ReapEvent"};
@@ -66,10 +65,11 @@ typedef struct {
     PyTypeObject *context_type, *status_type;
     long long offset_ns;
     int color;
+    int pid_width; /* the pid columns' width, padded with spaces */
     Py_ssize_t detail_max;
     PyObject *kind_columns[C_CLASSES];
-    PyObject *pids, *comms, *outcomes, *quoted, *tags, *path_misses; /* the Python renderer's caches */
-    PyObject *pid_miss, *comm_miss, *quote, *hms_of, *python_lines;
+    PyObject *comms, *outcomes, *quoted, *tags, *path_misses; /* the Python renderer's caches */
+    PyObject *comm_miss, *quote, *hms_of, *python_lines;
     PyObject *time_on, *time_off, *comm_on, *comm_off;
     PyObject *roles; /* role name -> (on, off) */
     PyObject *role_names[R_ROLES];
@@ -139,6 +139,17 @@ line_u64(Line *l, unsigned long long value)
         value /= 10;
     } while (value);
     line_ascii(l, digits + i, (Py_ssize_t)sizeof digits - i);
+}
+
+/* Spaces until the line's ASCII holds `width` bytes: str.ljust for a column
+ * of ASCII pieces. */
+static void
+line_pad(Line *l, Py_ssize_t width)
+{
+    static const char spaces[] = "                                ";
+    Py_ssize_t missing = width - l->ascii_used;
+    if (missing > 0)
+        line_ascii(l, spaces, missing < (Py_ssize_t)sizeof spaces - 1 ? missing : (Py_ssize_t)sizeof spaces - 1);
 }
 
 /* Two digits, zero-padded: the "05" of "2m05s". */
@@ -476,8 +487,7 @@ reap_detail(Renderer *r, PyObject *ev, Line *l, enum role *role, Keep *k)
 
 /* The columns before the detail: time, kind, pid, ppid, comm. 1, 0 or -1 as above. */
 static int
-columns(Renderer *r, PyObject *ev, int cls, Line *stamp, PyObject **pid_col, PyObject **ppid_col,
-        PyObject **comm_col, Keep *k)
+columns(Renderer *r, PyObject *ev, int cls, Line *stamp, Line *pids, PyObject **comm_col, Keep *k)
 {
     Py_ssize_t *off = r->offsets[cls];
     unsigned long long ts, pid, tgid;
@@ -510,25 +520,21 @@ columns(Renderer *r, PyObject *ev, int cls, Line *stamp, PyObject **pid_col, PyO
     }
     line_ascii(stamp, six, 6);
 
-    if (pid == tgid) {
-        *pid_col = through(r->pids, slot(ev, off[F_TGID]), r->pid_miss);
-        if (keep(k, *pid_col) < 0)
-            return -1;
-    } else {
-        char text[48];
-        int n = snprintf(text, sizeof text, "%llu/%llu", tgid, pid);
-        while (n < PID_W)
-            text[n++] = ' ';
-        *pid_col = PyUnicode_FromStringAndSize(text, n);
-        if (keep(k, *pid_col) < 0)
-            return -1;
-    }
-    PyObject *ppid = slot(ev, off[F_PPID]);
-    if (ppid == NULL || !PyLong_CheckExact(ppid))
+    /* "pid " (or "tgid/tid " for a thread) and "ppid ", each padded to its
+     * column: made here, since a storm brings a new pid with every process. */
+    unsigned long long ppid;
+    if (slot_u64(ev, off[F_PPID], &ppid) < 0)
         return 0;
-    *ppid_col = through(r->pids, ppid, r->pid_miss);
-    if (keep(k, *ppid_col) < 0)
-        return -1;
+    if (pid != tgid) {
+        line_u64(pids, tgid);
+        line_ascii(pids, "/", 1);
+    }
+    line_u64(pids, pid);
+    line_pad(pids, r->pid_width);
+    line_ascii(pids, " ", 1);
+    Py_ssize_t ppid_at = pids->ascii_used;
+    line_u64(pids, ppid);
+    line_pad(pids, ppid_at + r->pid_width);
     PyObject *comm = slot(ev, off[F_COMM]);
     if (comm == NULL || !PyBytes_CheckExact(comm))
         return 0;
@@ -561,11 +567,12 @@ render_one(Renderer *r, PyObject *ev)
         return Py_None;
     Keep k;
     k.n = 0;
-    Line stamp, detail;
+    Line stamp, pids, detail;
     line_init(&stamp);
+    line_init(&pids);
     line_init(&detail);
-    PyObject *pid_col, *ppid_col, *comm_col;
-    int done = columns(r, ev, cls, &stamp, &pid_col, &ppid_col, &comm_col, &k);
+    PyObject *comm_col;
+    int done = columns(r, ev, cls, &stamp, &pids, &comm_col, &k);
     enum role role = R_FORK;
     PyObject *role_name = NULL;
     if (done == 1) {
@@ -584,7 +591,7 @@ render_one(Renderer *r, PyObject *ev)
             break;
         }
     }
-    if (done != 1 || stamp.overflow || detail.overflow) {
+    if (done != 1 || stamp.overflow || pids.overflow || detail.overflow) {
         keep_release(&k);
         return done < 0 ? NULL : Py_None;
     }
@@ -621,9 +628,7 @@ render_one(Renderer *r, PyObject *ev)
     if (r->color)
         line_str(&l, off);
     line_ascii(&l, " ", 1);
-    line_str(&l, pid_col);
-    line_ascii(&l, " ", 1);
-    line_str(&l, ppid_col);
+    line_ascii(&l, pids.ascii, pids.ascii_used);
     line_ascii(&l, " ", 1);
     if (r->color)
         line_str(&l, r->comm_on);
@@ -729,8 +734,8 @@ renderer_dealloc(Renderer *r)
 }
 
 #define REFS(X)                                                                                          \
-    X(context_type) X(status_type) X(pids) X(comms) X(outcomes) X(quoted) X(tags) X(path_misses)            \
-    X(pid_miss) X(comm_miss) X(quote) X(hms_of) X(python_lines) X(time_on) X(time_off) \
+    X(context_type) X(status_type) X(comms) X(outcomes) X(quoted) X(tags) X(path_misses)            \
+    X(comm_miss) X(quote) X(hms_of) X(python_lines) X(time_on) X(time_off) \
     X(comm_on) X(comm_off) X(roles) X(hms)
 
 static int
@@ -807,11 +812,11 @@ renderer_init(Renderer *r, PyObject *args, PyObject *kwargs)
         slot_offset((PyObject *)r->context_type, "cgroup", &r->ctx_cgroup) < 0 ||
         slot_offset((PyObject *)r->status_type, "raw", &r->status_raw) < 0)
         return -1;
-    if (get(config, "pids", &r->pids, &PyDict_Type) < 0 || get(config, "comms", &r->comms, &PyDict_Type) < 0 ||
+    if (get(config, "comms", &r->comms, &PyDict_Type) < 0 ||
         get(config, "outcomes", &r->outcomes, &PyDict_Type) < 0 ||
         get(config, "quoted", &r->quoted, &PyDict_Type) < 0 || get(config, "tags", &r->tags, &PyDict_Type) < 0 ||
         get(config, "path_misses", &r->path_misses, &PyDict_Type) < 0 ||
-        get(config, "pid_miss", &r->pid_miss, NULL) < 0 || get(config, "comm_miss", &r->comm_miss, NULL) < 0 ||
+        get(config, "comm_miss", &r->comm_miss, NULL) < 0 ||
         get(config, "quote", &r->quote, NULL) < 0 ||
         get(config, "hms", &r->hms_of, NULL) < 0 || get(config, "python_lines", &r->python_lines, NULL) < 0 ||
         get(config, "time_on", &r->time_on, &PyUnicode_Type) < 0 ||
@@ -828,6 +833,10 @@ renderer_init(Renderer *r, PyObject *args, PyObject *kwargs)
     if (get(config, "detail_max", &value, &PyLong_Type) < 0)
         return -1;
     r->detail_max = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    if (get(config, "pid_width", &value, &PyLong_Type) < 0)
+        return -1;
+    r->pid_width = (int)PyLong_AsLong(value);
     Py_DECREF(value);
     if (get(config, "color", &value, &PyBool_Type) < 0)
         return -1;

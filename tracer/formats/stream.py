@@ -173,13 +173,11 @@ class StreamRenderer:
                 },
                 "ProcessContext": ProcessContext,
                 "WaitStatus": WaitStatus,
-                "pids": self._pids,
                 "comms": self._comms,
                 "outcomes": self._outcomes,
                 "quoted": self._quoted,
                 "tags": self._tags,
                 "path_misses": self._path_misses,
-                "pid_miss": self._pid_column,
                 "comm_miss": self._comm_column,
                 "quote": self._quote,
                 "hms": _hms,
@@ -191,6 +189,7 @@ class StreamRenderer:
                 "roles": _ANSI,
                 "offset_ns": self._offset_ns,
                 "detail_max": DETAIL_MAX,
+                "pid_width": _PID_W,
                 "color": self._color,
             }
         )
