@@ -160,6 +160,18 @@ def test_recurring_numbers_shared_between_records_keep_their_values(compiled) ->
     assert first.reaped_pid is second.reaped_pid == 43210
 
 
+def test_command_names_that_meet_in_the_compiled_table_never_stand_in_for_each_other(compiled) -> None:
+    """The compiled decoder looks command names up by their raw bytes first."""
+    from tests.test_wire_decode import fmt, header
+
+    names = [f"cmd-{i}".encode() for i in range(1000)] + [f"worker-pool-{i}".encode() for i in range(1000)]
+    names += [b"x" * 14 + bytes([c]) for c in range(1, 256)] + [b"", b"a\0b", b"\xff\xfe"]
+    for _ in range(2):
+        for name in names:
+            raw = header(wire.KIND_REAP, comm=name) + struct.pack(fmt("pt_reap"), 1, 0, 0)
+            assert compiled.decode_at(raw, 0, len(raw)).comm == wire.decode_at_python(raw, 0, len(raw)).comm
+
+
 def test_every_slot_of_a_compiled_record_is_set(compiled) -> None:
     """No slot is left empty (reading it would raise AttributeError)."""
     from tests.test_wire_decode import exec_event, exit_event, fork_event, reap_event, signal_event

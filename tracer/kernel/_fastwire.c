@@ -18,7 +18,10 @@
  *     refuses to load instead of decoding wrongly);
  *   - the caches (command names, wait statuses, credentials, directories,
  *     terminals, devices): wire.py's dicts, read here, filled on a miss by
- *     wire.py's own functions, so both decoders return the same shared objects.
+ *     wire.py's own functions, so both decoders return the same shared objects
+ *     (command names are looked up by their raw bytes in a table of what
+ *     wire.py's cache gave, see comm_of; pids and other recurring numbers come
+ *     from a table of ints, see recurring_long).
  * tests/test_fastwire.py decodes the same records with both and compares them.
  *
  * Building a record: a slotted class's instance is its object header followed
@@ -211,10 +214,32 @@ cached(PyObject *cache, PyObject *key, PyObject *miss)
     return value;
 }
 
-static inline PyObject *
+/* Command names by their raw 16 bytes: every event has one, and looking it up
+ * in wire.py's cache first needs a bytes object made (and hashed, and freed)
+ * for the key. This table, in front of that cache, compares the raw bytes and
+ * holds a reference to what the cache gave for them: the same object while
+ * wire.py keeps it, an equal one after wire.py has cleared its cache. */
+#define COMM_SLOTS 256
+static struct {
+    char raw[PT_COMM_LEN];
+    PyObject *comm;
+} comms[COMM_SLOTS];
+
+static PyObject *
 comm_of(const char *raw)
 {
-    return cached(S.comms, PyBytes_FromStringAndSize(raw, PT_COMM_LEN), S.comm_miss);
+    unsigned long long a, b;
+    memcpy(&a, raw, sizeof a);
+    memcpy(&b, raw + sizeof a, sizeof b);
+    size_t at = (size_t)(((a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full)) >> 56); /* the top 8 bits */
+    if (comms[at].comm != NULL && memcmp(comms[at].raw, raw, PT_COMM_LEN) == 0)
+        return Py_NewRef(comms[at].comm);
+    PyObject *comm = cached(S.comms, PyBytes_FromStringAndSize(raw, PT_COMM_LEN), S.comm_miss);
+    if (comm == NULL)
+        return NULL;
+    Py_XSETREF(comms[at].comm, Py_NewRef(comm));
+    memcpy(comms[at].raw, raw, PT_COMM_LEN);
+    return comm;
 }
 
 static inline PyObject *
