@@ -169,10 +169,15 @@ def test_the_compiled_decoder_and_renderer_are_reported(monkeypatch: pytest.Monk
     from proctrace import PURE_PYTHON_ENV
     from proctrace.formats import stream
     from proctrace.kernel import wire
+    from proctrace.model import redact
 
     monkeypatch.setattr(wire, "COMPILED", object())
     monkeypatch.setattr(stream, "_faststream", object())
+    monkeypatch.setattr(redact, "COMPILED_HINT", object())
     assert doctor_module.check_compiled().status is Status.OK
+    monkeypatch.setattr(redact, "COMPILED_HINT", None)
+    assert "redaction test run in Python" in doctor_module.check_compiled().detail
+    monkeypatch.setattr(redact, "COMPILED_HINT", object())
     monkeypatch.setattr(wire, "COMPILED", None)
     monkeypatch.setattr(wire, "DECODER", "not built (No module named '_fastwire')")
     monkeypatch.delenv(PURE_PYTHON_ENV, raising=False)

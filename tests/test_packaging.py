@@ -110,7 +110,7 @@ def source_files(folder: Path) -> set[str]:
 
 
 # The compiled modules' C sources: the wheel ships what they compile to.
-EXTENSION_SOURCES = {"kernel/_fastwire.c", "formats/_faststream.c", "_slots.h"}
+EXTENSION_SOURCES = {"kernel/_fastwire.c", "formats/_faststream.c", "model/_fastredact.c", "_slots.h"}
 
 
 def test_the_wheel_holds_every_file_of_tracer_and_bpf_under_proctrace_and_nothing_else(installed: Installed) -> None:
@@ -124,18 +124,18 @@ def test_the_wheel_holds_every_file_of_tracer_and_bpf_under_proctrace_and_nothin
     assert {"proctrace/bpf/event.h", "proctrace/bpf/proctrace.bpf.c"} <= names
 
 
-def test_the_wheel_holds_the_compiled_decoder_and_renderer(installed: Installed) -> None:
+def test_the_wheel_holds_the_compiled_decoder_renderer_and_redaction_test(installed: Installed) -> None:
     """Built with the wheel, and the ones the installed package uses."""
     names = zipfile.ZipFile(installed.wheel).namelist()
-    for module in ("proctrace/kernel/_fastwire", "proctrace/formats/_faststream"):
+    for module in ("proctrace/kernel/_fastwire", "proctrace/formats/_faststream", "proctrace/model/_fastredact"):
         assert any(n.startswith(module) and n.endswith(".so") for n in names), module
     used = installed.run(
         installed.python,
         "-c",
-        "from proctrace.kernel import wire; from proctrace.formats import stream; "
-        "print(wire.DECODER, stream._faststream is not None)",
+        "from proctrace.kernel import wire; from proctrace.formats import stream; from proctrace.model import redact; "
+        "print(wire.DECODER, stream._faststream is not None, redact.COMPILED_HINT is not None)",
     )
-    assert used.stdout.split() == ["compiled", "True"], used.stdout + used.stderr
+    assert used.stdout.split() == ["compiled", "True", "True"], used.stdout + used.stderr
 
 
 def test_nothing_named_tracer_is_installed(installed: Installed) -> None:

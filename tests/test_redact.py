@@ -257,3 +257,102 @@ def test_huge_arguments_are_redacted_in_linear_time(arg: bytes) -> None:
     R.argv([b"x", arg])
     R.env({b"V": arg, arg[:1000]: arg})
     assert time.perf_counter() - started < 2.0
+
+
+# --- the first test of a command line, compiled (tracer/model/_fastredact.c) --------------
+
+
+def compiled_hint():
+    from proctrace.model import redact
+
+    from tests.environment import requires
+
+    requires(redact.COMPILED_HINT is not None, "the compiled redaction test (tracer/model/_fastredact.c)")
+    return redact.COMPILED_HINT
+
+
+def hinted_args() -> st.SearchStrategy[list[bytes]]:
+    """Arguments of random bytes, some holding a hint word in random case, or a
+    near miss (a word cut short, split over two arguments)."""
+    from proctrace.model.redact import HINT_WORDS
+
+    def cased(word: bytes, flips: list[bool]) -> bytes:
+        return bytes(c ^ 0x20 if flip and chr(c).isalpha() else c for c, flip in zip(word, flips, strict=False))
+
+    word = st.sampled_from(HINT_WORDS).flatmap(
+        lambda w: st.sampled_from([w, w[:-1], w[1:]]).flatmap(
+            lambda v: st.lists(st.booleans(), min_size=len(v), max_size=len(v)).map(lambda f: cased(v, f))
+        )
+    )
+    piece = st.one_of(st.binary(max_size=12), word, st.sampled_from([b"\0", b"A", b"Z", b"@", b"[", b"\xc0", b"\xe0"]))
+    arg = st.lists(piece, max_size=5).map(b"".join)
+    return st.lists(arg, max_size=6)
+
+
+@given(hinted_args())
+@settings(max_examples=3000, deadline=None)
+def test_the_compiled_hint_answers_as_the_python_one(argv: list[bytes]) -> None:
+    from proctrace.model.redact import argv_hint_python
+
+    assert compiled_hint()(argv) is argv_hint_python(argv)
+
+
+def test_the_hint_finds_each_word_in_any_case_at_either_end_and_never_across_arguments() -> None:
+    from proctrace.model.redact import HINT_WORDS, argv_hint_python
+
+    hint = compiled_hint()
+    for word in HINT_WORDS:
+        for text in (word, word.upper(), b"x" + word.title(), word + b"x", b"a=" + word):
+            assert hint([b"cmd", text]) and argv_hint_python([b"cmd", text]), text
+        split = [word[:2], word[2:]]
+        assert not hint(split) and not argv_hint_python(split), split
+        assert not hint([word[:-1]]) and not argv_hint_python([word[:-1]])
+    assert not hint([]) and not hint([b""])
+
+
+def test_the_compiled_hint_refuses_what_is_not_a_list_of_bytes() -> None:
+    hint = compiled_hint()
+    for bad in ([b"a", "token"], (b"token",), b"token"):
+        with pytest.raises(TypeError):
+            hint(bad)
+
+
+def test_the_compiled_hint_takes_lower_case_words_only() -> None:
+    from proctrace.model import _fastredact  # type: ignore[attr-defined]
+    from proctrace.model.redact import HINT_WORDS
+
+    compiled_hint()
+    try:
+        for bad in ((b"Token",), (b"",), (b"x" * 33,), [b"token"], tuple(b"w%d" % i for i in range(33))):
+            with pytest.raises(ValueError):
+                _fastredact.configure(bad)
+        _fastredact.configure((b"zz",))
+        assert _fastredact.hint([b"aZz"]) and not _fastredact.hint([b"token"])
+    finally:
+        _fastredact.configure(HINT_WORDS)
+
+
+def test_pure_python_keeps_the_python_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proctrace import PURE_PYTHON_ENV
+    from proctrace.model import redact
+
+    monkeypatch.setenv(PURE_PYTHON_ENV, "1")
+    assert redact._compiled_hint() is None
+    monkeypatch.delenv(PURE_PYTHON_ENV)
+    compiled_hint()
+    assert redact._compiled_hint() is redact.COMPILED_HINT
+
+
+@pytest.mark.parametrize("which", ["compiled", "python"])
+def test_the_redactor_redacts_the_same_with_either_hint(which: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proctrace.model import redact
+
+    if which == "compiled":
+        compiled_hint()
+    else:
+        monkeypatch.setattr(redact, "argv_hint", redact.argv_hint_python)
+    r = Redactor()
+    assert r.argv([b"curl", b"-H", b"Authorization: Bearer abc"]) == [b"curl", b"-H", b"Authorization: " + REDACTED]
+    assert r.argv([b"mysql", b"--password", b"hunter2"]) == [b"mysql", b"--password", REDACTED]
+    plain = [b"make", b"-j8", b"all"]
+    assert r.argv(plain) is plain

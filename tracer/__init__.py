@@ -3,7 +3,8 @@
 __version__ = "0.1.0"
 
 # Set to 1 to decode and render in Python only, not with the compiled modules
-# (kernel/_fastwire.c, formats/_faststream.c): to compare, or to rule them out.
+# (kernel/_fastwire.c, formats/_faststream.c, model/_fastredact.c): to compare,
+# or to rule them out.
 PURE_PYTHON_ENV = "PROCTRACE_PURE_PYTHON"
 
 

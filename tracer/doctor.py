@@ -48,16 +48,20 @@ COMPILED_FIX = "install gcc and the Python headers (python3-dev), then ./scripts
 
 
 def check_compiled() -> Check:
-    """Whether the compiled wire decoder and stream renderer are built: without
-    them proctrace works the same, in Python, at about twice the CPU per event."""
+    """Whether the compiled wire decoder, stream renderer and redaction test are
+    built: without them proctrace works the same, in Python, at about twice the
+    CPU per event."""
     from proctrace.formats import stream
     from proctrace.kernel import wire
+    from proctrace.model import redact
 
-    missing = [what for what, built in (("decoder", wire.COMPILED), ("renderer", stream._faststream)) if built is None]
+    modules = (("decoder", wire.COMPILED), ("renderer", stream._faststream), ("redaction test", redact.COMPILED_HINT))
+    missing = [what for what, built in modules if built is None]
     if not missing:
-        return Check("compiled decoder", Status.OK, "the wire decoder and the stream renderer are compiled")
+        return Check("compiled decoder", Status.OK, "the wire decoder, stream renderer and redaction test are compiled")
     why = "" if wire.COMPILED is not None else f" (decoder: {wire.DECODER})"
-    detail = f"the {' and '.join(missing)} run in Python{why}: the same output, about twice the CPU per event"
+    named = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
+    detail = f"the {named} run in Python{why}: the same output, about twice the CPU per event"
     fix = f"unset {PURE_PYTHON_ENV}" if pure_python() else COMPILED_FIX
     return Check("compiled decoder", Status.WARN, detail, fix)
 

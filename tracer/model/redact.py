@@ -79,6 +79,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from proctrace import pure_python
 from proctrace.model.events import Event, ExecEvent
 from proctrace.model.memo import remember
 from proctrace.model.procsnap import ProcInfo
@@ -98,7 +99,31 @@ _WORD_ENDINGS = (*_KEY_ENDINGS, b"AUTH", b"PASS", b"PWD")
 # Any argument that some rule could redact holds one of these, lower-cased
 # (every secret name holds a keyword, every URL "://"): the fast path. Searched
 # in lower-cased text, because an IGNORECASE pattern was 4x slower here.
-_HINT = re.compile(rb"token|secret|pass|cred|cookie|key|auth|pwd|://")
+HINT_WORDS = (b"token", b"secret", b"pass", b"cred", b"cookie", b"key", b"auth", b"pwd", b"://")
+_HINT = re.compile(b"|".join(re.escape(word) for word in HINT_WORDS))
+
+
+def argv_hint_python(argv: list[bytes]) -> bool:
+    """Whether some argument of `argv` holds one of HINT_WORDS, case aside."""
+    return _HINT.search(b"\0".join(argv).lower()) is not None
+
+
+def _compiled_hint() -> Any:
+    """_fastredact.hint, configured with HINT_WORDS: the same answer, ~10x
+    faster (the search was most of a storm's redaction); None where it is not
+    built, or with PROCTRACE_PURE_PYTHON=1."""
+    if pure_python():
+        return None
+    try:
+        from proctrace.model import _fastredact  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    _fastredact.configure(HINT_WORDS)
+    return _fastredact.hint
+
+
+COMPILED_HINT = _compiled_hint()
+argv_hint = COMPILED_HINT if COMPILED_HINT is not None else argv_hint_python
 
 # Environments recur (a build's thousands of execs share a handful), so the
 # redaction of each is remembered, for environments of at most this many
@@ -234,7 +259,7 @@ class Redactor:
         # One search over all the arguments: most command lines hold no hint of
         # a secret (no keyword, no URL) and end here. With --redact patterns a
         # name need not hold a keyword, so every command line is looked at.
-        if not self._patterns and _HINT.search(b"\0".join(argv).lower()) is None:
+        if not self._patterns and not argv_hint(argv):
             return argv
         out: list[bytes] | None = None
         value_next = False
