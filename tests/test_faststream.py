@@ -157,6 +157,63 @@ def test_every_batch_renders_as_the_python_renderer_renders_it(batches: list[lis
         assert compiled.lines(batch) == reference.lines(batch)
 
 
+def joined(lines: list[str]) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(events, max_size=12), min_size=1, max_size=4), st.booleans())
+def test_every_batch_as_text_is_its_lines_each_ending_in_a_newline_in_utf8(
+    batches: list[list[Event]], color: bool
+) -> None:
+    """text() (the stream's bytes) says what lines() says, compiled and in Python."""
+    compiled, reference = both(color)
+    python_text = python_renderer(color)
+    for batch in [*batches, *batches]:  # each renderer sees each batch once a round (PATH misses are counted)
+        expected = joined(reference.lines(batch))
+        assert compiled.text(batch) == expected
+        assert python_text.text(batch) == expected
+
+
+def test_the_text_of_a_line_that_is_not_strict_utf8_follows_the_error_handler() -> None:
+    """A line the Python renderer returns with a lone surrogate: encoded as the
+    stream would encode it, or the same error."""
+
+    class Surrogate(StreamRenderer):
+        def python_lines(self, events: list[Event]) -> list[str]:
+            if events and type(events[0]) is SignalEvent:
+                return ["odd \udcff"]
+            return super().python_lines(events)
+
+    renderer = Surrogate(CLOCK, color=False)
+    assert renderer._compiled is not None
+    ts = 100_000_000_000
+    batch = [SignalEvent(ts, 10, 10, 1, 0, b"sh", ts, 0, signo=15, target_pid=11),
+             ReapEvent(ts, 10, 10, 1, 0, b"sh", ts, 0, 11, WaitStatus(0))]  # fmt: skip
+    reap = renderer.lines(batch[1:])[0]
+    assert renderer.text(batch, "surrogateescape") == b"odd \xff\n" + reap.encode() + b"\n"
+    with pytest.raises(UnicodeEncodeError):
+        renderer.text(batch, "strict")
+    with pytest.raises(UnicodeEncodeError):
+        "odd \udcff".encode("utf-8", "strict")
+
+
+def test_a_storm_as_text_is_its_lines() -> None:
+    """A batch larger than the first buffer, and the same buffer used again."""
+    renderer = StreamRenderer(CLOCK, color=True)
+    ts = 100_000_000_000
+    batch: list[Event] = []
+    for i in range(3000):
+        batch += [ForkEvent(ts + i, 4000, 4000, 1, 0, b"storm", ts, 0, 5000 + i, 5000 + i, 4000),
+                  ExitEvent(ts + i + 900_000, 5000 + i, 5000 + i, 4000, 0, b"true", ts + i, 1, WaitStatus(0),
+                            process_exit=True, task_start_ns=ts + i)]  # fmt: skip
+    expected = joined(renderer.lines(batch))
+    assert len(expected) > 1 << 16
+    assert renderer.text(batch) == expected
+    assert renderer.text(batch[:2]) == joined(renderer.lines(batch[:2]))
+    assert renderer.text([]) == b""
+
+
 # Each unit's first value and the rounding edges around it (text.format_duration's rules).
 DURATION_EDGES = [
     0, 999, 1_000, 999_949, 999_950, 1_000_000, 999_949_999, 999_950_000, 59_994_999_999, 59_995_000_000,
@@ -252,6 +309,7 @@ def test_rendering_leaks_nothing() -> None:
     def work() -> None:
         for _ in range(3000):
             renderer.lines(batch)
+            renderer.text(batch)
 
     grown = bytes_kept(work)
     assert grown < 64 * 1024, f"{grown} bytes kept by 15,000 lines"

@@ -97,6 +97,22 @@ def test_pretty_sink_writes_the_header_then_a_line_per_event() -> None:
     assert stream.getvalue().splitlines() == expected_lines(EVENTS)
 
 
+def test_pretty_sink_to_a_utf8_file_writes_what_it_writes_to_a_text_stream(tmp_path) -> None:
+    """A file in UTF-8 takes each batch as bytes (StreamRenderer.text), in
+    order with the header and the lost lines written as text."""
+    text = FakeStream()
+    with open(tmp_path / "out", "w", encoding="utf-8", errors="surrogateescape") as stream:
+        sinks = [PrettySink(stream, CLOCK, color=True, tty=False), PrettySink(text, CLOCK, color=True, tty=False)]
+        assert sinks[0]._term.binary is not None and sinks[1]._term.binary is None
+        for sink in sinks:
+            sink.write(EVENTS[:2])
+            sink.lost(11 * MS, 3, 7)
+            sink.write(EVENTS[2:])
+            sink.close()
+    assert (tmp_path / "out").read_text(encoding="utf-8") == text.getvalue()
+    assert len(text.getvalue().splitlines()) == 6
+
+
 def test_pretty_sink_says_how_many_events_were_lost_and_what_to_do() -> None:
     stream = FakeStream()
     sink = PrettySink(stream, CLOCK, color=False, tty=False)

@@ -547,6 +547,38 @@ def test_sink_writes_nothing_for_an_empty_batch():
     assert stream.writes == ["\r\x1b[Ks"]
 
 
+def test_a_utf8_file_takes_the_lines_as_bytes_in_order_with_the_text_written_around_them(tmp_path):
+    with open(tmp_path / "out", "w", encoding="utf-8", errors="surrogateescape") as stream:
+        sink = Terminal(stream, tty=False)
+        assert sink.binary is stream.buffer and sink.errors == "surrogateescape"
+        sink.write_lines(["header"])
+        sink.write_text(b"a 12.0\xc2\xb5s\nb\n")
+        sink.write_lines(["*** lost"])
+        sink.write_text(b"")
+        sink.write_text(b"c\n")
+    assert (tmp_path / "out").read_bytes() == b"header\na 12.0\xc2\xb5s\nb\n*** lost\nc\n"
+
+
+def test_a_tty_takes_the_bytes_with_the_status_line_kept_at_the_bottom(tmp_path):
+    with open(tmp_path / "out", "w", encoding="utf-8") as stream:
+        sink = Terminal(stream, tty=True)
+        sink.write_text(b"first\n")
+        sink.set_status("10 events/s")
+        sink.write_text(b"a\nb\n")
+        sink.close()
+    assert (tmp_path / "out").read_bytes() == b"first\n\r\x1b[K10 events/s\r\x1b[Ka\nb\n10 events/s\r\x1b[K"
+
+
+def test_only_a_utf8_stream_with_a_buffer_takes_bytes(tmp_path):
+    import io
+
+    assert Terminal(io.StringIO(), tty=False).binary is None
+    with open(tmp_path / "latin", "w", encoding="latin-1") as stream:
+        assert Terminal(stream, tty=False).binary is None
+    with open(tmp_path / "utf8", "w", encoding="UTF8") as stream:
+        assert Terminal(stream, tty=False).binary is stream.buffer
+
+
 # ---------------------------------------------------------------------------
 # Memory
 

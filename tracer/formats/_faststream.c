@@ -76,6 +76,8 @@ typedef struct {
     PyObject *role_codes[R_ROLES][2];
     long long second; /* the second whose "HH:MM:SS." is in hms */
     PyObject *hms;
+    char *text;       /* text()'s UTF-8, kept from batch to batch */
+    Py_ssize_t text_used, text_cap;
 } Renderer;
 
 /* ---------------------------------------------------------------- a line */
@@ -553,10 +555,12 @@ role_code(Renderer *r, PyObject *role_name, int which)
     return PyTuple_GET_ITEM(codes, which);
 }
 
-/* The event's line (new reference), Py_None (borrowed, not increfed) when the
- * Python renderer is to render it, or NULL on an error. */
-static PyObject *
-render_one(Renderer *r, PyObject *ev)
+/* The event's line into `l`: 1, with the references its pieces borrow in `k`
+ * (the caller releases them once the line is written out); 0 when the Python
+ * renderer is to render the event; -1 on an error. Either way but 1, `k` is
+ * released already. */
+static int
+render_into(Renderer *r, PyObject *ev, Line *out, Keep *k)
 {
     PyTypeObject *type = Py_TYPE(ev);
     int cls = -1;
@@ -564,15 +568,13 @@ render_one(Renderer *r, PyObject *ev)
         if (type == r->classes[i])
             cls = i;
     if (cls < 0)
-        return Py_None;
-    Keep k;
-    k.n = 0;
+        return 0;
     Line stamp, pids, detail;
     line_init(&stamp);
     line_init(&pids);
     line_init(&detail);
     PyObject *comm_col;
-    int done = columns(r, ev, cls, &stamp, &pids, &comm_col, &k);
+    int done = columns(r, ev, cls, &stamp, &pids, &comm_col, k);
     enum role role = R_FORK;
     PyObject *role_name = NULL;
     if (done == 1) {
@@ -581,74 +583,107 @@ render_one(Renderer *r, PyObject *ev)
             done = fork_detail(r, ev, &detail, &role);
             break;
         case C_EXEC:
-            done = exec_detail(r, ev, &detail, &role, &k);
+            done = exec_detail(r, ev, &detail, &role, k);
             break;
         case C_EXIT:
-            done = exit_detail(r, ev, &detail, &role_name, &k);
+            done = exit_detail(r, ev, &detail, &role_name, k);
             break;
         default:
-            done = reap_detail(r, ev, &detail, &role, &k);
+            done = reap_detail(r, ev, &detail, &role, k);
             break;
         }
     }
     if (done != 1 || stamp.overflow || pids.overflow || detail.overflow) {
-        keep_release(&k);
-        return done < 0 ? NULL : Py_None;
+        keep_release(k);
+        return done < 0 ? -1 : 0;
     }
     if (role_name == NULL)
         role_name = r->role_names[role];
-    Line l;
-    line_init(&l);
+    line_init(out);
     PyObject *on = NULL, *off = NULL;
     if (r->color) {
         on = role_code(r, role_name, 0);
         off = role_code(r, role_name, 1);
         if (on == NULL || off == NULL || !PyUnicode_Check(on) || !PyUnicode_Check(off)) {
-            keep_release(&k);
-            if (PyErr_Occurred())
-                return NULL;
-            return Py_None;
+            keep_release(k);
+            return PyErr_Occurred() ? -1 : 0;
         }
-        line_str(&l, r->time_on);
+        line_str(out, r->time_on);
     }
     for (int i = 0; i < stamp.n; i++) {
         if (stamp.str[i] != NULL)
-            line_str(&l, stamp.str[i]);
+            line_str(out, stamp.str[i]);
         else
-            line_ascii(&l, stamp.ascii + stamp.at[i], stamp.len[i]);
+            line_ascii(out, stamp.ascii + stamp.at[i], stamp.len[i]);
     }
     if (r->color) {
-        line_str(&l, r->time_off);
-        line_ascii(&l, " ", 1);
-        line_str(&l, on);
+        line_str(out, r->time_off);
+        line_ascii(out, " ", 1);
+        line_str(out, on);
     } else {
-        line_ascii(&l, " ", 1);
+        line_ascii(out, " ", 1);
     }
-    line_str(&l, r->kind_columns[cls]);
+    line_str(out, r->kind_columns[cls]);
     if (r->color)
-        line_str(&l, off);
-    line_ascii(&l, " ", 1);
-    line_ascii(&l, pids.ascii, pids.ascii_used);
-    line_ascii(&l, " ", 1);
+        line_str(out, off);
+    line_ascii(out, " ", 1);
+    line_ascii(out, pids.ascii, pids.ascii_used);
+    line_ascii(out, " ", 1);
     if (r->color)
-        line_str(&l, r->comm_on);
-    line_str(&l, comm_col);
+        line_str(out, r->comm_on);
+    line_str(out, comm_col);
     if (r->color)
-        line_str(&l, r->comm_off);
-    line_ascii(&l, " ", 1);
+        line_str(out, r->comm_off);
+    line_ascii(out, " ", 1);
     if (r->color)
-        line_str(&l, on);
+        line_str(out, on);
     for (int i = 0; i < detail.n; i++) {
         if (detail.str[i] != NULL)
-            line_str(&l, detail.str[i]);
+            line_str(out, detail.str[i]);
         else
-            line_ascii(&l, detail.ascii + detail.at[i], detail.len[i]);
+            line_ascii(out, detail.ascii + detail.at[i], detail.len[i]);
     }
     if (r->color)
-        line_str(&l, off);
-    PyObject *out = l.overflow ? Py_None : line_finish(&l);
+        line_str(out, off);
+    if (out->overflow) {
+        keep_release(k);
+        return 0;
+    }
+    return 1;
+}
+
+/* The event's line (new reference), Py_None (borrowed, not increfed) when the
+ * Python renderer is to render it, or NULL on an error. */
+static PyObject *
+render_one(Renderer *r, PyObject *ev)
+{
+    Keep k;
+    k.n = 0;
+    Line l;
+    int done = render_into(r, ev, &l, &k);
+    if (done != 1)
+        return done < 0 ? NULL : Py_None;
+    PyObject *line = line_finish(&l);
     keep_release(&k);
-    return out;
+    return line;
+}
+
+/* The Python renderer's lines of `ev` alone (a new list), or NULL with an exception. */
+static PyObject *
+python_lines_of(Renderer *r, PyObject *ev)
+{
+    PyObject *batch = PyList_New(1);
+    if (batch == NULL)
+        return NULL;
+    PyList_SET_ITEM(batch, 0, Py_NewRef(ev));
+    PyObject *shown = PyObject_CallOneArg(r->python_lines, batch);
+    Py_DECREF(batch);
+    if (shown != NULL && !PyList_Check(shown)) {
+        Py_DECREF(shown);
+        PyErr_SetString(PyExc_TypeError, "the Python renderer must return a list");
+        return NULL;
+    }
+    return shown;
 }
 
 /* lines(events) -> list[str]: StreamRenderer.lines. */
@@ -669,26 +704,15 @@ renderer_lines(Renderer *r, PyObject *events)
         PyObject *line = render_one(r, ev);
         if (line == Py_None) {
             /* The Python renderer: its one-event batch (no line for a PATH miss). */
-            PyObject *batch = PyList_New(1);
-            if (batch != NULL) {
-                PyList_SET_ITEM(batch, 0, Py_NewRef(ev));
-                PyObject *shown = PyObject_CallOneArg(r->python_lines, batch);
-                Py_DECREF(batch);
-                if (shown != NULL && PyList_Check(shown)) {
-                    int failed = 0;
-                    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(shown) && !failed; j++)
-                        failed = PyList_Append(out, PyList_GET_ITEM(shown, j)) < 0;
-                    Py_DECREF(shown);
-                    line = failed ? NULL : Py_None;
-                } else {
-                    Py_XDECREF(shown);
-                    if (shown != NULL)
-                        PyErr_SetString(PyExc_TypeError, "the Python renderer must return a list");
+            PyObject *shown = python_lines_of(r, ev);
+            line = shown == NULL ? NULL : Py_None;
+            for (Py_ssize_t j = 0; shown != NULL && j < PyList_GET_SIZE(shown); j++) {
+                if (PyList_Append(out, PyList_GET_ITEM(shown, j)) < 0) {
                     line = NULL;
+                    break;
                 }
-            } else {
-                line = NULL;
             }
+            Py_XDECREF(shown);
             Py_DECREF(ev);
             if (line == NULL) {
                 Py_DECREF(out);
@@ -704,6 +728,135 @@ renderer_lines(Renderer *r, PyObject *events)
         }
         Py_DECREF(line);
     }
+    return out;
+}
+
+/* ---------------------------------------------------------------- the batch as UTF-8 */
+
+/* Past this, text()'s buffer is given back after the batch rather than kept. */
+#define TEXT_KEEP_MAX (4 << 20)
+
+static int
+text_bytes(Renderer *r, const char *bytes, Py_ssize_t n)
+{
+    if (n > r->text_cap - r->text_used) {
+        Py_ssize_t cap = r->text_cap ? r->text_cap : 1 << 16;
+        while (cap - r->text_used < n) {
+            if (cap > PY_SSIZE_T_MAX / 2) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            cap *= 2;
+        }
+        char *grown = PyMem_Realloc(r->text, (size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        r->text = grown;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + r->text_used, bytes, (size_t)n);
+    r->text_used += n;
+    return 0;
+}
+
+/* A str in UTF-8: the UTF-8 it keeps (made once for a cached column), or,
+ * when it cannot be encoded strictly (a lone surrogate), encoded with the
+ * stream's own error handler, as the stream would have written it. */
+static int
+text_str(Renderer *r, PyObject *s, const char *errors)
+{
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(s, &n);
+    if (utf8 != NULL)
+        return text_bytes(r, utf8, n);
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+        return -1;
+    PyErr_Clear();
+    PyObject *encoded = PyUnicode_AsEncodedString(s, "utf-8", errors);
+    if (encoded == NULL)
+        return -1;
+    int done = text_bytes(r, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    return done;
+}
+
+static int
+text_line(Renderer *r, const Line *l, const char *errors)
+{
+    for (int i = 0; i < l->n; i++) {
+        int done = l->str[i] != NULL ? text_str(r, l->str[i], errors)
+                                     : text_bytes(r, l->ascii + l->at[i], l->len[i]);
+        if (done < 0)
+            return -1;
+    }
+    return text_bytes(r, "\n", 1);
+}
+
+/* One event's lines, each ending in a newline: 0, or -1 with an exception. */
+static int
+text_event(Renderer *r, PyObject *ev, const char *errors)
+{
+    Keep k;
+    k.n = 0;
+    Line l;
+    int done = render_into(r, ev, &l, &k);
+    if (done == 1) {
+        done = text_line(r, &l, errors);
+        keep_release(&k);
+        return done;
+    }
+    if (done < 0)
+        return -1;
+    PyObject *shown = python_lines_of(r, ev);
+    if (shown == NULL)
+        return -1;
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(shown); j++) {
+        PyObject *line = PyList_GET_ITEM(shown, j);
+        if (!PyUnicode_Check(line)) {
+            PyErr_SetString(PyExc_TypeError, "the Python renderer's lines must be str");
+            done = -1;
+        } else if (text_str(r, line, errors) < 0 || text_bytes(r, "\n", 1) < 0) {
+            done = -1;
+        }
+        if (done < 0)
+            break;
+    }
+    Py_DECREF(shown);
+    return done;
+}
+
+/* text(events, errors) -> bytes: StreamRenderer.text, compiled: the lines of
+ * lines(events), each ending in a newline, in UTF-8, made without a str per
+ * line, a join or an encoding pass. */
+static PyObject *
+renderer_text(Renderer *r, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "text(events: list, errors: str)");
+        return NULL;
+    }
+    const char *errors = PyUnicode_AsUTF8(args[1]);
+    if (errors == NULL)
+        return NULL;
+    PyObject *events = args[0];
+    r->text_used = 0;
+    PyObject *out = NULL;
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(events) && !failed; i++) {
+        PyObject *ev = Py_NewRef(PyList_GET_ITEM(events, i));
+        failed = text_event(r, ev, errors) < 0;
+        Py_DECREF(ev);
+    }
+    if (!failed)
+        out = PyBytes_FromStringAndSize(r->text, r->text_used);
+    if (r->text_cap > TEXT_KEEP_MAX) {
+        PyMem_Free(r->text);
+        r->text = NULL;
+        r->text_cap = 0;
+    }
+    r->text_used = 0;
     return out;
 }
 
@@ -729,6 +882,8 @@ static void
 renderer_dealloc(Renderer *r)
 {
     PyObject_GC_UnTrack(r);
+    PyMem_Free(r->text);
+    r->text = NULL;
     Py_TYPE(r)->tp_clear((PyObject *)r);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
@@ -875,6 +1030,7 @@ static PyMethodDef module_methods[] = {
 
 static PyMethodDef renderer_methods[] = {
     {"lines", (PyCFunction)renderer_lines, METH_O, "StreamRenderer.lines, compiled."},
+    {"text", (PyCFunction)(void (*)(void))renderer_text, METH_FASTCALL, "StreamRenderer.text, compiled."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,10 +21,11 @@ Two constraints shape the code:
 
 from __future__ import annotations
 
+import codecs
 import os
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from proctrace import pure_python
 from proctrace.formats.text import (
@@ -90,6 +91,19 @@ if not pure_python():
         from proctrace.formats import _faststream  # type: ignore[attr-defined,no-redef]
     except ImportError:
         _faststream = None
+
+
+def utf8_buffer(stream: TextIO) -> BinaryIO | None:
+    """The binary buffer under a text stream that encodes in UTF-8, or None
+    (a StringIO, another encoding)."""
+    encoding = getattr(stream, "encoding", None)
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None or not encoding:
+        return None
+    try:
+        return buffer if codecs.lookup(encoding).name == "utf-8" else None
+    except LookupError:
+        return None
 
 
 def _hms(second: int) -> str:
@@ -158,6 +172,17 @@ class StreamRenderer:
         if self._compiled is not None:
             return self._compiled.lines(events)
         return self.python_lines(events)
+
+    def text(self, events: list[Event], errors: str = "strict") -> bytes:
+        """The lines of lines(events), each ending in a newline, in UTF-8
+        (`errors` as str.encode takes it): what a stream written in UTF-8
+        is given. The compiled renderer writes them into one buffer, without
+        the str per line, the join and the encoding (a third of writing a
+        storm's batch: "µs" makes the text non-ASCII, so each of those goes
+        character by character)."""
+        if self._compiled is not None:
+            return self._compiled.text(events, errors)
+        return "".join(f"{line}\n" for line in self.python_lines(events)).encode("utf-8", errors)
 
     def _compile(self) -> Any:
         """The compiled renderer of the common events (_faststream.c), sharing
@@ -380,6 +405,10 @@ class Terminal:
         self._tty = tty
         self._width = width
         self._status = ""
+        # Where UTF-8 text may be written as bytes, under the text layer
+        # (which every write here flushes, so nothing waits in it).
+        self.binary = utf8_buffer(stream)
+        self.errors = getattr(stream, "errors", None) or "strict"
 
     def write_lines(self, lines: list[str]) -> None:
         if not lines:
@@ -398,6 +427,21 @@ class Terminal:
             self._stream.write(body)
             self._stream.write("\n")
         self._stream.flush()
+
+    def write_text(self, body: bytes) -> None:
+        """write_lines for lines already in UTF-8, each ending in a newline
+        (StreamRenderer.text); only where `binary` is not None."""
+        if not body:
+            return
+        binary = self.binary
+        assert binary is not None
+        if self._tty:
+            # One write, as in write_lines.
+            clear = _CLEAR_LINE if self._status else ""
+            binary.write(clear.encode() + body + self._status.encode("utf-8", self.errors))
+        else:
+            binary.write(body)
+        binary.flush()
 
     def set_status(self, text: str) -> None:
         if not self._tty:

@@ -71,7 +71,11 @@ class PrettySink:
         self._term.write_lines([self._renderer.header()])
 
     def write(self, events: list[Event]) -> None:
-        self._term.write_lines(self._renderer.lines(events))
+        term = self._term
+        if term.binary is not None:
+            term.write_text(self._renderer.text(events, term.errors))
+        else:
+            term.write_lines(self._renderer.lines(events))
 
     def lost(self, ts_ns: int, new: int, total: int, event_class: str = LIFECYCLE) -> None:
         from proctrace.formats.words import lost_words
