@@ -11,6 +11,7 @@ tracer/formats/words.py's.
 from __future__ import annotations
 
 import json
+import operator
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
@@ -33,6 +34,7 @@ from proctrace.model.events import (
     LIFECYCLE,
     SIGNAL_DELIVER,
     SIGNAL_GENERATE,
+    USAGE_FIELDS,
     CgroupEvent,
     CredEvent,
     Event,
@@ -185,6 +187,12 @@ def _status_json(st: WaitStatus) -> str:
 
 _result_texts: dict[int, str] = {}
 
+# A process exit's usage fields, named once (USAGE_FIELDS, which
+# ResourceUsage.to_dict also follows), written into one format: through the
+# encoder, as a dict, they were more than half of an exit's line (~5 us).
+_usage_values = operator.attrgetter(*USAGE_FIELDS)
+_USAGE_FORMAT = ",".join(f"{_quote(name)}:%s" for name in USAGE_FIELDS)
+
 
 def _exit_json(ev: ExitEvent, clock: Clock) -> str:
     text = (
@@ -203,8 +211,7 @@ def _exit_json(ev: ExitEvent, clock: Clock) -> str:
     u = ev.usage
     if u is None:
         return text + "}"
-    # Once per process, so through the encoder: ResourceUsage.to_dict names the fields.
-    return f"{text},{_encode(u.to_dict())[1:-1]}}}"
+    return f"{text},{_USAGE_FORMAT % tuple(map(_n, _usage_values(u)))}}}"
 
 
 def _signal_json(ev: SignalEvent, clock: Clock) -> str:
