@@ -1337,6 +1337,48 @@ static __always_inline u32 waitid_reaped(struct saved_args *a, long ret, u32 *st
     return (u32)si[4];
 }
 
+#if defined(PT_NR_WAIT4) && KHAS_BPF_FUNC_task_pt_regs && KHAS_BPF_FUNC_get_current_task_btf && \
+    KOFF_pt_regs_si >= 0 && KOFF_pt_regs_dx >= 0 && KOFF_pt_regs_r10 >= 0
+static void *(*pt_task_pt_regs)(void *task) = (void *)BPF_FUNC_task_pt_regs;
+
+/* A wait that began before the session (a shell waiting for its foreground
+ * job) saved nothing at its entry: its arguments are read at its exit from
+ * the registers the task entered the syscall with, which the kernel keeps
+ * until it returns (x86-64: wait4's stat_addr in si and options in dx,
+ * waitid's infop in dx and options in r10). Without them the reap would go
+ * unseen, and the child's free would be taken for a kernel reap. */
+static __always_inline int wait_args_from_regs(void *args, struct saved_args *a)
+{
+    int nr = TP_FIELD(args, int, sys_exit_wait4, __syscall_nr);
+    void *regs = pt_task_pt_regs(CURRENT_TASK());
+    u64 si = 0, dx = 0, r10 = 0;
+
+    if (!regs)
+        return 0;
+    BREAD(si, regs, KOFF_pt_regs_si);
+    BREAD(dx, regs, KOFF_pt_regs_dx);
+    BREAD(r10, regs, KOFF_pt_regs_r10);
+    if (nr == PT_NR_WAIT4) {
+        a->ptr = si;
+        a->options = dx;
+        a->waitid = 0;
+        return 1;
+    }
+    if (nr == PT_NR_WAITID) {
+        a->ptr = dx;
+        a->options = r10;
+        a->waitid = 1;
+        return 1;
+    }
+    return 0;
+}
+#else
+static __always_inline int wait_args_from_regs(void *args, struct saved_args *a)
+{
+    return 0; /* registers unknown here: a wait begun before the session goes unseen */
+}
+#endif
+
 /* The exit of wait4 and of waitid: one program, attached to both by
  * tracer/kernel/probe.py (as exec_syscall_exit is), that tells them apart by what
  * the entry saved. */
@@ -1346,14 +1388,16 @@ int wait_syscall_exit(void *args)
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
     struct saved_args *a = saved_args_by_tid.lookup(&tid);
-    struct saved_args copy;
+    struct saved_args copy = {};
     struct pt_reap ev = {};
     u32 reaped, status = 0;
 
-    if (!a)
+    if (a) {
+        copy = *a;
+        saved_args_by_tid.delete(&tid);
+    } else if (!wait_args_from_regs(args, &copy)) {
         return 0;
-    copy = *a;
-    saved_args_by_tid.delete(&tid);
+    }
     reaped = copy.waitid ? waitid_reaped(&copy, ret, &status) : wait4_reaped(&copy, ret, &status);
     if (!reaped || (!is_followed(id >> 32) && !is_followed(reaped)))
         return 0;

@@ -6,13 +6,15 @@ waitpid(), which finds no child to wait for, and /proc, which has no zombie."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.live.conftest import ROOT, run_proctrace, workload
+from tests.live.conftest import ROOT, Tracer, run_proctrace, workload
 
 pytestmark = pytest.mark.live
 
@@ -41,3 +43,56 @@ def test_a_child_of_a_parent_that_ignores_sigchld_is_reaped_by_the_kernel(tmp_pa
         capture_output=True, text=True, cwd=ROOT, check=True,
     ).stdout  # fmt: skip
     assert " 0 zombies not reaped" in summary.splitlines()[0]
+
+
+# A parent that forks a child and at once blocks in waitpid() (wait4), then
+# prints the child's pid and its status as waitpid gave them. The child exits
+# with 3 once a line comes on its standard input (the parent's).
+WAITING_PARENT = """
+import os, sys
+child = os.fork()
+if child == 0:
+    sys.stdin.readline()
+    os._exit(3)
+print(child, flush=True)
+_, status = os.waitpid(child, 0)
+print(status, flush=True)
+"""
+
+WAIT4_X86_64 = 61
+
+
+def test_a_wait_begun_before_the_session_is_the_waiters_reap_not_the_kernels(tmp_path: Path) -> None:
+    """A shell waiting for its foreground job when proctrace starts: the wait's
+    entry was never seen. Its reap is still the parent's, with the status
+    waitpid() itself returned, and the child's free is no kernel reap. The
+    independent sources: /proc/PID/syscall, which shows the parent inside
+    wait4 before the session starts, and the parent's own waitpid()."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the argument registers are known for x86-64 only")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WAITING_PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdin is not None and parent.stdout is not None
+        child = int(parent.stdout.readline())
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{parent.pid}/syscall").read_text().split()[0] != str(WAIT4_X86_64):
+            assert time.monotonic() < deadline, "the parent never blocked in wait4"
+            time.sleep(0.01)
+        tracer = Tracer(tmp_path / "events.jsonl")  # ready: every program attached
+        try:
+            parent.stdin.write("go\n")
+            parent.stdin.flush()
+            status = int(parent.stdout.readline())
+            parent.wait(timeout=10)
+        finally:
+            events = tracer.stop()
+    finally:
+        if parent.poll() is None:
+            parent.kill()  # our own workload, by pid
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3
+    reaps = [e for e in events if e["type"] == "reap" and e["reaped_pid"] == child]
+    assert len(reaps) == 1, reaps
+    assert reaps[0]["autoreaped"] is False and reaps[0]["tgid"] == parent.pid
+    assert reaps[0]["exit_code"] == 3

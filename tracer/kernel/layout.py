@@ -125,6 +125,11 @@ OPTIONAL_MEMBERS: tuple[tuple[str, str], ...] = (
     ("signal_struct", "ioac.write_bytes"),
     ("task_struct", "ioac.read_bytes"),
     ("task_struct", "ioac.write_bytes"),
+    # The registers a syscall was entered with, x86-64's names (a wait begun
+    # before the session: bpf/proctrace.bpf.c, wait_args_from_regs).
+    ("pt_regs", "si"),
+    ("pt_regs", "dx"),
+    ("pt_regs", "r10"),
 )
 
 # Enumerators the program indexes with: KENUM_<name> is its value.
@@ -140,6 +145,7 @@ HELPERS: tuple[str, ...] = (
     "BPF_FUNC_probe_read_user",
     "BPF_FUNC_probe_read_user_str",
     "BPF_FUNC_get_current_task_btf",
+    "BPF_FUNC_task_pt_regs",
 )
 
 

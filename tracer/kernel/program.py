@@ -8,6 +8,7 @@ so the text can be built and checked without root.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +54,14 @@ EXEC_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
 WAIT_SYSCALLS: dict[tuple[str, str], tuple[str, ...]] = {
     ("syscalls", "sys_enter_wait4"): ("stat_addr", "options"),
     ("syscalls", "sys_enter_waitid"): ("infop", "options"),
-    ("syscalls", "sys_exit_wait4"): ("ret",),
-    ("syscalls", "sys_exit_waitid"): ("ret",),
+    ("syscalls", "sys_exit_wait4"): ("__syscall_nr", "ret"),
+    ("syscalls", "sys_exit_waitid"): ("__syscall_nr", "ret"),
 }
+# wait4's and waitid's numbers where proctrace knows the registers that carry
+# their arguments (arch/x86/entry/syscalls/syscall_64.tbl): a wait begun
+# before the session saved nothing at its entry, and its exit reads them from
+# the registers it was entered with (bpf/proctrace.bpf.c, wait_args_from_regs).
+WAIT_SYSCALL_NUMBERS: dict[str, tuple[int, int]] = {"x86_64": (61, 247)}
 # The calls that change a task's credentials (cred events). Their entries read
 # no field; every exit reads its number and result.
 CRED_SYSCALL_NAMES = (
@@ -174,6 +180,9 @@ def build_source(
             for key, names in group.items():
                 lines += field_macros(formats[key], names)
     lines += field_macros(formats[CGROUP_MKDIR], CGROUP_EVENTS[CGROUP_MKDIR])
+    wait_numbers = WAIT_SYSCALL_NUMBERS.get(platform.machine())
+    if wait_numbers is not None:
+        lines += [f"#define PT_NR_WAIT4 {wait_numbers[0]}", f"#define PT_NR_WAITID {wait_numbers[1]}"]
     if options.ring_buffer:
         lines.append("#define PT_RINGBUF 1")
     lines.append(f"#define PT_BUFFER_PAGES {options.buffer_pages}")
