@@ -114,11 +114,28 @@ struct exec_scratch {
 };
 BPF_PERCPU_ARRAY(exec_buf, struct exec_scratch, 1);
 
-/* Processes a wait() collected, until their task is freed (see Kernel reaps). */
-BPF_TABLE("lru_hash", u32, u8, waited_for, 16384);
+/* Per-task notes, from one hook to the next in the same task (a syscall's
+ * entry to its exit, task_newtask to sched_process_fork), or about one pid
+ * (a reap, until the task's free).
+ *
+ * Where the kernel's pid_max is at most 65536, tracer/kernel/program.py sets
+ * PT_TASK_SLOTS to the power of two at or above it: then every id has a slot
+ * of its own in an array indexed by the id, the slot holds the id it is
+ * about (0: none), and only that task writes it. A slot is a load the JIT
+ * inlines; a hash map's update and delete cost ~250 ns each, three of them
+ * per storm process. A reader that finds another id in the slot (a hook that
+ * ran before the session) has no note.
+ *
+ * With a larger pid_max (systemd sets 4194304), ids would share slots and two
+ * tasks could write one at once, so the notes stay in hash maps keyed by id. */
+#if PT_TASK_SLOTS
+#define PT_TASK_SLOT(id) ((u32)(id) & (PT_TASK_SLOTS - 1))
+#endif
 
 /* Syscall arguments saved at entry, read at exit (failed execs, reaps). */
 struct saved_args {
+    u32 tid;      /* the task that saved them; 0: none */
+    u32 pad;
     u64 ptr;      /* execve: filename; wait4: stat_addr; waitid: infop */
     u64 argv;     /* execve: argv */
     u64 options;  /* wait4/waitid options */
@@ -126,7 +143,136 @@ struct saved_args {
     struct pt_cred cred; /* execve: the caller's credentials, for privilege gains */
     u64 has_cred;
 };
+
+/* clone flags, from task_newtask, for the sched_process_fork that follows it
+ * in the same task. */
+struct clone_note {
+    u32 tid; /* the forking task; 0: none */
+    u32 pad;
+    u64 flags;
+};
+
+#if PT_TASK_SLOTS
+BPF_ARRAY(saved_args_by_tid, struct saved_args, PT_TASK_SLOTS);
+BPF_ARRAY(clone_flags_by_tid, struct clone_note, PT_TASK_SLOTS);
+/* Processes a wait() collected, until their task is freed (see Kernel
+ * reaps): the slot holds the pid. */
+BPF_ARRAY(waited_for, u32, PT_TASK_SLOTS);
+#else
 BPF_HASH(saved_args_by_tid, u32, struct saved_args, 16384);
+BPF_HASH(clone_flags_by_tid, u32, struct clone_note, 16384);
+/* Processes a wait() collected, until their task is freed (see Kernel
+ * reaps). An LRU: an entry whose free came before its waiter's return ages out. */
+BPF_TABLE("lru_hash", u32, u32, waited_for, 16384);
+#endif
+
+/* The arguments `tid` saved at its syscall's entry, or 0, left in place. */
+static __always_inline struct saved_args *saved_args_of(u32 tid)
+{
+#if PT_TASK_SLOTS
+    u32 slot = PT_TASK_SLOT(tid);
+    struct saved_args *a = saved_args_by_tid.lookup(&slot);
+#else
+    struct saved_args *a = saved_args_by_tid.lookup(&tid);
+#endif
+    return a && a->tid == tid ? a : 0;
+}
+
+static __always_inline void saved_args_put(u32 tid, struct saved_args *a)
+{
+    a->tid = tid;
+#if PT_TASK_SLOTS
+    {
+        u32 slot = PT_TASK_SLOT(tid);
+        struct saved_args *to = saved_args_by_tid.lookup(&slot);
+        if (to)
+            *to = *a;
+    }
+#else
+    saved_args_by_tid.update(&tid, a);
+#endif
+}
+
+/* Copies what `tid` saved into `out` and forgets it: 0 if it saved nothing. */
+static __always_inline int saved_args_take(u32 tid, struct saved_args *out)
+{
+    struct saved_args *a = saved_args_of(tid);
+
+    if (!a)
+        return 0;
+    *out = *a;
+#if PT_TASK_SLOTS
+    a->tid = 0;
+#else
+    saved_args_by_tid.delete(&tid);
+#endif
+    return 1;
+}
+
+static __always_inline void clone_flags_put(u32 tid, u64 flags)
+{
+    struct clone_note note = {.tid = tid, .flags = flags};
+#if PT_TASK_SLOTS
+    u32 slot = PT_TASK_SLOT(tid);
+    struct clone_note *to = clone_flags_by_tid.lookup(&slot);
+    if (to)
+        *to = note;
+#else
+    clone_flags_by_tid.update(&tid, &note);
+#endif
+}
+
+/* The flags `tid`'s task_newtask noted, forgotten; 0 if none. */
+static __always_inline u64 clone_flags_take(u32 tid)
+{
+    u64 flags = 0;
+#if PT_TASK_SLOTS
+    u32 slot = PT_TASK_SLOT(tid);
+    struct clone_note *note = clone_flags_by_tid.lookup(&slot);
+    if (note && note->tid == tid) {
+        flags = note->flags;
+        note->tid = 0;
+    }
+#else
+    struct clone_note *note = clone_flags_by_tid.lookup(&tid);
+    if (note) {
+        flags = note->flags;
+        clone_flags_by_tid.delete(&tid);
+    }
+#endif
+    return flags;
+}
+
+static __always_inline void waited_for_put(u32 pid)
+{
+#if PT_TASK_SLOTS
+    u32 slot = PT_TASK_SLOT(pid);
+    u32 *waited = waited_for.lookup(&slot);
+    if (waited)
+        *waited = pid;
+#else
+    waited_for.update(&pid, &pid);
+#endif
+}
+
+/* Whether a wait() collected `pid`; the mark is forgotten. */
+static __always_inline int waited_for_take(u32 pid)
+{
+#if PT_TASK_SLOTS
+    u32 slot = PT_TASK_SLOT(pid);
+    u32 *waited = waited_for.lookup(&slot);
+    if (waited && *waited == pid) {
+        *waited = 0;
+        return 1;
+    }
+    return 0;
+#else
+    if (!waited_for.lookup(&pid))
+        return 0;
+    waited_for.delete(&pid);
+    return 1;
+#endif
+}
 
 #ifdef PT_FOLLOW
 /* Tasks whose events we want (tracer/model/filters.py applies the same rules in user
@@ -299,14 +445,9 @@ static __always_inline void fill_header(struct pt_header *h, u32 kind, void *tas
     h->cgroup_id = bpf_get_current_cgroup_id();
 }
 
-/* clone flags, from task_newtask, for the sched_process_fork that follows it. */
-BPF_HASH(clone_flags_by_tid, u32, u64, 16384);
-
 TRACEPOINT_PROBE(task, task_newtask)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
-    u64 flags = TP_FIELD(args, u64, task_newtask, clone_flags);
-    clone_flags_by_tid.update(&tid, &flags);
+    clone_flags_put((u32)bpf_get_current_pid_tgid(), TP_FIELD(args, u64, task_newtask, clone_flags));
     return 0;
 }
 
@@ -317,13 +458,13 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     u32 tid = (u32)id;
     u32 child = TP_FIELD(args, u32, sched_process_fork, child_pid);
     struct pt_fork ev = {};
-    u64 *flags;
 
-    flags = clone_flags_by_tid.lookup(&tid);
-    if (flags) {
-        ev.clone_flags = *flags;
-        clone_flags_by_tid.delete(&tid);
-    }
+    ev.clone_flags = clone_flags_take(tid);
+#if PT_TASK_SLOTS
+    /* A mark left by an earlier process of this pid, whose free came before
+     * its reaper's wait returned, must not hide this one's kernel reap. */
+    waited_for_take(child);
+#endif
 #ifdef PT_FOLLOW
     if (!is_followed(id >> 32) && !is_followed(tid))
         return 0;
@@ -405,22 +546,6 @@ static __always_inline u32 filename_len(int n)
 #define PT_ENV_END (PT_FILENAME_MAX + PT_ARGV_MAX + PT_ENV_MAX)
 #define PT_CWD_END (PT_ENV_END + PT_CWD_MAX)
 
-/* d_unlinked() and IS_ROOT(): a dentry no longer in the dcache's hash (unlinked,
- * or made for a file that never had a name) and whether it is its own parent. */
-static __always_inline int dentry_unhashed(void *dentry)
-{
-    void *pprev = 0;
-    KREAD(pprev, dentry, KOFF_dentry_d_hash_pprev);
-    return pprev == 0;
-}
-
-static __always_inline int dentry_is_root(void *dentry)
-{
-    void *parent = 0;
-    KREAD(parent, dentry, KOFF_dentry_d_parent);
-    return parent == dentry;
-}
-
 static __always_inline void read_cred(struct pt_cred *c, void *cred)
 {
     BREAD(c->uid, cred, KOFF_cred_uid);
@@ -442,6 +567,23 @@ static __always_inline void *task_cred(void *task)
     return cred;
 }
 
+/* Writes one component of the working directory, `name`, at tail[off..]:
+ * the offset after it, or 0 when it does not fit or cannot be read. */
+static __always_inline u64 cwd_component(u8 *tail, u32 start, u64 off, void *name)
+{
+    u64 at;
+    int n;
+
+    if (off - start > PT_CWD_MAX - PT_NAME_MAX)
+        return 0;
+    at = off;
+    asm volatile("" : "+r"(at)); /* bound the register the access uses, not a copy */
+    if (at > PT_CWD_END - PT_NAME_MAX)
+        return 0;
+    n = bpf_probe_read_kernel_str(tail + at, PT_NAME_MAX, name);
+    return n > 0 ? at + n : 0;
+}
+
 /* The working directory as the process sees it: its dentry chain up to the
  * process's root, crossing mounts, written deepest component first (each with
  * its NUL) at tail[start..]; user space puts them in order. Returns the bytes
@@ -450,27 +592,69 @@ static __always_inline void *task_cred(void *task)
 static __always_inline u32 read_cwd(struct pt_exec *ev, u8 *tail, u32 start, void *task)
 {
     void *fs = 0, *dentry = 0, *vfsmnt = 0, *root = 0, *root_mnt = 0;
-    void *mnt, *mnt_root = 0, *parent = 0, *name = 0;
-    u64 off = start, at;
-    int complete = 0;
-    int n;
+    void *mnt, *mnt_root = 0, *parent = 0, *name = 0, *pprev = 0;
+    u64 off = start, next;
+    int complete = 0, depth = 0;
 
     BREAD(fs, task, KOFF_task_struct_fs);
     if (!fs)
         return 0;
-    KREAD(dentry, fs, KOFF_fs_struct_pwd + KOFF_path_dentry);
-    KREAD(vfsmnt, fs, KOFF_fs_struct_pwd + KOFF_path_mnt);
-    KREAD(root, fs, KOFF_fs_struct_root + KOFF_path_dentry);
-    KREAD(root_mnt, fs, KOFF_fs_struct_root + KOFF_path_mnt);
+    BREAD(dentry, fs, KOFF_fs_struct_pwd + KOFF_path_dentry);
+    BREAD(vfsmnt, fs, KOFF_fs_struct_pwd + KOFF_path_mnt);
+    BREAD(root, fs, KOFF_fs_struct_root + KOFF_path_dentry);
+    BREAD(root_mnt, fs, KOFF_fs_struct_root + KOFF_path_mnt);
     if (!dentry || !vfsmnt)
         return 0;
-    if (dentry_unhashed(dentry) && !dentry_is_root(dentry))
+    /* d_unlinked(): no longer in the dcache's hash, and not its own parent. */
+    BREAD(pprev, dentry, KOFF_dentry_d_hash_pprev);
+    BREAD(parent, dentry, KOFF_dentry_d_parent);
+    if (!pprev && parent != dentry)
         ev->flags |= PT_EXEC_CWD_DELETED;
-    mnt = (char *)vfsmnt - KOFF_mount_mnt; /* container_of(vfsmnt, struct mount, mnt) */
+    BREAD(mnt_root, vfsmnt, KOFF_vfsmount_mnt_root);
+    /* Up to the top of the working directory's own mount, every dentry comes
+     * from a pointer the verifier knows, so its reads are BREADs. Most working
+     * directories never leave their mount. */
+#pragma clang loop unroll(disable)
+    for (; depth < PT_CWD_DEPTH; depth++) {
+        if (dentry == root && vfsmnt == root_mnt) {
+            complete = 1;
+            break;
+        }
+        if (dentry == mnt_root)
+            break; /* the top of its mount: the walk below goes on */
+        BREAD(parent, dentry, KOFF_dentry_d_parent);
+        if (!parent || parent == dentry) {
+            complete = 1;
+            break;
+        }
+        BREAD(name, dentry, KOFF_dentry_d_name_name);
+        next = cwd_component(tail, start, off, name);
+        if (!next)
+            break;
+        off = next;
+        dentry = parent;
+    }
+    if (complete || dentry != mnt_root || depth >= PT_CWD_DEPTH)
+        goto done;
+    /* Past a mount's top, the walk goes through a struct mount found by
+     * container_of, which the verifier does not know: KREADs from here on.
+     *
+     * The verifier would check this second loop once for every step the
+     * first can leave at, each with its own bounds on `off` and `depth`
+     * (more than its million instructions). Passed through the event's
+     * memory, which it does not track, they come back as one unknown: the
+     * second loop is checked once, and its own bounds checks hold. */
+    *(volatile u32 *)&ev->cwd_len = (u32)(off - start) << 8 | (u32)depth;
+    {
+        u32 walked = *(volatile u32 *)&ev->cwd_len;
+        off = start + (walked >> 8);
+        depth = walked & 0xff;
+    }
+    mnt = (char *)vfsmnt - KOFF_mount_mnt;
     /* A bounded loop: bpf_loop would verify one step instead of each, but
      * bcc cannot pass it a callback. */
 #pragma clang loop unroll(disable)
-    for (int i = 0; i < PT_CWD_DEPTH; i++) {
+    for (int i = 0; i < PT_CWD_DEPTH && depth < PT_CWD_DEPTH; i++, depth++) {
         if (dentry == root && vfsmnt == root_mnt) {
             complete = 1;
             break;
@@ -494,19 +678,14 @@ static __always_inline u32 read_cwd(struct pt_exec *ev, u8 *tail, u32 start, voi
             complete = 1;
             break;
         }
-        if (off - start > PT_CWD_MAX - PT_NAME_MAX)
-            break;
-        at = off;
-        asm volatile("" : "+r"(at)); /* bound the register the access uses, not a copy */
-        if (at > PT_CWD_END - PT_NAME_MAX)
-            break;
         KREAD(name, dentry, KOFF_dentry_d_name_name);
-        n = bpf_probe_read_kernel_str(tail + at, PT_NAME_MAX, name);
-        if (n <= 0)
+        next = cwd_component(tail, start, off, name);
+        if (!next)
             break;
-        off = at + n;
+        off = next;
         dentry = parent;
     }
+done:
     if (!complete)
         ev->flags |= PT_EXEC_CWD_TRUNCATED;
     return off - start;
@@ -515,7 +694,7 @@ static __always_inline u32 read_cwd(struct pt_exec *ev, u8 *tail, u32 start, voi
 /* The executable: its inode, and whether it is deleted or a memfd (fileless). */
 static __always_inline void read_exe(struct pt_exec *ev, void *mm)
 {
-    void *file = 0, *inode = 0, *sb = 0, *dentry = 0, *name = 0;
+    void *file = 0, *inode = 0, *sb = 0, *dentry = 0, *pprev = 0, *parent = 0, *name = 0;
     unsigned long magic = 0;
     char prefix[6] = {};
 
@@ -528,9 +707,15 @@ static __always_inline void read_exe(struct pt_exec *ev, void *mm)
     BREAD(ev->exe_dev, sb, KOFF_super_block_s_dev);
     ev->flags |= PT_EXEC_EXE;
     BREAD(dentry, file, KOFF_file_f_path_dentry);
-    if (!dentry_unhashed(dentry))
+    if (!dentry)
         return;
-    if (!dentry_is_root(dentry)) {
+    /* Still in the dcache's hash: a file with a name. */
+    BREAD(pprev, dentry, KOFF_dentry_d_hash_pprev);
+    if (pprev)
+        return;
+    /* IS_ROOT(): a dentry that is its own parent never had a name. */
+    BREAD(parent, dentry, KOFF_dentry_d_parent);
+    if (parent != dentry) {
         ev->flags |= PT_EXEC_EXE_DELETED; /* unlinked since it was opened */
         return;
     }
@@ -595,7 +780,8 @@ static __always_inline void read_session(struct pt_exec *ev, void *task)
     BREAD(nsproxy, task, KOFF_task_struct_nsproxy);
     if (nsproxy) {
         BREAD(mnt_ns, nsproxy, KOFF_nsproxy_mnt_ns);
-        ev->mntns = ns_inum(mnt_ns, KOFF_mnt_namespace_ns_inum);
+        if (mnt_ns)
+            BREAD(ev->mntns, mnt_ns, KOFF_mnt_namespace_ns_inum);
     }
 }
 
@@ -637,7 +823,7 @@ static __always_inline void read_context(struct pt_exec *ev, u8 *tail, void *tas
 #ifdef PT_HAVE_EXEC_SYSCALLS
     {
         /* Saved by the execve that began this exec, in the thread that called it. */
-        struct saved_args *a = saved_args_by_tid.lookup(&exec_tid);
+        struct saved_args *a = saved_args_of(exec_tid);
         if (a && a->has_cred) {
             ev->cred_before = a->cred;
             ev->flags |= PT_EXEC_CRED_BEFORE;
@@ -710,14 +896,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 #ifdef PT_HAVE_EXEC_SYSCALLS
 static __always_inline int save_exec_args(u64 filename, u64 argv)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
     struct saved_args a = {.ptr = filename, .argv = argv};
     void *cred = task_cred(CURRENT_TASK());
+
     if (cred) {
         read_cred(&a.cred, cred);
         a.has_cred = 1;
     }
-    saved_args_by_tid.update(&tid, &a);
+    saved_args_put((u32)bpf_get_current_pid_tgid(), &a);
     return 0;
 }
 
@@ -741,7 +927,6 @@ static __always_inline int exec_failed(void *ctx, long ret)
 {
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
-    struct saved_args *a = saved_args_by_tid.lookup(&tid);
     struct saved_args saved;
     int zero = 0;
     struct pt_exec *ev;
@@ -749,10 +934,8 @@ static __always_inline int exec_failed(void *ctx, long ret)
     u32 off;
     int n;
 
-    if (!a)
+    if (!saved_args_take(tid, &saved))
         return 0;
-    saved = *a;
-    saved_args_by_tid.delete(&tid);
     /* A successful exec also returns here, in the new image, with 0. */
     if (ret >= 0 || !is_followed(id >> 32) || !current_in_cgroups())
         return 0;
@@ -1272,9 +1455,8 @@ TRACEPOINT_PROBE(signal, signal_deliver)
 #ifdef PT_HAVE_WAIT_SYSCALLS
 static __always_inline int save_wait_args(u64 ptr, u64 options, u64 waitid)
 {
-    u32 tid = (u32)bpf_get_current_pid_tgid();
     struct saved_args a = {.ptr = ptr, .options = options, .waitid = waitid};
-    saved_args_by_tid.update(&tid, &a);
+    saved_args_put((u32)bpf_get_current_pid_tgid(), &a);
     return 0;
 }
 
@@ -1387,15 +1569,11 @@ int wait_syscall_exit(void *args)
     long ret = TP_FIELD(args, long, sys_exit_wait4, ret);
     u64 id = bpf_get_current_pid_tgid();
     u32 tid = (u32)id;
-    struct saved_args *a = saved_args_by_tid.lookup(&tid);
     struct saved_args copy = {};
     struct pt_reap ev = {};
     u32 reaped, status = 0;
 
-    if (a) {
-        copy = *a;
-        saved_args_by_tid.delete(&tid);
-    } else if (!wait_args_from_regs(args, &copy)) {
+    if (!saved_args_take(tid, &copy) && !wait_args_from_regs(args, &copy)) {
         return 0;
     }
     reaped = copy.waitid ? waitid_reaped(&copy, ret, &status) : wait4_reaped(&copy, ret, &status);
@@ -1403,11 +1581,8 @@ int wait_syscall_exit(void *args)
         return 0;
     if (!current_in_cgroups() && !cgroup_member(reaped))
         return 0;
-    {
-        /* Waited for: when its task is freed, it is no kernel reap. */
-        u8 one = 1;
-        waited_for.update(&reaped, &one);
-    }
+    /* Waited for: when its task is freed, it is no kernel reap. */
+    waited_for_put(reaped);
     fill_header(&ev.h, PT_REAP, CURRENT_TASK());
     ev.reaped_pid = reaped;
     ev.status = status;
@@ -1604,10 +1779,8 @@ RAW_TRACEPOINT_PROBE(sched_process_free)
     KREAD(tgid, task, KOFF_task_struct_tgid);
     if (pid != tgid)
         return 0; /* a thread: its exit said it was gone */
-    if (waited_for.lookup(&pid)) {
-        waited_for.delete(&pid);
+    if (waited_for_take(pid))
         return 0;
-    }
     if (!is_followed(pid) || !cgroup_member(pid))
         return 0;
     KREAD(code, task, KOFF_task_struct_exit_code);

@@ -170,6 +170,45 @@ def test_follow_mode_defines_follow_and_its_map_size() -> None:
     assert "PT_FOLLOW" not in build(follow=False)
 
 
+@pytest.mark.parametrize(
+    ("pid_max", "slots"),
+    [(32768, 32768), (32769, 65536), (65536, 65536), (300, 1024), (1024, 1024), (40000, 65536)],
+)
+def test_the_per_task_arrays_give_each_id_up_to_pid_max_a_slot_of_its_own(pid_max: int, slots: int) -> None:
+    assert bpf_source.task_slots(pid_max) == slots
+    assert build(task_slots=slots)["PT_TASK_SLOTS"] == str(slots)
+
+
+@pytest.mark.parametrize("pid_max", [65537, 4194304])
+def test_a_pid_max_too_large_for_a_slot_each_keeps_the_notes_in_hash_maps(pid_max: int) -> None:
+    assert bpf_source.task_slots(pid_max) == 0
+    assert build(task_slots=0)["PT_TASK_SLOTS"] == "0"
+
+
+@pytest.mark.parametrize("slots", [-1, 3, 1000, bpf_source.TASK_SLOTS_MAX * 2])
+def test_a_slot_count_that_is_no_power_of_two_within_the_cap_is_refused(slots: int) -> None:
+    with pytest.raises(ValueError, match="task slots"):
+        build(task_slots=slots)
+
+
+def test_pid_max_is_read_from_proc_and_defaults_to_the_kernels_default(tmp_path: Path) -> None:
+    (tmp_path / "pid_max").write_text("4194304\n")
+    assert bpf_source.read_pid_max(tmp_path / "pid_max") == 4194304
+    assert bpf_source.read_pid_max(tmp_path / "missing") == bpf_source.PID_MAX_DEFAULT
+    (tmp_path / "bad").write_text("many\n")
+    assert bpf_source.read_pid_max(tmp_path / "bad") == bpf_source.PID_MAX_DEFAULT
+
+
+def test_with_a_slot_for_each_id_every_per_task_note_is_an_array_slot() -> None:
+    """The hot path's notes are no hash maps, whose update and delete cost
+    ~250 ns each (tests/live/test_task_slots_live.py checks that a reader
+    takes only its own id's note, and loads the hash maps' version too)."""
+    text = PROGRAM.read_text()
+    slots = text[text.index("#if PT_TASK_SLOTS\nBPF_ARRAY") : text.index("#else\nBPF_HASH(saved_args_by_tid")]
+    for name in ("saved_args_by_tid", "clone_flags_by_tid", "waited_for"):
+        assert re.search(rf"BPF_ARRAY\({name}, [^,]+, PT_TASK_SLOTS\)", slots), name
+
+
 @pytest.mark.parametrize("argv_max", [0, 63, ARGV_MAX_LIMIT + 1, -1])
 def test_argv_max_out_of_range_raises_value_error(argv_max: int) -> None:
     with pytest.raises(ValueError, match="argv limit"):

@@ -180,6 +180,59 @@ def test_a_cwd_deeper_than_the_walk_says_it_is_truncated_and_gives_its_deepest_p
     assert ctx.cwd.endswith(b"/d79")
 
 
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of our own at tmp_path/mnt, taken down after the test: a mount
+    the working directory's walk must cross."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "ptcwd", str(point)], check=True)
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=True)
+
+
+def test_a_cwd_inside_nested_mounts_is_resolved_across_them(events: Events, started: list, tmpfs: Path) -> None:
+    inner = tmpfs / "a" / "inner"
+    inner.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "ptcwd2", str(inner)], check=True)
+    try:
+        deep = inner / "b" / "c"
+        deep.mkdir(parents=True)
+        proc = start(started, ["/bin/sleep", "30"], cwd=deep)
+        wait_for_exec_into(proc.pid, b"sleep")
+        ctx = events.last_exec(proc.pid).context
+        assert ctx is not None and not ctx.cwd_truncated
+        assert ctx.cwd == os.readlink(f"/proc/{proc.pid}/cwd").encode() == str(deep).encode()
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["umount", "-l", str(inner)], check=True)
+
+
+@pytest.mark.parametrize("one_more", [False, True], ids=["64-steps", "65-steps"])
+def test_the_walks_64_steps_count_those_on_both_sides_of_a_mounts_top(
+    events: Events, started: list, tmpfs: Path, one_more: bool
+) -> None:
+    """Each name is a step and so is crossing a mount's top: a walk that needs
+    64 steps is whole, one that needs 65 is cut, wherever the mount is."""
+    above = len(tmpfs.parts) - 1  # the names from the mount point up to /
+    inside = 64 - 1 - 1 - above + int(one_more)  # 64 steps: these, the crossing, those above
+    deep = tmpfs.joinpath(*[f"m{i}" for i in range(inside)])
+    deep.mkdir(parents=True)
+    proc = start(started, ["/bin/sleep", "30"], cwd=deep)
+    wait_for_exec_into(proc.pid, b"sleep")
+    ctx = events.last_exec(proc.pid).context
+    assert ctx is not None and ctx.cwd is not None
+    real = os.readlink(f"/proc/{proc.pid}/cwd").encode()
+    if one_more:
+        assert ctx.cwd_truncated and not ctx.cwd.startswith(b"/") and real.endswith(b"/" + ctx.cwd)
+    else:
+        assert not ctx.cwd_truncated and ctx.cwd == real == str(deep).encode()
+
+
 def test_a_deleted_cwd_says_so(events: Events, started: list, tmp_path: Path) -> None:
     gone = tmp_path / "gone"
     gone.mkdir()

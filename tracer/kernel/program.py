@@ -116,6 +116,30 @@ ARGV_MAX_DEFAULT = 4096
 SIGNAL_RATE_DEFAULT = 1000  # signals a second of one sender, target and signal before the rest are counted
 ARGV_MAX_LIMIT = 28 * 1024  # a per-CPU map value holds at most 32 KiB
 ENV_MAX_DEFAULT = 8192  # bytes of environment an exec carries with --env
+# The per-task notes' arrays (bpf/proctrace.bpf.c, PT_TASK_SLOTS): a slot for
+# each id up to pid_max, where pid_max is at most this; hash maps above it.
+TASK_SLOTS_MAX = 65536
+PID_MAX_FILE = Path("/proc/sys/kernel/pid_max")
+PID_MAX_DEFAULT = 32768  # the kernel's default where the file cannot be read
+
+
+def task_slots(pid_max: int) -> int:
+    """The per-task arrays' size: the power of two at or above `pid_max`, so
+    that every task id has a slot of its own; 0 (hash maps) when that would
+    be more than TASK_SLOTS_MAX."""
+    if pid_max > TASK_SLOTS_MAX:
+        return 0
+    slots = 1024
+    while slots < pid_max:
+        slots *= 2
+    return slots
+
+
+def read_pid_max(path: Path = PID_MAX_FILE) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return PID_MAX_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,7 @@ class ProgramOptions:
     # in cgroups made later whose name matches `cgroup_names`/`container_prefixes`
     # (--cgroup, --unit, --container; tracer/model/cgroups.py has the rules).
     cgroup_filter: bool = False
+    task_slots: int = task_slots(PID_MAX_DEFAULT)  # see task_slots(): a power of two, or 0
 
 
 def field_macros(fmt: TracepointFormat, names: tuple[str, ...], required: bool = True) -> list[str]:
@@ -195,6 +220,10 @@ def build_source(
         lines.append("#define PT_ENV 1")
         lines.append(f"#define PT_ENV_MAX {options.env_max}")
     lines.append(f"#define PT_FOLLOW_MAX {options.follow_max}")
+    slots = options.task_slots
+    if slots and (slots & (slots - 1) or not 0 < slots <= TASK_SLOTS_MAX):
+        raise ValueError(f"task slots must be 0 or a power of two up to {TASK_SLOTS_MAX}, not {slots}")
+    lines.append(f"#define PT_TASK_SLOTS {options.task_slots}")
     if options.cgroup_filter:
         lines.append("#define PT_CGROUP_FILTER 1")
     if options.follow:
