@@ -172,6 +172,24 @@ def test_command_names_that_meet_in_the_compiled_table_never_stand_in_for_each_o
             assert compiled.decode_at(raw, 0, len(raw)).comm == wire.decode_at_python(raw, 0, len(raw)).comm
 
 
+def test_an_execs_short_words_are_shared_by_content_and_never_stand_in_for_each_other(compiled) -> None:
+    """The compiled decoder hands out one bytes object for a file name or an
+    argument that recurs (its table of short strings); strings that meet in
+    the table, or differ only in length or in one byte, keep their own values."""
+    from tests.test_wire_decode import exec_event
+
+    words = [f"arg-{i}".encode() for i in range(2000)] + [b"x" * n for n in range(1, 70)]
+    words += [b"same-prefix-" + bytes([c]) for c in range(1, 256)] + [b"ab", b"ab\xff", b"\xfe" * 64, b"\xfe" * 65]
+    for _ in range(2):
+        for word in words:
+            raw = exec_event(b"/bin/" + word, word + b"\0" + word[::-1] + b"\0")
+            ev = compiled.decode_at(raw, 0, len(raw))
+            assert (ev.filename, ev.argv) == (b"/bin/" + word, [word, word[::-1]])
+    first, second = (compiled.decode_at(r, 0, len(r)) for r in [exec_event(b"/bin/cc", b"cc\0-c\0")] * 2)
+    assert first.filename is second.filename and first.argv[1] is second.argv[1]
+    assert first.argv is not second.argv  # a list may be changed: each event has its own
+
+
 def test_every_slot_of_a_compiled_record_is_set(compiled) -> None:
     """No slot is left empty (reading it would raise AttributeError)."""
     from tests.test_wire_decode import exec_event, exit_event, fork_event, reap_event, signal_event

@@ -269,6 +269,43 @@ header_values(const struct pt_header *h, PyObject **v)
     v[8] = recurring_long(h->cgroup_id);
 }
 
+/* Short byte strings an exec carries (its file name, each argument) by their
+ * content: a build or a storm execs the same few files with the same few
+ * words, and each bytes object made is an allocation into memory gone cold
+ * since the last batch, and a free. Bytes cannot change, so one object may
+ * stand in every event that carries the same bytes. A miss makes the object
+ * and keeps it in place of the slot's last one: at most SHORT_SLOTS objects
+ * of at most SHORT_MAX bytes are held. */
+#define SHORT_SLOTS 512
+#define SHORT_MAX 64
+static PyObject *shorts[SHORT_SLOTS];
+
+static PyObject *
+short_bytes(const char *p, Py_ssize_t n)
+{
+    if (n == 0 || n > SHORT_MAX)
+        return PyBytes_FromStringAndSize(p, n);
+    unsigned long long h = (unsigned long long)n * 0x9E3779B97F4A7C15ull, w;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, sizeof w);
+        h = (h ^ w) * 0xC2B2AE3D27D4EB4Full;
+    }
+    if (i < n) {
+        w = 0;
+        memcpy(&w, p + i, (size_t)(n - i));
+        h = (h ^ w) * 0xC2B2AE3D27D4EB4Full;
+    }
+    size_t at = (size_t)(h >> 55); /* the top 9 bits */
+    PyObject *held = shorts[at];
+    if (held != NULL && PyBytes_GET_SIZE(held) == n && memcmp(PyBytes_AS_STRING(held), p, (size_t)n) == 0)
+        return Py_NewRef(held);
+    PyObject *made = PyBytes_FromStringAndSize(p, n);
+    if (made != NULL)
+        Py_XSETREF(shorts[at], Py_NewRef(made));
+    return made;
+}
+
 /* split_argv: each argument followed by a NUL; the last NUL may be missing. */
 static PyObject *
 split_args(const char *area, Py_ssize_t len)
@@ -285,7 +322,7 @@ split_args(const char *area, Py_ssize_t len)
     for (;;) {
         const char *nul = memchr(p, '\0', (size_t)(end - p));
         const char *stop = nul ? nul : end;
-        PyObject *arg = PyBytes_FromStringAndSize(p, stop - p);
+        PyObject *arg = short_bytes(p, stop - p);
         if (arg == NULL || PyList_Append(list, arg) < 0) {
             Py_XDECREF(arg);
             Py_DECREF(list);
@@ -390,7 +427,7 @@ decode_exec(const char *rec, Py_ssize_t size)
     const char *tail = args + ev.argv_len;
     PyObject *v[MAX_FIELDS];
     header_values(&ev.h, v);
-    v[9] = PyBytes_FromStringAndSize(filename, ev.filename_len);
+    v[9] = short_bytes(filename, ev.filename_len);
     v[10] = split_args(args, ev.argv_len);
     v[11] = new_bool(ev.flags & PT_EXEC_ARGV_TRUNCATED);
     v[12] = new_bool(ev.flags & PT_EXEC_FILENAME_TRUNCATED);
