@@ -24,7 +24,11 @@ from tests.live.conftest import ROOT, workload
 
 pytestmark = pytest.mark.live
 
-STORM = 1500  # short processes: about 6,000 events, a few MB of recording
+# Short processes: about 12,000 events, a few MB of recording. A part ends
+# only at a batch's boundary, so the storm must last more drains (100 ms
+# apart under load) than the parts it asks for: at 1500 processes, a session
+# fast enough took only 4 drains for them now and then.
+STORM = 3000
 
 
 def proctrace(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
