@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from proctrace.kernel.probe import Probe
 from proctrace.kernel.program import ProgramOptions
-from proctrace.model.context import UNSET_ID, decode_tty_nr, tty_name
+from proctrace.model.context import UNSET_ID, ProcessContext, decode_tty_nr, tty_name
 from proctrace.model.events import CredEvent, Event, ExecEvent
 
 from tests.environment import requires
@@ -155,26 +155,28 @@ def test_a_plain_exec_matches_proc_field_by_field(events: Events, started: list,
 # --- the working directory ---------------------------------------------------------
 
 
-def test_a_deep_cwd_is_resolved_whole(events: Events, started: list, tmp_path: Path) -> None:
-    deep = tmp_path.joinpath(*[f"level{i:02d}" for i in range(40)])
-    deep.mkdir(parents=True)
-    proc = start(started, ["/bin/sleep", "30"], cwd=deep)
+def cwd_seen(events: Events, started: list, directory: Path) -> tuple[ProcessContext, bytes]:
+    """A process started in `directory` (made here): the context of its exec,
+    and its working directory as /proc tells it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    proc = start(started, ["/bin/sleep", "30"], cwd=directory)
     wait_for_exec_into(proc.pid, b"sleep")
     ctx = events.last_exec(proc.pid).context
-    assert ctx is not None and not ctx.cwd_truncated
-    assert ctx.cwd == os.readlink(f"/proc/{proc.pid}/cwd").encode() == str(deep).encode()
+    assert ctx is not None and ctx.cwd is not None
+    return ctx, os.readlink(f"/proc/{proc.pid}/cwd").encode()
+
+
+def test_a_deep_cwd_is_resolved_whole(events: Events, started: list, tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*[f"level{i:02d}" for i in range(40)])
+    ctx, real = cwd_seen(events, started, deep)
+    assert not ctx.cwd_truncated and ctx.cwd == real == str(deep).encode()
 
 
 def test_a_cwd_deeper_than_the_walk_says_it_is_truncated_and_gives_its_deepest_part(
     events: Events, started: list, tmp_path: Path
 ) -> None:
-    deep = tmp_path.joinpath(*[f"d{i}" for i in range(80)])
-    deep.mkdir(parents=True)
-    proc = start(started, ["/bin/sleep", "30"], cwd=deep)
-    wait_for_exec_into(proc.pid, b"sleep")
-    ctx = events.last_exec(proc.pid).context
-    assert ctx is not None and ctx.cwd_truncated and ctx.cwd is not None
-    real = os.readlink(f"/proc/{proc.pid}/cwd").encode()
+    ctx, real = cwd_seen(events, started, tmp_path.joinpath(*[f"d{i}" for i in range(80)]))
+    assert ctx.cwd_truncated and ctx.cwd is not None
     assert not ctx.cwd.startswith(b"/")  # never mistaken for the whole path
     assert real.endswith(b"/" + ctx.cwd)
     assert ctx.cwd.endswith(b"/d79")
@@ -199,17 +201,10 @@ def test_a_cwd_inside_nested_mounts_is_resolved_across_them(events: Events, star
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "ptcwd2", str(inner)], check=True)
     try:
         deep = inner / "b" / "c"
-        deep.mkdir(parents=True)
-        proc = start(started, ["/bin/sleep", "30"], cwd=deep)
-        wait_for_exec_into(proc.pid, b"sleep")
-        ctx = events.last_exec(proc.pid).context
-        assert ctx is not None and not ctx.cwd_truncated
-        assert ctx.cwd == os.readlink(f"/proc/{proc.pid}/cwd").encode() == str(deep).encode()
+        ctx, real = cwd_seen(events, started, deep)
+        assert not ctx.cwd_truncated and ctx.cwd == real == str(deep).encode()
     finally:
-        for proc in started:
-            proc.kill()
-            proc.wait()
-        subprocess.run(["umount", "-l", str(inner)], check=True)
+        subprocess.run(["umount", "-l", str(inner)], check=True)  # lazily: the sleep may still be in it
 
 
 @pytest.mark.parametrize("one_more", [False, True], ids=["64-steps", "65-steps"])
@@ -221,12 +216,7 @@ def test_the_walks_64_steps_count_those_on_both_sides_of_a_mounts_top(
     above = len(tmpfs.parts) - 1  # the names from the mount point up to /
     inside = 64 - 1 - 1 - above + int(one_more)  # 64 steps: these, the crossing, those above
     deep = tmpfs.joinpath(*[f"m{i}" for i in range(inside)])
-    deep.mkdir(parents=True)
-    proc = start(started, ["/bin/sleep", "30"], cwd=deep)
-    wait_for_exec_into(proc.pid, b"sleep")
-    ctx = events.last_exec(proc.pid).context
-    assert ctx is not None and ctx.cwd is not None
-    real = os.readlink(f"/proc/{proc.pid}/cwd").encode()
+    ctx, real = cwd_seen(events, started, deep)
     if one_more:
         assert ctx.cwd_truncated and not ctx.cwd.startswith(b"/") and real.endswith(b"/" + ctx.cwd)
     else:

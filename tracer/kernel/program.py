@@ -9,7 +9,7 @@ so the text can be built and checked without root.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from proctrace.kernel.tracepoints import FormatError, TracepointFormat
@@ -160,7 +160,9 @@ class ProgramOptions:
     # in cgroups made later whose name matches `cgroup_names`/`container_prefixes`
     # (--cgroup, --unit, --container; tracer/model/cgroups.py has the rules).
     cgroup_filter: bool = False
-    task_slots: int = task_slots(PID_MAX_DEFAULT)  # see task_slots(): a power of two, or 0
+    # See task_slots(): a power of two, or 0. Read from this machine's pid_max
+    # when the options are made, so that no program gets arrays ids would share.
+    task_slots: int = field(default_factory=lambda: task_slots(read_pid_max()))
 
 
 def field_macros(fmt: TracepointFormat, names: tuple[str, ...], required: bool = True) -> list[str]:

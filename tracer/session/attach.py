@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from proctrace.kernel.loader import start_loader
 from proctrace.kernel.prereqs import Host, Status, check_ring_buffer, ensure_live_ready
 from proctrace.kernel.probe import Probe, plan_program
-from proctrace.kernel.program import ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, ProgramOptions, read_pid_max, task_slots
+from proctrace.kernel.program import ARGV_MAX_LIMIT, ENV_MAX_DEFAULT, ProgramOptions
 from proctrace.model.cgroups import CgroupTable
 from proctrace.model.filters import EventFilter, FilterSpec, check_cgroup_paths, kernel_cgroup_selection
 from proctrace.model.procsnap import ProcInfo, snapshot
@@ -128,7 +128,6 @@ def attach(options: SessionOptions) -> Iterator[LiveKernel]:
         env=transport.env,
         env_max=env_max(transport),
         cgroup_filter=spec.by_cgroup,
-        task_slots=task_slots(read_pid_max()),
         **kernel_options(spec, command),
     )
     # The source for this kernel, and the image of its compile if a session
