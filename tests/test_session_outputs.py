@@ -173,3 +173,22 @@ def test_a_dangling_symlink_counts_as_existing(tmp_path: Path) -> None:
     os.symlink(tmp_path / "nowhere", link)
     with pytest.raises(RecordingError):
         refuse_existing_outputs(OutputOptions(record_path=str(link)))
+
+
+@pytest.mark.parametrize(
+    ("options", "counts"),
+    [
+        (OutputOptions(summary=True), True),
+        (OutputOptions(report_path="r.html"), True),
+        (OutputOptions(top=True), False),  # the live view shows lives, not totals
+        (OutputOptions(tree=True), False),
+        (OutputOptions(timeline=()), False),
+        (OutputOptions(export_path="t.json"), False),
+    ],
+)
+def test_the_table_counts_totals_only_for_an_output_that_shows_them(options: OutputOptions, counts: bool, tmp_path):
+    outputs = outputs_for(options, tmp_path)
+    assert outputs.table is not None
+    outputs.pipeline.write(EVENTS)
+    assert (outputs.table.aggregates.processes == 1) is counts
+    assert [rec.tgid for rec in outputs.table.processes()] == [SHELL, 200]

@@ -79,7 +79,7 @@ def test_reused_pid_gives_two_records_with_their_own_lives():
     assert [e.argv for e in first.execs] == [[b"false"]]
     assert [e.argv for e in second.execs] == [[b"true"]]
     assert (first.status, second.status) == (exited(1), WaitStatus(0))
-    assert only(table, SHELL).children == [200, 200]
+    assert list(only(table, SHELL).children) == [200, 200]
 
 
 def test_child_takes_its_exact_start_from_its_first_own_event():
@@ -115,7 +115,7 @@ def test_exec_before_its_fork_is_placed_on_the_forked_child():
     assert (rec.forked_ns, rec.forked_by, rec.start_ns) == (10 * MS, SHELL, start)
     assert rec.execs[0].argv == [b"ls", b"-l"]
     assert {r.serial for r in table.live()} == {only(table, SHELL).serial, rec.serial} and not rec.retired
-    assert only(table, SHELL).children == [200]
+    assert list(only(table, SHELL).children) == [200]
 
 
 def test_whole_life_before_its_fork_is_still_one_process():
@@ -219,7 +219,7 @@ def test_zombie_orphan_is_adopted_by_whoever_reaps_it():
 
 def test_live_parent_does_not_make_adoptions():
     table = table_of(*child_life(200, 10 * MS))
-    assert only(table, 200).adoptions == []
+    assert not only(table, 200).adoptions
 
 
 # -- threads ---------------------------------------------------------------------
@@ -243,7 +243,7 @@ def test_exec_from_a_thread_leaves_one_thread_and_keeps_the_process():
     rec = only(table, 200)
     assert (rec.threads, rec.live_threads, rec.threads_created) == (3, 1, 3)
     assert rec.execs[0].old_pid == 201 and rec.execs[0].argv == [b"true", b"from-thread"]
-    assert rec.signals == [] and rec.end_ns is None
+    assert not rec.signals and rec.end_ns is None
 
 
 @pytest.mark.parametrize("order", list(itertools.permutations([200, 201, 202])))
@@ -303,7 +303,7 @@ def test_clone_parent_child_is_its_forkers_sibling():
     table = table_of(fork(10 * MS, 200, flags=CLONE_PARENT))
     rec = only(table, 200)
     assert (rec.ppid, rec.forked_by) == (INIT, SHELL)
-    assert only(table, SHELL).children == []
+    assert not only(table, SHELL).children
 
 
 # -- signals ---------------------------------------------------------------------
@@ -344,7 +344,7 @@ def test_kernel_signal_does_not_touch_the_interrupted_task():
         generate(21 * MS, 200, 14, by=300, start=11 * MS - 1, code=SI_KERNEL),  # header ppid 1, not its own
     )
     assert table.find(999) == []
-    assert only(table, 300).adoptions == [] and only(table, 300).start_exact is False
+    assert not only(table, 300).adoptions and only(table, 300).start_exact is False
     assert [(s.signo, s.sender_pid) for s in only(table, 200).signals] == [(14, None), (14, None)]
     assert table.aggregates.signals_from_kernel.counts == {14: 2}
 
@@ -463,3 +463,33 @@ def test_sink_protocol_methods_are_harmless():
     table.status("12 events/s")
     table.close()
     assert len(table) == 0 and table.first_ts is None
+
+
+def _varied_lives() -> list[Event]:
+    """Lives with something in each kept list: a failed exec, a signal, a child, an exit by signal."""
+    return [
+        *child_life(200, 10 * MS, exited(2), [b"make", b"-j2"]),
+        execve(20 * MS, 300, 19 * MS, [b"nope"], errno=2),
+        generate(21 * MS, 300, 15),
+        deliver(22 * MS, 300, 19 * MS, 15),
+        exit_(23 * MS, 300, 19 * MS, killed(15)),
+        reap(24 * MS, 300, killed(15)),
+    ]
+
+
+def test_a_table_that_does_not_count_keeps_every_life_as_one_that_counts():
+    counting, lives_only = table_of(*_varied_lives()), table_of(*_varied_lives(), counting=False)
+    assert timeline_json(lives_only, None) == timeline_json(counting, None)
+    assert counting.aggregates.processes == 2 and counting.aggregates.nonzero_exits == 1
+    # The live view's table: nothing counted, rather than counts that would be wrong
+    assert lives_only.aggregates.processes == 0 and not lives_only.aggregates.events
+    assert not lives_only.aggregates.signals_sent.counts
+
+
+def test_what_one_process_is_given_never_shows_in_anothers_lists():
+    # The lists start as one shared empty tuple: a first entry makes a list of the process's own.
+    table = table_of(*_varied_lives())
+    quiet, signalled = only(table, 200), only(table, 300)
+    assert [s.signo for s in signalled.signals] == [15, 15] and len(signalled.failed_execs) == 1
+    assert not quiet.signals and not quiet.failed_execs and not quiet.stops
+    assert list(only(table, SHELL).children) == [200, 300] and not quiet.children

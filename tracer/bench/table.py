@@ -262,5 +262,7 @@ def render_top(top: dict[str, Any], console: Console) -> None:
     top_slow, stream_slow = _n(top.get("slowdown_pct"), "+.1f"), _n(top.get("stream_slowdown_pct"), "+.1f")
     console.print(
         f"[bold]9. The live view[/bold] (--top in a 120x40 tmux pane, {top['runs']} interleaved reps): "
-        f"storm slowdown {top_slow}% (the plain stream {stream_slow}% in the same run), {top.get('lost')} lost"
+        f"storm slowdown {top_slow}% (the plain stream {stream_slow}% in the same run), {top.get('lost')} lost; "
+        f"CPU an event {_n(top.get('cpu_us_per_event'), '.2f')} us (the stream "
+        f"{_n(top.get('stream_cpu_us_per_event'), '.2f')} us)"
     )

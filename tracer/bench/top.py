@@ -5,7 +5,10 @@ to, as a person's is), and the storm's rate is compared with untraced runs and
 with the plain stream (`proctrace -o /dev/null`) in the same run, interleaved:
 untraced, --top, untraced, stream, untraced, ... Each traced rate is divided by
 the mean of the untraced runs either side of it. Losses are the session's own
-closing count. Prints one table; modifies no file of the checkout.
+closing count. The CPU each tracer used while the storm ran, over the events
+it took, is the steadier figure of the two: a rate moves with whatever else
+the shared machine runs, a tracer's own CPU much less. Prints one table;
+modifies no file of the checkout.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from proctrace.bench import BenchError
+from proctrace.bench.machine import cpu_seconds
 from proctrace.bench.stats import bracketing_baselines, median, paired_ratios, slowdown_pct
 from proctrace.bench.storm import Storm
 from proctrace.bench.tracers import PROCTRACE_READY, TracerProcess, proctrace_argv, proctrace_command
@@ -56,6 +60,16 @@ class TopPane:
                 self.close()
                 raise BenchError(f"proctrace --top did not start: {self._text()[-300:]}")
             time.sleep(0.2)
+        self.pid = self._proctrace_pid()
+
+    def _proctrace_pid(self) -> int:
+        """The session's pid: the pane's shell runs it as its only child."""
+        shell = int(self._tmux("list-panes", "-F", "#{pane_pid}").split()[0])
+        with open(f"/proc/{shell}/task/{shell}/children") as f:
+            children = f.read().split()
+        if len(children) != 1:
+            raise BenchError(f"the tmux pane's shell has children {children}, not proctrace alone")
+        return int(children[0])
 
     def _text(self) -> str:
         return self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
@@ -80,29 +94,52 @@ class TopPane:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
 
 
+def cpu_us_per_event(cpu_before: float | None, cpu_after: float | None, events: int) -> float | None:
+    """A tracer's CPU over the storm, per event it took (the few before the
+    storm count too, their CPU not: a slight underestimate, the same for both)."""
+    if cpu_before is None or cpu_after is None or not events:
+        return None
+    return (cpu_after - cpu_before) / events * 1e6
+
+
 def run(reps: int, seconds: float, workdir: Path) -> dict[str, list[float | None] | list[int]]:
     storm = Storm(workdir)
     untraced: list[float | None] = []
     top: list[float | None] = []
     stream: list[float | None] = []
+    top_cpu: list[float | None] = []
+    stream_cpu: list[float | None] = []
     lost: list[int] = []
     for _ in range(reps):
         untraced.append(storm.run(seconds).rate)
         pane = TopPane(workdir)
         try:
+            before = cpu_seconds(pane.pid)
             top.append(storm.run(seconds).rate)
+            after = cpu_seconds(pane.pid)
         finally:
-            _, top_lost = pane.quit()
+            top_events, top_lost = pane.quit()
+        top_cpu.append(cpu_us_per_event(before, after, top_events))
         lost.append(top_lost)
         untraced.append(storm.run(seconds).rate)
         tracer = TracerProcess(proctrace_argv([], None), ready_stderr=PROCTRACE_READY)
         try:
             tracer.wait_ready()
+            before = cpu_seconds(tracer.pid)
             stream.append(storm.run(seconds).rate)
+            after = cpu_seconds(tracer.pid)
         finally:
             tracer.stop()
+        stream_cpu.append(cpu_us_per_event(before, after, closing_counts(tracer.stderr)[0]))
     untraced.append(storm.run(seconds).rate)
-    return {"untraced": untraced, "top": top, "stream": stream, "lost": lost}
+    return {
+        "untraced": untraced,
+        "top": top,
+        "stream": stream,
+        "lost": lost,
+        "top_cpu_us_per_event": top_cpu,
+        "stream_cpu_us_per_event": stream_cpu,
+    }
 
 
 def summary(figures: dict[str, list[float | None] | list[int]]) -> dict[str, Any]:
@@ -119,6 +156,9 @@ def summary(figures: dict[str, list[float | None] | list[int]]) -> dict[str, Any
         "runs": len(figures["lost"]),
         "slowdown_pct": slowdown_pct(top_ratio),
         "stream_slowdown_pct": slowdown_pct(stream_ratio),
+        # Absent from the figures of a run made before they were measured
+        "cpu_us_per_event": median(list(figures.get("top_cpu_us_per_event", []))),
+        "stream_cpu_us_per_event": median(list(figures.get("stream_cpu_us_per_event", []))),
         "lost": sum(int(n or 0) for n in figures["lost"]),
         "figures": figures,
     }
@@ -127,9 +167,14 @@ def summary(figures: dict[str, list[float | None] | list[int]]) -> dict[str, Any
 def report(figures: dict[str, list[float | None] | list[int]]) -> list[str]:
     """The table of summary()."""
     s = summary(figures)
+
+    def us(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f} us"
+
     return [
         f"storm slowdown under --top in a tmux pane (median): {s['slowdown_pct']:+.1f}%",
         f"storm slowdown under the plain stream (median):     {s['stream_slowdown_pct']:+.1f}%",
+        f"CPU per event (median): --top {us(s['cpu_us_per_event'])}, the stream {us(s['stream_cpu_us_per_event'])}",
         f"events lost by --top: {s['lost']} in {s['runs']} runs",
     ]
 

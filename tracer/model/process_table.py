@@ -47,8 +47,8 @@ from __future__ import annotations
 import heapq
 import signal as signal_mod
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from proctrace.model.cgroups import CgroupTable, container_id_of, unit_of
@@ -195,16 +195,19 @@ class Process:
     pre_existing: bool = False
     incomplete: bool = False  # events were lost while it was alive
     seen: bool = False  # any event of the session concerned it
-    inherited_argv: list[bytes] = field(default_factory=list)  # its command line before any exec
-    comms: list[tuple[int, bytes]] = field(default_factory=list)  # (ts_ns, comm) at each change
-    execs: list[ExecRecord] = field(default_factory=list)
-    failed_execs: list[ExecRecord] = field(default_factory=list)  # PATH misses included, marked
+    # The lists below hold the shared () until their first entry (_append_capped):
+    # most processes never get a signal, a stop, a child or a failed exec, and
+    # seven empty lists made per process were a tenth of what a fork storm cost the table.
+    inherited_argv: Sequence[bytes] = ()  # its command line before any exec
+    comms: Sequence[tuple[int, bytes]] = ()  # (ts_ns, comm) at each change
+    execs: Sequence[ExecRecord] = ()
+    failed_execs: Sequence[ExecRecord] = ()  # PATH misses included, marked
     path_misses: int = 0  # failed execs that were misses of a PATH search, not failures
-    signals: list[SignalRecord] = field(default_factory=list)
-    stops: list[StopRecord] = field(default_factory=list)
+    signals: Sequence[SignalRecord] = ()
+    stops: Sequence[StopRecord] = ()
     folded: dict[tuple[int, int, int, int], FoldedRecord] | None = None  # by (reason, stage, signo, target)
-    adoptions: list[Adoption] = field(default_factory=list)
-    children: list[int] = field(default_factory=list)  # tgids, the first ITEMS_MAX
+    adoptions: Sequence[Adoption] = ()
+    children: Sequence[int] = ()  # tgids, the first ITEMS_MAX
     children_count: int = 0
     omitted: int = 0  # list entries beyond ITEMS_MAX, not kept
     live_threads: int = 1
@@ -223,7 +226,7 @@ class Process:
     counted: bool = False  # already in the aggregates
     context: ProcessContext | None = None  # its latest exec's, else the snapshot's; None when unknown
     creds: Credentials | None = None  # now: its exec's, changed by cred events, inherited at fork
-    cred_changes: list[CredEvent] = field(default_factory=list)  # after exec (set*id, setgroups, capset)
+    cred_changes: Sequence[CredEvent] = ()  # after exec (set*id, setgroups, capset)
     cgroup_id: int = 0  # the cgroup v2 id of its latest event; 0 when unknown
     usage: ResourceUsage | None = None  # what it used, all threads, read at its exit
     autoreaped: bool = False  # released by the kernel, not by wait() (ReapEvent.autoreaped)
@@ -272,7 +275,7 @@ class Process:
         return self.max_threads
 
     @property
-    def argv(self) -> list[bytes]:
+    def argv(self) -> Sequence[bytes]:
         """Its command line: that of its last exec, else the one it was born with."""
         return self.execs[-1].argv if self.execs else self.inherited_argv
 
@@ -562,11 +565,17 @@ def group_key(cgroup: bytes | None) -> GroupKey | None:
     return remember(_group_keys, cgroup, key)
 
 
-def _append_capped(rec: Process, items: list[T], item: T) -> None:
+def _append_capped(rec: Process, items: Sequence[T], item: T) -> list[T]:
+    """`items` with `item` added, for the caller to store back: the shared ()
+    becomes a list at the first entry; a list full at ITEMS_MAX stays as it
+    is, and what it could not keep is counted in `rec.omitted`."""
+    if type(items) is not list:
+        return [*items, item]
     if len(items) < ITEMS_MAX:
         items.append(item)
     else:
         rec.omitted += 1
+    return items
 
 
 class ProcessTable:
@@ -579,10 +588,16 @@ class ProcessTable:
         keep_finished: int = KEEP_FINISHED,
         loss_window_ns: int = LOSS_WINDOW_NS,
         cgroups: CgroupTable | None = None,
+        counting: bool = True,
     ) -> None:
         """`cgroups`: the session's table, kept true by its pipeline step; without
-        one (a table fed events directly) the table keeps one of its own."""
+        one (a table fed events directly) the table keeps one of its own.
+        `counting`: whether to keep the aggregates (the summary's and the
+        report's totals). The live view shows lives, not totals, and the
+        counting was a fifth of what its table cost an event; without it the
+        aggregates stay empty and every life is kept as it would be."""
         self.keep_finished = keep_finished
+        self.counting = counting
         self.loss_window_ns = loss_window_ns
         self.aggregates = Aggregates()
         self.lost_by_class = dict.fromkeys(EVENT_CLASSES, 0)
@@ -618,13 +633,14 @@ class ProcessTable:
         if self.first_ts is None:
             self.first_ts = events[0].ts_ns
         handlers = self._handlers
-        counts = self.aggregates.events
+        counts = self.aggregates.events if self.counting else None
         last = self.last_ts or 0
         for ev in events:
             handler = handlers.get(type(ev))
             if handler is None:
                 continue
-            counts[ev.kind] = counts.get(ev.kind, 0) + 1
+            if counts is not None:
+                counts[ev.kind] = counts.get(ev.kind, 0) + 1
             handler(ev)
             if ev.ts_ns > last:
                 last = ev.ts_ns
@@ -828,7 +844,7 @@ class ProcessTable:
     def _new(self, tgid: int, start_ns: int, exact: bool, ppid: int, comm: bytes) -> Process:
         self._serial += 1
         rec = Process(self._serial, tgid, start_ns, exact, ppid, ppid, comm)
-        rec.comms.append((start_ns, comm))
+        rec.comms = [(start_ns, comm)]
         return rec
 
     def _add(self, rec: Process) -> None:
@@ -840,7 +856,7 @@ class ProcessTable:
 
     def _link_child(self, parent: Process, child: Process) -> None:
         parent.children_count += 1
-        _append_capped(parent, parent.children, child.tgid)
+        parent.children = _append_capped(parent, parent.children, child.tgid)
         if parent.end_ns is None and child.reaped_ns is None:
             if parent.live_children is None:
                 parent.live_children = set()
@@ -861,7 +877,7 @@ class ProcessTable:
         if parent is not None and parent.live_children:
             parent.live_children.discard(rec.serial)
         rec.live_children = None
-        if not rec.counted and rec.seen:
+        if not rec.counted and rec.seen and self.counting:
             self.aggregates.process_ended(rec, self.group_of(rec))
         self._finished.append(rec)
         self._last_finished[rec.tgid] = rec
@@ -929,7 +945,7 @@ class ProcessTable:
             self._adopt(rec, ev.ppid, ev.ts_ns)
         if ev.pid == tgid and ev.comm != rec.comm:
             rec.comm = ev.comm  # prctl(PR_SET_NAME) on the main thread, or an exec
-            _append_capped(rec, rec.comms, (ev.ts_ns, ev.comm))
+            rec.comms = _append_capped(rec, rec.comms, (ev.ts_ns, ev.comm))
         return rec
 
     def _starts_as(self, rec: Process, start: int) -> bool:
@@ -945,7 +961,8 @@ class ProcessTable:
         old = self._by_serial.get(rec.parent_serial) if rec.parent_serial is not None else None
         when = rec.orphaned_ns  # None when the old parent's exit was not seen
         adopter = self._live.get(new_ppid)
-        rec.adoptions.append(Adoption(rec.ppid, new_ppid, when, seen_ns, adopter.serial if adopter else None))
+        adoption = Adoption(rec.ppid, new_ppid, when, seen_ns, adopter.serial if adopter else None)
+        rec.adoptions = [*rec.adoptions, adoption]  # few: not capped
         if old is not None and old.live_children:
             old.live_children.discard(rec.serial)
         rec.ppid = new_ppid
@@ -1027,15 +1044,16 @@ class ProcessTable:
             context=ev.context,
         )
         if ev.errno:
-            _append_capped(rec, rec.failed_execs, record)
-            self.aggregates.exec_failed(record)
+            rec.failed_execs = _append_capped(rec, rec.failed_execs, record)
+            if self.counting:
+                self.aggregates.exec_failed(record)
             if ev.path_search:
                 rec.path_misses += 1
                 count_path_miss(self._path_misses, ev)
             return
         if self._path_misses:
             record.path_misses = take_path_misses(self._path_misses, ev)
-        _append_capped(rec, rec.execs, record)
+        rec.execs = _append_capped(rec, rec.execs, record)
         ctx = ev.context
         if ctx is not None:
             rec.context = ctx
@@ -1077,7 +1095,7 @@ class ProcessTable:
                 if child is not None and child.reaped_ns is None:
                     child.orphaned_ns = ev.ts_ns
             rec.live_children = None
-        if not rec.counted:
+        if not rec.counted and self.counting:
             self.aggregates.process_ended(rec, self.group_of(rec))
 
     def _released(self, ev: ReapEvent) -> None:
@@ -1100,33 +1118,35 @@ class ProcessTable:
             # Only with a sender is the event's task the sender: a signal raised in
             # interrupt context is stamped with whatever task was running.
             sending = self._actor(ev) if sender is not None and ev.pid else None
-            self.aggregates.signal_sent(ev.signo, from_kernel=sender is None)
+            if self.counting:
+                self.aggregates.signal_sent(ev.signo, from_kernel=sender is None)
             target = self._thread_owner.get(ev.target_pid) or self._live.get(ev.target_pid)
             if target is None:
                 return  # outside what is traced: no record is invented for it
             record = SignalRecord(
                 ev.ts_ns, ev.signo, SIGNAL_GENERATE, sender, sending.serial if sending else None, ev.result
             )
-            _append_capped(target, target.signals, record)
+            target.signals = _append_capped(target, target.signals, record)
             if ev.signo == SIGCONT and target.stops and target.stops[-1].continued_ns is None:
                 target.stops[-1].continued_ns = ev.ts_ns  # SIGCONT resumes at generation
             return
         if ev.stage != SIGNAL_DELIVER:
             return
         rec = self._subject(ev)
-        _append_capped(
+        rec.signals = _append_capped(
             rec,
             rec.signals,
             SignalRecord(ev.ts_ns, ev.signo, SIGNAL_DELIVER, None, None, 0, ev.handler, ev.group_exit_signo),
         )
         stopping = ev.signo in STOP_SIGNALS and ev.handler == _HANDLER_DEFAULT
         if stopping and (not rec.stops or rec.stops[-1].continued_ns is not None):
-            _append_capped(rec, rec.stops, StopRecord(ev.ts_ns, ev.signo))
+            rec.stops = _append_capped(rec, rec.stops, StopRecord(ev.ts_ns, ev.signo))
 
     def _folded(self, ev: SignalSummaryEvent) -> None:
         """Counted for the summary, and on the process whose task the signals were
         counted in (generate: the sender; deliver: the receiver), if it is traced."""
-        self.aggregates.signals_folded(ev)
+        if self.counting:
+            self.aggregates.signals_folded(ev)
         rec = self._actor(ev)
         if rec is None:
             return
@@ -1145,7 +1165,7 @@ class ProcessTable:
 
     def _cred(self, ev: CredEvent) -> None:
         rec = self._subject(ev)
-        _append_capped(rec, rec.cred_changes, ev)
+        rec.cred_changes = _append_capped(rec, rec.cred_changes, ev)
         if ev.after is not None:
             rec.creds = ev.after
 

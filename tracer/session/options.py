@@ -47,6 +47,13 @@ class OutputOptions:
         return self.views or bool(self.export_path) or bool(self.report_path) or self.top
 
     @property
+    def counts_totals(self) -> bool:
+        """Whether the table keeps the aggregates: the summary and the report
+        show totals; the live view, the tree, the timelines and the trace
+        export show lives only."""
+        return self.summary or bool(self.report_path)
+
+    @property
     def views(self) -> bool:
         """Whether views are printed at the end, instead of the event stream."""
         return self.timeline is not None or self.tree or self.summary

@@ -110,7 +110,7 @@ class SessionOutputs:
             # A report shows every process of the session, not only the latest
             # ones the views keep (it says how many it had to leave out).
             keep = REPORT_KEEP_FINISHED if options.report_path else KEEP_FINISHED
-            self.table = ProcessTable(keep_finished=keep, cgroups=cgroups)
+            self.table = ProcessTable(keep_finished=keep, cgroups=cgroups, counting=options.counts_totals)
             self.table.seed(snapshot)
             if options.top:
                 from proctrace.top.app import TopSink

@@ -17,7 +17,7 @@ from typing import TypeVar
 from proctrace.formats.views import render_timeline
 from proctrace.model.events import LIFECYCLE, Event
 from proctrace.model.process_table import ProcessTable
-from proctrace.top.model import SORTS, FailureLog, LiveReader, Rates, ViewState, build_rows
+from proctrace.top.model import SORTS, FailureLog, LiveReader, Rates, Rows, ViewState, build_rows
 from proctrace.top.screen import Header, frame, text_page
 from proctrace.top.terminal import Screen, opened_screen
 
@@ -124,7 +124,7 @@ class TopSink:
             return time.monotonic_ns()
         return self.table.last_ts or 0
 
-    def _rows(self) -> list:
+    def _rows(self) -> Rows:
         if not self.live:
             return build_rows(self.table, self.state, self.now_ns(), None)
         rows = build_rows(self.table, self.state, self.now_ns(), self._proc)

@@ -5,8 +5,9 @@ they ended, and the latest failures. Pure Python: no terminal, no /proc."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import overload
 
 from proctrace.formats.text import escape_bytes, shell_quote
 from proctrace.formats.views import command_line
@@ -124,7 +125,36 @@ def _matches(rec: Process, text: str) -> bool:
     return needle in escape_bytes(rec.comm).lower() or needle in command_line(rec).lower()
 
 
-def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveReader | None = None) -> list[Row]:
+class Rows(Sequence[Row]):
+    """The rows on screen, in order, each made the first time it is asked for:
+    a frame draws the forty or so that fit of the hundreds a storm keeps in
+    sight, and making a row (its command line quoted, its user named, its
+    outcome in words) was most of what a redraw cost."""
+
+    def __init__(self, entries: list[tuple[Process, int, int]], make: Callable[[Process, int, int], Row]) -> None:
+        self._entries = entries  # (process, depth, tid of a thread row or 0)
+        self._made: dict[int, Row] = {}
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> Row: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Row]: ...
+    def __getitem__(self, index: int | slice) -> Row | list[Row]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._entries)))]
+        if index < 0:
+            index += len(self._entries)
+        row = self._made.get(index)
+        if row is None:
+            row = self._made[index] = self._make(*self._entries[index])
+        return row
+
+
+def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveReader | None = None) -> Rows:
     """The rows on screen, in the order chosen: live processes and those that
     ended within ENDED_VISIBLE_NS of `now_ns` (the event clock)."""
     shown = {rec.serial: rec for rec in table.live()}
@@ -137,37 +167,55 @@ def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveRea
         kids.setdefault(parent, []).append(rec)
     for siblings in kids.values():
         siblings.sort(key=lambda r: (r.start_ns, r.serial))
+    read: dict[int, tuple[str, int] | None] = {}  # serial -> /proc's figures, read once a redraw
 
-    def row(rec: Process, depth: int) -> Row:
-        children = len(kids.get(rec.serial, ()))
+    def proc_of(rec: Process) -> tuple[str, int] | None:
+        if live is None or rec.end_ns is not None:
+            return None
+        if rec.serial not in read:
+            read[rec.serial] = live(rec.tgid)
+        return read[rec.serial]
+
+    def cpu_of(rec: Process) -> int | None:
+        if rec.end_ns is None:
+            proc = proc_of(rec)
+            return None if proc is None else proc[1]
+        return rec.usage.cpu_user_ns + rec.usage.cpu_sys_ns if rec.usage is not None else None
+
+    def age_of(rec: Process) -> int:
         if rec.end_ns is None or rec.waiting:
-            proc = live(rec.tgid) if live is not None and rec.end_ns is None else None
-            letter, cpu = proc if proc is not None else ("R", None)
+            return max(0, now_ns - rec.start_ns) if rec.start_ns else 0
+        return rec.lifetime_ns or 0
+
+    def make(rec: Process, depth: int, tid: int) -> Row:
+        if tid:
+            return Row(rec.serial, tid, depth, "", "", 0, "thread", "fork", 0, None, thread=True)
+        children = len(kids.get(rec.serial, ()))
+        collapsed = rec.serial in state.collapsed
+        if rec.end_ns is None or rec.waiting:
+            proc = proc_of(rec)
+            letter = proc[0] if proc is not None else "R"
             if rec.waiting:  # exited, not yet reaped: how it ended is known already
                 status, role = f"zombie, {_ended_words(rec)}", "reap"
             else:
                 status, role = ("stopped", "signal_deliver") if letter in "tT" else ("running", "exec")
-            return Row(
-                rec.serial, rec.tgid, depth, user_name(rec.uid), command_line(rec),
-                max(0, now_ns - rec.start_ns) if rec.start_ns else 0, status, role, children, cpu,
-                collapsed=rec.serial in state.collapsed,
-            )  # fmt: skip
-        words, role = _ended_words(rec), process_outcome(rec)[1]
-        cpu = rec.usage.cpu_user_ns + rec.usage.cpu_sys_ns if rec.usage is not None else None
+            cpu = proc[1] if proc is not None else None
+        else:
+            status, role = _ended_words(rec), process_outcome(rec)[1]
+            cpu = cpu_of(rec)
         return Row(
             rec.serial, rec.tgid, depth, user_name(rec.uid), command_line(rec),
-            rec.lifetime_ns or 0, words, role, children, cpu, collapsed=rec.serial in state.collapsed,
+            age_of(rec), status, role, children, cpu, collapsed=collapsed,
         )  # fmt: skip
 
-    rows: list[Row] = []
+    entries: list[tuple[Process, int, int]] = []
 
     def walk(rec: Process, depth: int) -> None:
         keep = (not state.failures_only or _failed(rec)) and (not state.name_filter or _matches(rec, state.name_filter))
         if keep:
-            rows.append(row(rec, depth))
+            entries.append((rec, depth, 0))
             if state.threads and rec.tids and rec.end_ns is None:
-                for tid in sorted(rec.tids):
-                    rows.append(Row(rec.serial, tid, depth + 1, "", "", 0, "thread", "fork", 0, None, thread=True))
+                entries.extend((rec, depth + 1, tid) for tid in sorted(rec.tids))
         if rec.serial in state.collapsed and keep:
             return
         for child in kids.get(rec.serial, ()):
@@ -175,12 +223,11 @@ def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveRea
 
     for root in kids.get(None, ()):
         walk(root, 0)
-    if state.sort == "cpu":
-        rows = [r for r in rows if not r.thread]
-        rows.sort(key=lambda r: -(r.cpu_ns or 0))
-    elif state.sort == "age":
-        rows = [r for r in rows if not r.thread]
-        rows.sort(key=lambda r: r.age_ns)
-    if state.sort != "tree":
-        rows = [replace(r, depth=0) for r in rows]
-    return rows
+    if state.sort != "tree":  # a flat list of processes, without their threads
+        flat = [rec for rec, _, tid in entries if not tid]
+        if state.sort == "cpu":
+            flat.sort(key=lambda r: -(cpu_of(r) or 0))
+        else:
+            flat.sort(key=age_of)
+        entries = [(rec, 0, 0) for rec in flat]
+    return Rows(entries, make)

@@ -5,6 +5,7 @@ here can reach the terminal as a control sequence or markup."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proctrace.formats.text import ansi_codes, crop_cells, format_duration
@@ -70,7 +71,7 @@ COLUMNS = f"{'PID':>7} {'USER':<8} {'CPU':>8} {'AGE':>7} {'STATE':<26} {'KIDS':>
 def frame(
     header: Header,
     state: ViewState,
-    rows: list[Row],
+    rows: Sequence[Row],
     failures: list[Failure],
     width: int,
     height: int,
