@@ -269,3 +269,27 @@ def test_a_redraw_reads_proc_only_for_the_rows_it_draws():
     assert len(asked) == 101 and len(set(asked)) == 101
     cpus = [row.cpu_ns for row in by_cpu]
     assert cpus == sorted(cpus, reverse=True)
+
+
+def test_the_live_view_reads_each_drawn_process_once_across_redraws_within_a_second():
+    from proctrace.top.app import PROC_REFRESH_S, ProcCache
+
+    view = TopSink(table_with(*(fork(10 * MS + n, 1000 + n) for n in range(50))), live=True)
+    reads: list[int] = []
+    now = [100.0]
+
+    def read(pid: int) -> tuple[str, int]:
+        reads.append(pid)
+        return ("S", 0)
+
+    view._proc = ProcCache(read, lambda: now[0])
+    screen = FakeScreen()
+    view.draw(screen, 0.25)
+    drawn = len(reads)
+    assert 0 < drawn < 51  # the rows that fit on a 30-line screen, not the 51 live processes
+    now[0] += 0.25
+    view.draw(screen, 0.25)
+    assert len(reads) == drawn  # the redraw a quarter second later read nothing again
+    now[0] += PROC_REFRESH_S
+    view.draw(screen, 0.25)
+    assert len(reads) == 2 * drawn and set(reads[drawn:]) == set(reads[:drawn])

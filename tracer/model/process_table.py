@@ -54,6 +54,7 @@ from typing import Generic, TypeVar
 from proctrace.model.cgroups import CgroupTable, container_id_of, unit_of
 from proctrace.model.context import Credentials, ProcessContext
 from proctrace.model.events import (
+    CLONE_THREAD,
     EVENT_CLASSES,
     FOLD_PTRACE,
     LIFECYCLE,
@@ -872,7 +873,8 @@ class ProcessTable:
         """Take a reaped (or retired) process out of the live table."""
         if self._live.get(rec.tgid) is rec:
             del self._live[rec.tgid]
-        self._drop_threads(rec)
+        if rec.tids is not None:
+            self._drop_threads(rec)
         parent = self._by_serial.get(rec.parent_serial) if rec.parent_serial is not None else None
         if parent is not None and parent.live_children:
             parent.live_children.discard(rec.serial)
@@ -978,7 +980,7 @@ class ProcessTable:
     def _fork(self, ev: ForkEvent) -> None:
         forker = self._subject(ev)
         ts = ev.ts_ns
-        if ev.thread:
+        if ev.clone_flags & CLONE_THREAD:  # ev.thread, without a property's call for every fork
             forker.threads_created += 1
             forker.live_threads += 1
             if forker.live_threads > forker.max_threads:
@@ -996,7 +998,8 @@ class ProcessTable:
             child = None
         if child is None:
             late = self._last_finished.get(ev.child_tgid)
-            if late is not None and self._is_fork_of(late, ts):
+            # (a pid's previous holder that was forked is never this fork's child)
+            if late is not None and late.forked_ns is None and self._is_fork_of(late, ts):
                 child = late
         if child is None:
             child = self._new(ev.child_tgid, ts, False, ev.child_ppid, ev.comm)
@@ -1086,7 +1089,8 @@ class ProcessTable:
         rec.oom_killed, rec.oom_memcg = ev.oom_killed, ev.oom_memcg
         rec.killed_by_pid, rec.killed_by_comm = ev.killed_by_pid, ev.killed_by_comm
         rec.live_threads = 0
-        self._drop_threads(rec)
+        if rec.tids is not None:
+            self._drop_threads(rec)
         if rec.live_children:
             # The kernel reparents them right after this exit; who adopts them is
             # learnt from their later events.

@@ -125,11 +125,7 @@ class TopSink:
         return self.table.last_ts or 0
 
     def _rows(self) -> Rows:
-        if not self.live:
-            return build_rows(self.table, self.state, self.now_ns(), None)
-        rows = build_rows(self.table, self.state, self.now_ns(), self._proc)
-        self._proc.redrawn()
-        return rows
+        return build_rows(self.table, self.state, self.now_ns(), self._proc if self.live else None)
 
     def draw(self, screen: Screen, elapsed: float | None) -> None:
         """Draw the screen; with `elapsed`, the seconds since the rates were last
@@ -153,6 +149,7 @@ class TopSink:
                     replay = "replay paused (space steps)" if self.replay_paused else f"replay {self.replay_speed:g}x"
                 header = Header(*self._rates, self.table.lost_total, self.paused, replay)
                 lines = frame(header, self.state, rows, list(self.failures.latest), width, height, True, self._editing)
+                self._proc.redrawn()  # after the frame: its rows read /proc as they were drawn
                 self._frozen = lines
         screen.draw(lines)
 
