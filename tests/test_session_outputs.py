@@ -192,3 +192,24 @@ def test_the_table_counts_totals_only_for_an_output_that_shows_them(options: Out
     outputs.pipeline.write(EVENTS)
     assert (outputs.table.aggregates.processes == 1) is counts
     assert [rec.tgid for rec in outputs.table.processes()] == [SHELL, 200]
+
+
+def test_the_live_views_table_keeps_more_ended_processes_than_it_shows_and_no_more(tmp_path):
+    from proctrace.model.process_table import KEEP_FINISHED
+    from proctrace.session.outputs import TOP_KEEP_FINISHED
+    from proctrace.top.model import ENDED_SHOWN_MAX, ViewState, build_rows
+
+    assert ENDED_SHOWN_MAX < TOP_KEEP_FINISHED < KEEP_FINISHED
+    outputs = outputs_for(OutputOptions(top=True), tmp_path)
+    lives: list[Event] = []
+    for n in range(TOP_KEEP_FINISHED + 500):
+        t, pid = 20 * MS + n * 10_000, 1000 + n
+        lives += [fork(t, pid), exit_(t + 5_000, pid, t, exited(n % 3)), reap(t + 6_000, pid, exited(n % 3))]
+    outputs.pipeline.write(lives)
+    table = outputs.table
+    assert table is not None and table.dropped == 500 and len(table) == TOP_KEEP_FINISHED + 1  # the shell lives
+    ended = [row for row in build_rows(table, ViewState(), table.last_ts or 0) if row.pid >= 1000]
+    assert len(ended) == ENDED_SHOWN_MAX
+    # With a trace export besides, the table keeps what the export shows
+    exporting = outputs_for(OutputOptions(top=True, export_path=str(tmp_path / "t.json")), tmp_path)
+    assert exporting.table is not None and exporting.table.keep_finished == KEEP_FINISHED
