@@ -293,3 +293,27 @@ def test_the_live_view_reads_each_drawn_process_once_across_redraws_within_a_sec
     now[0] += PROC_REFRESH_S
     view.draw(screen, 0.25)
     assert len(reads) == 2 * drawn and set(reads[drawn:]) == set(reads[:drawn])
+
+
+def test_enter_opens_the_life_of_the_selected_process_not_of_every_holder_of_its_pid():
+    first_start, second_start = 10 * MS, 30 * MS
+    view = TopSink(ProcessTable(), live=False)
+    view.write(
+        [
+            fork(first_start, CHILD),
+            execve(first_start + MS, CHILD, first_start, [b"make", b"old"]),
+            exit_(20 * MS, CHILD, first_start, exited(1), comm=b"make"),
+            reap(21 * MS, CHILD, exited(1)),
+            fork(second_start, CHILD),  # the pid, reused
+            execve(second_start + MS, CHILD, second_start, [b"make", b"new"]),
+        ]
+    )
+    rows = list(view._rows())
+    assert [row.command for row in rows if row.pid == CHILD] == ["make old", "make new"]
+    view.state.selected = next(i for i, row in enumerate(rows) if row.command == "make new")
+    view.key("enter")
+    screen = FakeScreen()
+    view.draw(screen, 0.25)
+    page = "\n".join(screen.frames[-1])
+    assert screen.frames[-1][0] == f"timeline of {CHILD}"
+    assert "make new" in page and "make old" not in page and "exit 1" not in page

@@ -114,7 +114,11 @@ def _console(stream: TextIO, color: bool, width: int | None) -> Iterator[Console
     stream.write(_TRAILING_BLANKS.sub("", captured.get()))
 
 
-def _selected(table: ProcessTable, pids: list[int] | None, roots: list[int] | None) -> list[Process]:
+def _selected(
+    table: ProcessTable, pids: list[int] | None, roots: list[int] | None, serials: list[int] | None = None
+) -> list[Process]:
+    if serials is not None:  # these records only: not every holder of their pids
+        return [rec for rec in map(table.get, serials) if rec is not None]
     procs = table.subtree(roots) if roots else table.processes()
     if pids:
         wanted = set(pids)
@@ -352,14 +356,16 @@ def render_timeline(
     *,
     roots: list[int] | None = None,
     clock: Clock | None = None,
+    serials: list[int] | None = None,
 ) -> None:
     """Each process's life in order, one block per process (all of them, or
-    those with a pid in `pids`; with `roots`, only within those subtrees).
+    those with a pid in `pids`; with `roots`, only within those subtrees;
+    with `serials`, those records alone, as the live view opens one).
 
     Lines are plain strings with the stream renderer's ANSI codes, not rich
     renderables: a session keeps up to 10k processes, and rich costs ~90 us a
     line. Every process-chosen string in them is already escaped."""
-    procs = _selected(table, pids, roots)
+    procs = _selected(table, pids, roots, serials)
     origin = table.first_ts if table.first_ts is not None else min((p.start_ns for p in procs), default=0)
     end_ns = table.last_ts if table.last_ts is not None else origin
     stamp = _Stamp(origin, clock)

@@ -205,14 +205,16 @@ class TopSink:
                 if key == "c":
                     state.collapsed.symmetric_difference_update({row.serial})
                 else:
-                    self._timeline = (f"timeline of {row.pid}", self._timeline_text(row.pid))
+                    self._timeline = (f"timeline of {row.pid}", self._timeline_text(row.serial))
                     self._scroll = 0
         if key != "p":  # pausing keeps the frame on screen as it is; any other key redraws it
             self._frozen = None
 
-    def _timeline_text(self, pid: int) -> str:
+    def _timeline_text(self, serial: int) -> str:
+        """The life of the process on the selected row, not of every process
+        the table keeps that held its pid (a storm reuses pids within seconds)."""
         out = io.StringIO()
-        render_timeline(self.table, [pid], out, False)
+        render_timeline(self.table, None, out, False, serials=[serial])
         return out.getvalue()
 
     def run(self, screen: Screen) -> None:
