@@ -198,7 +198,7 @@ class Process:
     seen: bool = False  # any event of the session concerned it
     # The lists below hold the shared () until their first entry (_append_capped):
     # most processes never get a signal, a stop, a child or a failed exec, and
-    # seven empty lists made per process were a tenth of what a fork storm cost the table.
+    # seven empty lists made per process were about a tenth of what a storm cost the table.
     inherited_argv: Sequence[bytes] = ()  # its command line before any exec
     comms: Sequence[tuple[int, bytes]] = ()  # (ts_ns, comm) at each change
     execs: Sequence[ExecRecord] = ()

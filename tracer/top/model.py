@@ -129,7 +129,9 @@ class Rows(Sequence[Row]):
     """The rows on screen, in order, each made the first time it is asked for:
     a frame draws the forty or so that fit of the hundreds a storm keeps in
     sight, and making a row (its command line quoted, its user named, its
-    outcome in words) was most of what a redraw cost."""
+    outcome in words) was most of what a redraw cost. A row is made from its
+    record as the record is when asked, so the view takes its rows under the
+    lock that feeds the table, and draws them before letting it go."""
 
     def __init__(self, entries: list[tuple[Process, int, int]], make: Callable[[Process, int, int], Row]) -> None:
         self._entries = entries  # (process, depth, tid of a thread row or 0)
