@@ -317,3 +317,16 @@ def test_enter_opens_the_life_of_the_selected_process_not_of_every_holder_of_its
     page = "\n".join(screen.frames[-1])
     assert screen.frames[-1][0] == f"timeline of {CHILD}"
     assert "make new" in page and "make old" not in page and "exit 1" not in page
+
+
+def test_a_zombie_shows_the_cpu_its_exit_reported_as_the_cpu_sort_ranks_it():
+    import dataclasses
+
+    from proctrace.model.events import ResourceUsage
+
+    usage = ResourceUsage(300_000_000, 200_000_000, 1024, 0, 0, 0, 0, None, None)
+    ended = dataclasses.replace(exit_(50 * MS, CHILD, 10 * MS, exited(2), comm=b"make"), usage=usage)
+    table = table_with(fork(10 * MS, CHILD), execve(11 * MS, CHILD, 10 * MS, [b"make"]), ended)
+    zombie = by_pid(build_rows(table, ViewState(), 60 * MS))[CHILD]
+    assert zombie.state == "zombie, exit 2" and zombie.cpu_ns == 500_000_000
+    assert build_rows(table, ViewState(sort="cpu"), 60 * MS)[0].pid == CHILD

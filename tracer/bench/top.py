@@ -102,6 +102,13 @@ def cpu_us_per_event(cpu_before: float | None, cpu_after: float | None, events: 
     return (cpu_after - cpu_before) / events * 1e6
 
 
+def storm_under(storm: Storm, seconds: float, pid: int) -> tuple[float | None, float | None, float | None]:
+    """The storm's rate, and the CPU seconds of tracer `pid` before and after it."""
+    before = cpu_seconds(pid)
+    rate = storm.run(seconds).rate
+    return rate, before, cpu_seconds(pid)
+
+
 def run(reps: int, seconds: float, workdir: Path) -> dict[str, list[float | None] | list[int]]:
     storm = Storm(workdir)
     untraced: list[float | None] = []
@@ -114,9 +121,8 @@ def run(reps: int, seconds: float, workdir: Path) -> dict[str, list[float | None
         untraced.append(storm.run(seconds).rate)
         pane = TopPane(workdir)
         try:
-            before = cpu_seconds(pane.pid)
-            top.append(storm.run(seconds).rate)
-            after = cpu_seconds(pane.pid)
+            rate, before, after = storm_under(storm, seconds, pane.pid)
+            top.append(rate)
         finally:
             top_events, top_lost = pane.quit()
         top_cpu.append(cpu_us_per_event(before, after, top_events))
@@ -125,9 +131,8 @@ def run(reps: int, seconds: float, workdir: Path) -> dict[str, list[float | None
         tracer = TracerProcess(proctrace_argv([], None), ready_stderr=PROCTRACE_READY)
         try:
             tracer.wait_ready()
-            before = cpu_seconds(tracer.pid)
-            stream.append(storm.run(seconds).rate)
-            after = cpu_seconds(tracer.pid)
+            rate, before, after = storm_under(storm, seconds, tracer.pid)
+            stream.append(rate)
         finally:
             tracer.stop()
         stream_cpu.append(cpu_us_per_event(before, after, closing_counts(tracer.stderr)[0]))

@@ -194,20 +194,17 @@ def build_rows(table: ProcessTable, state: ViewState, now_ns: int, live: LiveRea
             return Row(rec.serial, tid, depth, "", "", 0, "thread", "fork", 0, None, thread=True)
         children = len(kids.get(rec.serial, ()))
         collapsed = rec.serial in state.collapsed
-        if rec.end_ns is None or rec.waiting:
+        if rec.waiting:  # exited, not yet reaped: how it ended is known already
+            status, role = f"zombie, {_ended_words(rec)}", "reap"
+        elif rec.end_ns is None:
             proc = proc_of(rec)
-            letter = proc[0] if proc is not None else "R"
-            if rec.waiting:  # exited, not yet reaped: how it ended is known already
-                status, role = f"zombie, {_ended_words(rec)}", "reap"
-            else:
-                status, role = ("stopped", "signal_deliver") if letter in "tT" else ("running", "exec")
-            cpu = proc[1] if proc is not None else None
+            stopped = proc is not None and proc[0] in "tT"
+            status, role = ("stopped", "signal_deliver") if stopped else ("running", "exec")
         else:
             status, role = _ended_words(rec), process_outcome(rec)[1]
-            cpu = cpu_of(rec)
         return Row(
             rec.serial, rec.tgid, depth, user_name(rec.uid), command_line(rec),
-            age_of(rec), status, role, children, cpu, collapsed=collapsed,
+            age_of(rec), status, role, children, cpu_of(rec), collapsed=collapsed,
         )  # fmt: skip
 
     entries: list[tuple[Process, int, int]] = []
